@@ -1,0 +1,266 @@
+// The bridge to the C++ addon (native/). Nothing else imports the addon: every native function and
+// every plain data type that crosses the boundary is declared here. Arguments are validated in
+// TypeScript before the call, so C++ only ever sees clean, typed data; native errors become
+// NativeError with the errno name as `code`.
+//
+// Addresses are bigint (64-bit); page indexes, lengths and fds are numbers.
+
+import path from 'node:path';
+
+/** An error from a system call in the addon. `code` is the errno name: EEXIST, ESRCH, EBADF, ... */
+export class NativeError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(message: string, code: string, errno: number, syscall: string) {
+    super(message);
+    this.name = 'NativeError';
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types that cross the boundary.
+
+/** How the uffd was obtained, best first. */
+export type UffdOpenMethod = 'dev-userfaultfd' | 'syscall' | 'syscall-user-mode-only';
+
+export interface UffdOpened {
+  fd: number;
+  method: UffdOpenMethod;
+  /** true when only UFFD_USER_MODE_ONLY was allowed: kernel-mode accesses (read(2) into the region) fail with EFAULT. */
+  userModeOnly: boolean;
+  /** A human sentence about a degraded mode, or null. */
+  warning: string | null;
+}
+
+export type UffdFeature =
+  | 'PAGEFAULT_FLAG_WP'
+  | 'EVENT_FORK'
+  | 'EVENT_REMAP'
+  | 'EVENT_REMOVE'
+  | 'MISSING_HUGETLBFS'
+  | 'MISSING_SHMEM'
+  | 'EVENT_UNMAP'
+  | 'SIGBUS'
+  | 'THREAD_ID'
+  | 'MINOR_HUGETLBFS'
+  | 'MINOR_SHMEM'
+  | 'EXACT_ADDRESS'
+  | 'WP_HUGETLBFS_SHMEM'
+  | 'WP_UNPOPULATED'
+  | 'POISON'
+  | 'WP_ASYNC'
+  | 'MOVE';
+
+export interface UffdApiResult {
+  /** Features granted by UFFDIO_API (the kernel lists every supported one). */
+  features: UffdFeature[];
+  /** ioctls available on the uffd: 'API', 'REGISTER', 'UNREGISTER'. */
+  ioctls: string[];
+}
+
+export type RegisterMode = 'missing' | 'wp' | 'minor';
+
+export interface RegisterResult {
+  /** ioctls allowed on the range: 'COPY', 'ZEROPAGE', 'WAKE', 'WRITEPROTECT', 'CONTINUE', 'POISON', 'MOVE'. */
+  ioctls: string[];
+}
+
+/** 'done': the ioctl did its work. 'exists': the page was already there (success; wake the range). 'again': retry (an event is pending). */
+export type IoctlOutcome = 'done' | 'exists' | 'again';
+
+export interface CopyResult {
+  outcome: IoctlOutcome;
+  /** Bytes installed before the outcome (a partial copy can end in 'again' or 'exists'). */
+  bytes: number;
+}
+
+export interface IoctlMode {
+  /** Install write-protected (UFFDIO_COPY_MODE_WP); only for copy. */
+  wp?: boolean;
+  /** Do not wake the faulting threads (wake the range later with uffdWake). */
+  dontWake?: boolean;
+}
+
+export type UffdEvent =
+  | { kind: 'pagefault'; address: bigint; write: boolean; wp: boolean; minor: boolean; tid: number }
+  | { kind: 'fork'; uffd: number }
+  | { kind: 'remap'; from: bigint; to: bigint; length: number }
+  | { kind: 'remove'; start: bigint; end: bigint }
+  | { kind: 'unmap'; start: bigint; end: bigint };
+
+export interface DataRange {
+  offset: number;
+  length: number;
+}
+
+export interface Mapping {
+  address: bigint;
+  length: number;
+  /** A Buffer over the mapping (external memory, not owned by V8; invalid after munmap). */
+  buffer: Buffer;
+}
+
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ReceivedMessage {
+  payload: Buffer;
+  fds: number[];
+}
+
+export type SeqpacketEvent =
+  | { type: 'connect'; conn: number; cred: PeerCred }
+  | { type: 'message'; conn: number; payload: Buffer; fds: number[] }
+  | { type: 'close'; conn: number }
+  | { type: 'error'; conn: number; error: NativeError };
+
+/** One registered range handed to a FaultThread. */
+export interface FaultRegistration {
+  /** Caller-chosen id (u32) that comes back on every event of this uffd. */
+  attachment: number;
+  uffd: number;
+  /** pidfd of the attached process, watched for exit; null to not watch. */
+  pidfd: number | null;
+  /** Region key (u32) used for page-cache lookups. */
+  region: number;
+  start: bigint;
+  length: number;
+  pageSize: number;
+  /** Install cache hits write-protected (dirty tracking by WP faults) unless the fault is a write. */
+  writeProtect: boolean;
+}
+
+export type FaultEvent =
+  | {
+      kind: 'pagefault';
+      attachment: number;
+      /** Page index within the region. */
+      page: number;
+      address: bigint;
+      write: boolean;
+      wp: boolean;
+      minor: boolean;
+      tid: number;
+      /** 'cache': already installed from the native page cache on the fault thread. null: JS must resolve it. */
+      resolved: 'cache' | null;
+    }
+  | { kind: 'fork'; attachment: number; uffd: number }
+  | { kind: 'remap'; attachment: number; from: bigint; to: bigint; length: number }
+  | { kind: 'remove'; attachment: number; start: bigint; end: bigint }
+  | { kind: 'unmap'; attachment: number; start: bigint; end: bigint }
+  | { kind: 'gone'; attachment: number; reason: 'closed' | 'exited' | 'error'; detail: string | null };
+
+export interface FaultThreadStats {
+  faults: number;
+  cacheHits: number;
+  batches: number;
+  events: number;
+}
+
+export interface PageCacheStats {
+  hits: number;
+  misses: number;
+  inserts: number;
+  evictions: number;
+  entries: number;
+  bytes: number;
+  capacityBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The addon's raw surface (what C++ exports). Filled in by native/src/*.cc.
+
+export interface NativePageCache {
+  put(region: number, page: number, data: Buffer): boolean;
+  get(region: number, page: number): Buffer | null;
+  has(region: number, page: number): boolean;
+  delete(region: number, page: number): boolean;
+  dropRegion(region: number): number;
+  setCapacity(bytes: number): void;
+  stats(): PageCacheStats;
+}
+
+export interface NativeFaultThread {
+  add(reg: FaultRegistration): void;
+  remove(attachment: number): void;
+  setAffinity(cpu: number | null): void;
+  stats(): FaultThreadStats;
+  stop(): void;
+}
+
+export interface NativeSeqpacketServer {
+  send(conn: number, payload: Buffer, fds: number[]): void;
+  closeConnection(conn: number): void;
+  close(): void;
+}
+
+export interface NativeAddon {
+  // uffd.cc
+  uffdOpen(nonBlocking: boolean, allowUserModeOnly: boolean): UffdOpened;
+  uffdApi(fd: number, features: UffdFeature[]): UffdApiResult;
+  uffdRegister(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult;
+  uffdUnregister(fd: number, start: bigint, length: number): void;
+  uffdCopy(fd: number, dst: bigint, src: Buffer, wp: boolean, dontWake: boolean): CopyResult;
+  uffdZeropage(fd: number, dst: bigint, length: number, dontWake: boolean): CopyResult;
+  uffdWake(fd: number, start: bigint, length: number): void;
+  uffdWriteProtect(fd: number, start: bigint, length: number, protect: boolean, dontWake: boolean): IoctlOutcome;
+  uffdContinue(fd: number, start: bigint, length: number, dontWake: boolean): CopyResult;
+  uffdReadEvents(fd: number, max: number): UffdEvent[];
+  // memfd.cc
+  memfdCreate(name: string, size: number): number;
+  mmapShared(fd: number, length: number, writable: boolean): Mapping;
+  munmap(address: bigint, length: number): void;
+  punchHole(fd: number, offset: number, length: number): void;
+  pread(fd: number, buffer: Buffer, offset: number): number;
+  pwrite(fd: number, buffer: Buffer, offset: number): number;
+  dataRanges(fd: number): DataRange[];
+  fileSize(fd: number): number;
+  closeFd(fd: number): void;
+  pidfdOpen(pid: number): number;
+  pidfdGetfd(pidfd: number, targetFd: number): number;
+  pageSize(): number;
+  // fd_passing.cc
+  seqpacketListen(path: string, mode: number, onEvent: (e: SeqpacketEvent) => void): NativeSeqpacketServer;
+  seqpacketConnect(path: string): number;
+  sendFds(fd: number, payload: Buffer, fds: number[]): void;
+  recvFds(fd: number, maxPayload: number, maxFds: number, timeoutMs: number): ReceivedMessage | null;
+  peerCred(fd: number): PeerCred;
+  // sd_notify.cc
+  sdNotify(state: string, fds: number[]): boolean;
+  // page_cache.cc
+  PageCache: new (capacityBytes: number) => NativePageCache;
+  // fault_thread.cc
+  FaultThread: new (cpu: number | null, cache: NativePageCache | null, onEvents: (events: FaultEvent[]) => void) => NativeFaultThread;
+}
+
+let loaded: NativeAddon | null = null;
+
+/** The addon, loaded on first use (build/Release/farmem_native.node). */
+export function addon(): NativeAddon {
+  if (loaded === null) {
+    const file = path.join(__dirname, '..', '..', 'build', 'Release', 'farmem_native.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = require(file) as NativeAddon;
+  }
+  return loaded;
+}
+
+/** Turns an error thrown by the addon into a NativeError (other errors pass through unchanged). */
+export function toNativeError(e: unknown): unknown {
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && typeof (e as { syscall?: unknown }).syscall === 'string') {
+    const x = e as Error & { code: string; errno: number; syscall: string };
+    return new NativeError(x.message, x.code, x.errno, x.syscall);
+  }
+  return e;
+}
+
+// The typed, validated wrappers over addon() (uffd, memfd, fd passing, sd_notify, FaultThread,
+// PageCache) are added below by their owners; each validates in TS and maps errors with
+// toNativeError.
