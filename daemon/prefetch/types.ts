@@ -1,0 +1,31 @@
+// The prefetcher's contract with the pager: it is told every fault of an attachment and what became
+// of its guesses, and answers with page indexes worth fetching now.
+
+export interface FaultInfo {
+  /** Page index within the region. */
+  page: number;
+  /** true when the page was found in the page cache or was already being fetched (no remote round trip). */
+  hit: boolean;
+  /** The faulting thread (tid), so per-thread streams can be told apart. */
+  tid: number;
+  write: boolean;
+}
+
+export interface Prefetcher {
+  readonly name: string;
+  /** Called on every fault; returns pages to prefetch (the pager drops resident/in-flight ones). */
+  onFault(fault: FaultInfo): number[];
+  /** A prefetched page was touched (a fault was avoided or satisfied from the cache). */
+  onPrefetchUsed(page: number): void;
+  /** A prefetched page was evicted (or dropped from the cache) without ever being touched. */
+  onPrefetchWasted(page: number): void;
+  /** Forget all streams (e.g. on detach). */
+  reset(): void;
+}
+
+export interface PrefetchOptions {
+  /** Pages in the region (guesses past the end are dropped). */
+  regionPages: number;
+  /** Cap on one prefetch decision, in pages. */
+  maxWindow: number;
+}

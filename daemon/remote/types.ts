@@ -1,0 +1,43 @@
+// What the pager needs from wherever a region's pages live: batched reads and acknowledged writes.
+// MemoryServerClient (one server) and the pool (placement + replication) both implement it.
+
+/** Result of a batched read: the bytes of every page present, and the pages never written. */
+export interface ReadResult {
+  /** page index → exactly pageSize bytes. */
+  present: Map<number, Buffer>;
+  /** Pages that were never written anywhere: install a zero page, nothing crossed the network. */
+  absent: number[];
+}
+
+export interface RegionRef {
+  /** Region id (UUID). */
+  id: string;
+  pageSize: number;
+}
+
+/** Typed failure kinds so callers can fail over, back off or stall (and log why). */
+export type PageStoreErrorKind = 'unavailable' | 'exhausted' | 'unauthenticated' | 'invalid' | 'deadline' | 'corrupt' | 'internal';
+
+export class PageStoreError extends Error {
+  readonly kind: PageStoreErrorKind;
+  /** Which server (address), when known. */
+  readonly server: string | null;
+  constructor(kind: PageStoreErrorKind, message: string, server: string | null = null) {
+    super(message);
+    this.name = 'PageStoreError';
+    this.kind = kind;
+    this.server = server;
+  }
+}
+
+export interface PageStore {
+  /** Reads pages; resolves only with verified page-size bytes, never with wrong data. */
+  read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult>;
+  /** Writes pages (data = pages.length * pageSize bytes, in order); resolves once acknowledged. */
+  write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void>;
+  /** Makes every acknowledged write of the region durable on the servers. */
+  sync(region: RegionRef): Promise<void>;
+  /** Frees every page of the region. */
+  deleteRegion(regionId: string): Promise<void>;
+  close(): Promise<void>;
+}
