@@ -1,0 +1,477 @@
+// The pool of memory servers: placement (rendezvous over page groups), R-way replicated writes,
+// reads that fail over, per-server health (up / suspect / down), and background repair.
+//
+// Invariants:
+// - a write resolves only when R distinct servers acknowledged every page of it; a down replica is
+//   replaced by the next server in rendezvous order and the group is recorded under-replicated;
+// - a read never returns bytes that failed validation, and "absent" is believed only when the page
+//   was never written through this pool or every live holder says absent (a server restarted empty
+//   must not turn written pages into zero pages).
+import type pino from 'pino';
+import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
+import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
+
+export type ServerState = 'up' | 'suspect' | 'down';
+
+export interface PoolMember {
+  /** The server's address as configured: its identity in placement. */
+  id: string;
+  weight: number;
+  store: PageStore;
+  /** true when the server's health service says SERVING. */
+  health(): Promise<boolean>;
+}
+
+export interface PoolOptions {
+  /** Default replica count for regions that do not say (min(2, servers) when null). */
+  replicas: number | null;
+  groupBytes: number;
+  /** Consecutive failures that make a server suspect. */
+  suspectAfter: number;
+  /** How long a server may fail health checks before it is declared down and repaired around. */
+  downAfterMs: number;
+  healthIntervalMs: number;
+  /** Repair copy rate limit. */
+  repairBytesPerSecond: number;
+  logger: pino.Logger;
+}
+
+export interface ServerStatus {
+  id: string;
+  weight: number;
+  state: ServerState;
+  latencyMs: number | null;
+  failures: number;
+  since: number;
+}
+
+export interface RepairStatus {
+  /** Groups below their replica count right now. */
+  underReplicatedGroups: number;
+  repairedGroups: number;
+  copiedBytes: number;
+  running: boolean;
+}
+
+interface Member extends ServerStatus {
+  m: PoolMember;
+  healthFailingSince: number | null;
+}
+
+/** Per-region placement record. */
+interface RegionPlacement {
+  ref: RegionRef;
+  replicas: number;
+  perGroup: number;
+  /** group → servers holding a full, current copy of the group (default: the top R by rank). */
+  holders: Map<number, string[]>;
+  /** page → servers holding its latest version, where that differs from its group's holders. */
+  override: Map<number, string[]>;
+  /** group → pages written through this pool (what repair copies; what "absent" is checked against). */
+  written: Map<number, Set<number>>;
+}
+
+export class MemoryPool implements PageStore {
+  private readonly members = new Map<string, Member>();
+  private readonly regions = new Map<string, RegionPlacement>();
+  private readonly opts: PoolOptions;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private repairing: Promise<void> | null = null;
+  private repairStats = { repairedGroups: 0, copiedBytes: 0 };
+  private closed = false;
+
+  constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
+    this.opts = {
+      replicas: null,
+      groupBytes: DEFAULT_GROUP_BYTES,
+      suspectAfter: 2,
+      downAfterMs: 5000,
+      healthIntervalMs: 1000,
+      repairBytesPerSecond: 256 * 1024 * 1024,
+      ...opts,
+    };
+    for (const m of members) this.addMember(m);
+  }
+
+  /** Starts periodic health checks (tests may drive checkHealth() by hand instead). */
+  start(): void {
+    if (this.healthTimer === null) {
+      this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs);
+      this.healthTimer.unref();
+    }
+  }
+
+  addMember(m: PoolMember): void {
+    if (!(m.weight > 0)) throw new Error(`Expected a weight > 0 for memory server ${m.id} but received ${m.weight}`);
+    if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), m, healthFailingSince: null });
+    // Groups that now rank the newcomer among their top R are moved to it by repair.
+    if (this.regions.size > 0) this.scheduleRepair();
+  }
+
+  servers(): ServerStatus[] {
+    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since }) => ({ id, weight, state, latencyMs, failures, since }));
+  }
+
+  repairStatus(): RepairStatus {
+    let under = 0;
+    for (const r of this.regions.values()) for (const g of r.written.keys()) if (this.isUnderReplicated(r, g)) under++;
+    return { underReplicatedGroups: under, ...this.repairStats, running: this.repairing !== null };
+  }
+
+  /** Declares a region's replica count (defaults to the pool's). */
+  setRegion(ref: RegionRef, replicas: number | null): void {
+    const r = this.placement(ref);
+    r.replicas = this.replicaCount(replicas);
+  }
+
+  async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
+    const r = this.placement(region);
+    const present = new Map<number, Buffer>();
+    const absent: number[] = [];
+    const parts = await Promise.all([...this.byGroup(r, pages)].map(([group, groupPages]) => this.readGroup(r, group, groupPages, opts)));
+    for (const got of parts) {
+      for (const [p, b] of got.present) present.set(p, b);
+      absent.push(...got.absent);
+    }
+    return { present, absent };
+  }
+
+  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+    const r = this.placement(region);
+    const ps = region.pageSize;
+    if (data.length !== pages.length * ps) {
+      throw new PageStoreError('invalid', `write ${region.id}: Expected ${pages.length * ps} bytes for data but received ${data.length}`);
+    }
+    const index = new Map<number, number>();
+    pages.forEach((p, i) => index.set(p, i));
+    await Promise.all(
+      [...this.byGroup(r, pages)].map(([group, groupPages]) => {
+        const buf = Buffer.concat(groupPages.map((p) => data.subarray(index.get(p)! * ps, (index.get(p)! + 1) * ps)));
+        return this.writeGroup(r, group, groupPages, buf, opts);
+      }),
+    );
+  }
+
+  async sync(region: RegionRef): Promise<void> {
+    this.placement(region);
+    // Every live server may hold some of the region's pages (holders, substitutes, repair targets).
+    await Promise.all([...this.members.keys()].filter((s) => this.alive(s)).map((s) => this.call(s, (st) => st.sync(region))));
+  }
+
+  async deleteRegion(regionId: string): Promise<void> {
+    this.regions.delete(regionId);
+    const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
+    const failed = results.filter((x) => x.status === 'rejected');
+    if (failed.length === results.length && results.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = null;
+    await this.repairing?.catch(() => undefined);
+    await Promise.all([...this.members.values()].map((m) => m.m.store.close()));
+  }
+
+  /** One round of health checks; declares servers down after downAfterMs of failing. */
+  async checkHealth(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(
+      [...this.members.values()].map(async (m) => {
+        let ok = false;
+        try {
+          ok = await m.m.health();
+        } catch {
+          ok = false;
+        }
+        if (ok) {
+          m.healthFailingSince = null;
+          if (m.state !== 'up') this.setState(m, 'up', 'health check passed');
+          return;
+        }
+        m.healthFailingSince ??= now;
+        if (m.state === 'up') this.setState(m, 'suspect', 'health check failed');
+        if (m.state === 'suspect' && now - m.healthFailingSince >= this.opts.downAfterMs) this.setState(m, 'down', `unhealthy for ${now - m.healthFailingSince} ms`);
+      }),
+    );
+  }
+
+  /**
+   * Forgets everything a server held (it came back empty: an in-memory server restarted), so its
+   * groups are refilled from the other replicas.
+   */
+  serverLostData(id: string): void {
+    for (const r of this.regions.values()) {
+      for (const g of r.written.keys()) {
+        const h = this.holdersOf(r, g);
+        if (h.includes(id)) r.holders.set(g, h.filter((s) => s !== id));
+      }
+      for (const [p, c] of r.override) if (c.includes(id)) r.override.set(p, c.filter((s) => s !== id));
+    }
+    this.opts.logger.warn({ server: id }, 'memory server lost its pages; re-replicating its groups');
+    this.scheduleRepair();
+  }
+
+  /** Repairs every under-replicated group now (rate-limited); resolves when done. */
+  async repair(): Promise<void> {
+    this.scheduleRepair();
+    while (this.repairing) await this.repairing;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private replicaCount(requested: number | null): number {
+    const n = requested ?? this.opts.replicas ?? Math.min(2, this.members.size);
+    return Math.max(1, Math.min(n, this.members.size));
+  }
+
+  private placement(ref: RegionRef): RegionPlacement {
+    let r = this.regions.get(ref.id);
+    if (r === undefined) {
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map() };
+      this.regions.set(ref.id, r);
+    } else if (r.ref.pageSize !== ref.pageSize) {
+      throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
+    }
+    return r;
+  }
+
+  private byGroup(r: RegionPlacement, pages: readonly number[]): Map<number, number[]> {
+    const out = new Map<number, number[]>();
+    for (const p of pages) {
+      const g = groupOf(p, r.perGroup);
+      const list = out.get(g);
+      if (list) list.push(p);
+      else out.set(g, [p]);
+    }
+    return out;
+  }
+
+  private ranked(r: RegionPlacement, group: number): string[] {
+    const cands: Candidate[] = [...this.members.values()].map((m) => ({ id: m.id, weight: m.weight }));
+    return rank(cands, r.ref.id, group);
+  }
+
+  private holdersOf(r: RegionPlacement, group: number): string[] {
+    return r.holders.get(group) ?? this.ranked(r, group).slice(0, r.replicas);
+  }
+
+  private isUnderReplicated(r: RegionPlacement, group: number): boolean {
+    const live = this.holdersOf(r, group).filter((s) => this.alive(s));
+    if (live.length < r.replicas) return true;
+    for (const p of r.written.get(group) ?? []) if (r.override.has(p)) return true;
+    return false;
+  }
+
+  private alive(id: string): boolean {
+    const m = this.members.get(id);
+    return m !== undefined && m.state !== 'down';
+  }
+
+  /** Servers holding the latest version of a page. */
+  private copiesOf(r: RegionPlacement, page: number): string[] {
+    return r.override.get(page) ?? this.holdersOf(r, groupOf(page, r.perGroup));
+  }
+
+  private byLatency(ids: string[]): string[] {
+    const score = (id: string) => {
+      const m = this.members.get(id)!;
+      return (m.state === 'suspect' ? 1e9 : 0) + (m.latencyMs ?? 0);
+    };
+    return ids.filter((s) => this.alive(s)).sort((a, b) => score(a) - score(b));
+  }
+
+  private async readGroup(r: RegionPlacement, group: number, pages: number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
+    const written = r.written.get(group);
+    const present = new Map<number, Buffer>();
+    const absent: number[] = [];
+    // Pages whose copies live elsewhere than the group's holders are read on their own.
+    const bySet = new Map<string, number[]>();
+    for (const p of pages) {
+      const key = this.copiesOf(r, p).join(',');
+      const list = bySet.get(key);
+      if (list) list.push(p);
+      else bySet.set(key, [p]);
+    }
+    for (const [key, setPages] of bySet) {
+      const readers = this.byLatency(key.split(','));
+      let need = setPages;
+      let lastError: unknown = null;
+      for (const server of readers) {
+        try {
+          const got = await this.call(server, (st) => st.read(r.ref, need, opts));
+          for (const [p, b] of got.present) present.set(p, b);
+          const again: number[] = [];
+          for (const p of got.absent) (written?.has(p) ? again : absent).push(p);
+          if (again.length > 0) this.opts.logger.warn({ server, region: r.ref.id, group, pages: again.length }, 'memory server is missing written pages; asking another replica');
+          need = again;
+          if (need.length === 0) break;
+        } catch (e) {
+          lastError = e;
+        }
+      }
+      if (need.length > 0) {
+        const why = lastError instanceof Error ? lastError.message : `${need.length} written page(s) found on no live replica`;
+        throw new PageStoreError('unavailable', `read region ${r.ref.id} group ${group}: no replica could answer (${readers.join(', ') || 'none alive'}): ${why}`);
+      }
+    }
+    return { present, absent };
+  }
+
+  private async writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+    const current = this.holdersOf(r, group);
+    // Preferred targets: the group's live holders, then the rendezvous order.
+    const candidates = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    const acked: string[] = [];
+    let lastError: unknown = null;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (acked.length < r.replicas && next < candidates.length) {
+        const server = candidates[next++]!;
+        try {
+          await this.call(server, (st) => st.write(r.ref, pages, data, opts));
+          acked.push(server);
+          return;
+        } catch (e) {
+          lastError = e;
+          if (e instanceof PageStoreError && (e.kind === 'invalid' || e.kind === 'unauthenticated')) throw e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: r.replicas }, () => worker()));
+    if (acked.length < r.replicas) {
+      const why = lastError instanceof Error ? lastError.message : 'not enough live servers';
+      const kind = lastError instanceof PageStoreError ? lastError.kind : 'unavailable';
+      throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
+    }
+    let w = r.written.get(group);
+    if (w === undefined) r.written.set(group, (w = new Set()));
+    for (const p of pages) w.add(p);
+    if (!r.holders.has(group)) {
+      // First write of the group: whoever acknowledged it holds it (pinned, so adding a server later
+      // moves the group by repair instead of making the newcomer a holder of pages it lacks).
+      r.holders.set(group, [...acked]);
+      return;
+    }
+    const same = acked.length === current.length && acked.every((s) => current.includes(s));
+    for (const p of pages) {
+      if (same) r.override.delete(p);
+      else r.override.set(p, [...acked]);
+    }
+    // Substitutes took the write: the group is under-replicated on its holders until repaired.
+    if (!same) this.scheduleRepair();
+  }
+
+  private async call<T>(server: string, fn: (s: PageStore) => Promise<T>): Promise<T> {
+    const m = this.members.get(server);
+    if (m === undefined) throw new PageStoreError('unavailable', `memory server ${server} is not in the pool`, server);
+    const t0 = performance.now();
+    try {
+      const v = await fn(m.m.store);
+      const ms = performance.now() - t0;
+      m.latencyMs = m.latencyMs === null ? ms : m.latencyMs * 0.8 + ms * 0.2;
+      m.failures = 0;
+      if (m.state === 'suspect' && m.healthFailingSince === null) this.setState(m, 'up', 'request succeeded');
+      return v;
+    } catch (e) {
+      if (e instanceof PageStoreError && (e.kind === 'unavailable' || e.kind === 'deadline' || e.kind === 'corrupt' || e.kind === 'internal')) {
+        m.failures++;
+        if (m.state === 'up' && m.failures >= this.opts.suspectAfter) this.setState(m, 'suspect', e.message);
+      }
+      throw e;
+    }
+  }
+
+  private setState(m: Member, state: ServerState, why: string): void {
+    const from = m.state;
+    m.state = state;
+    m.since = Date.now();
+    const log = state === 'up' ? this.opts.logger.info.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger);
+    log({ server: m.id, from, to: state, why }, `memory server ${m.id} is ${state}`);
+    if (state === 'down' || (state === 'up' && from === 'down')) this.scheduleRepair();
+  }
+
+  private scheduleRepair(): void {
+    if (this.repairing !== null || this.closed) return;
+    this.repairing = this.runRepair()
+      .catch((e: unknown) => this.opts.logger.error({ err: e }, 'repair pass failed; will retry on the next state change'))
+      .finally(() => {
+        this.repairing = null;
+      });
+  }
+
+  /**
+   * One repair pass: for every written group, choose its holders (its live holders, then the next
+   * live servers in rendezvous order, up to R) and copy each page's latest version to the chosen
+   * servers that lack it. Groups whose every copy is on dead servers wait for one to come back.
+   */
+  private async runRepair(): Promise<void> {
+    for (let pass = 0; pass < 3 && !this.closed; pass++) {
+      let work = 0;
+      for (const r of this.regions.values()) {
+        for (const [group, written] of r.written) {
+          if (this.closed) return;
+          // Placement is the rendezvous order over live servers: a server that comes back, or is
+          // added, gets its groups back (copied), the others keep theirs.
+          const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+          const pages = [...written];
+          const complete = pages.every((p) => {
+            const c = this.copiesOf(r, p);
+            return desired.every((d) => c.includes(d));
+          });
+          if (complete) {
+            r.holders.set(group, desired);
+            for (const p of pages) r.override.delete(p);
+            continue;
+          }
+          // Copy plan: (source, target) → pages.
+          const plan = new Map<string, number[]>();
+          let stranded = 0;
+          for (const p of pages) {
+            const copies = this.copiesOf(r, p);
+            const sources = this.byLatency(copies);
+            if (sources.length === 0) {
+              stranded++;
+              continue;
+            }
+            for (const t of desired) {
+              if (copies.includes(t)) continue;
+              const key = `${sources[0]}\n${t}`;
+              const list = plan.get(key);
+              if (list) list.push(p);
+              else plan.set(key, [p]);
+            }
+          }
+          if (stranded > 0) {
+            this.opts.logger.error({ region: r.ref.id, group, pages: stranded }, 'no live server holds these pages: waiting for one to come back');
+            continue;
+          }
+          for (const [key, ps] of plan) {
+            const [source, target] = key.split('\n') as [string, string];
+            await this.copyPages(r, source, target, ps);
+          }
+          r.holders.set(group, desired);
+          for (const p of pages) r.override.delete(p);
+          this.repairStats.repairedGroups++;
+          work++;
+        }
+      }
+      if (work === 0) return;
+    }
+  }
+
+  private async copyPages(r: RegionPlacement, source: string, target: string, pages: number[]): Promise<void> {
+    const ps = r.ref.pageSize;
+    for (let i = 0; i < pages.length; i += 256) {
+      const chunk = pages.slice(i, i + 256);
+      const got = await this.call(source, (st) => st.read(r.ref, chunk));
+      if (got.absent.length > 0) throw new PageStoreError('corrupt', `repair region ${r.ref.id}: ${source} lacks ${got.absent.length} page(s) it should hold`, source);
+      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!))));
+      this.repairStats.copiedBytes += chunk.length * ps;
+      // Rate limit: wait for as long as these bytes take at the configured rate.
+      const ms = ((chunk.length * ps) / this.opts.repairBytesPerSecond) * 1000;
+      if (ms >= 1) await new Promise((res) => setTimeout(res, ms));
+    }
+  }
+}

@@ -1,0 +1,177 @@
+// The pool's placement, replication, failover and repair over in-memory stores that can be killed,
+// partitioned or wiped. (Across real hosts, the multi-host tests drive the same code over gRPC.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
+import { rank } from '../../daemon/remote/placement';
+import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from '../../daemon/remote/types';
+
+class MemStore implements PageStore {
+  pages = new Map<string, Buffer>();
+  down = false;
+  writes = 0;
+  constructor(readonly id: string) {}
+  private check(): void {
+    if (this.down) throw new PageStoreError('unavailable', `${this.id}: connection refused`, this.id);
+  }
+  async read(region: RegionRef, pages: readonly number[]): Promise<ReadResult> {
+    this.check();
+    const present = new Map<number, Buffer>();
+    const absent: number[] = [];
+    for (const p of pages) {
+      const b = this.pages.get(`${region.id}/${p}`);
+      if (b) present.set(p, Buffer.from(b));
+      else absent.push(p);
+    }
+    return { present, absent };
+  }
+  async write(region: RegionRef, pages: readonly number[], data: Buffer): Promise<void> {
+    this.check();
+    this.writes++;
+    pages.forEach((p, i) => this.pages.set(`${region.id}/${p}`, Buffer.from(data.subarray(i * region.pageSize, (i + 1) * region.pageSize))));
+  }
+  async sync(): Promise<void> {
+    this.check();
+  }
+  async deleteRegion(regionId: string): Promise<void> {
+    for (const k of [...this.pages.keys()]) if (k.startsWith(`${regionId}/`)) this.pages.delete(k);
+  }
+  async close(): Promise<void> {}
+  holds(region: RegionRef, page: number): boolean {
+    return this.pages.has(`${region.id}/${page}`);
+  }
+}
+
+const logger = pino({ level: 'silent' });
+const region: RegionRef = { id: 'b3c9a7d2-0000-4000-8000-000000000001', pageSize: 4096 };
+
+function setup(n: number, replicas: number | null = 2) {
+  const stores = Array.from({ length: n }, (_, i) => new MemStore(`10.0.0.${i + 1}:7070`));
+  const member = (s: MemStore): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => !s.down });
+  const pool = new MemoryPool(stores.map(member), { logger, replicas, downAfterMs: 0, repairBytesPerSecond: 1e12 });
+  return { stores, pool, member };
+}
+
+function page(p: number, version: number): Buffer {
+  const b = Buffer.alloc(4096);
+  for (let i = 0; i < 4096; i += 8) b.writeUInt32LE((p * 2654435761 + version) >>> 0, i);
+  return b;
+}
+
+async function writeAll(pool: MemoryPool, pages: number[], version: number): Promise<void> {
+  for (let i = 0; i < pages.length; i += 64) {
+    const chunk = pages.slice(i, i + 64);
+    await pool.write(region, chunk, Buffer.concat(chunk.map((p) => page(p, version))));
+  }
+}
+
+async function verifyAll(pool: MemoryPool, pages: number[], version: (p: number) => number): Promise<void> {
+  const got = await pool.read(region, pages);
+  assert.deepEqual(got.absent, []);
+  for (const p of pages) assert.ok(got.present.get(p)!.equals(page(p, version(p))), `page ${p} has the wrong bytes`);
+}
+
+function copies(stores: MemStore[], p: number): number {
+  return stores.filter((s) => s.holds(region, p)).length;
+}
+
+test('placement: rendezvous order is stable and adding a server moves only the groups it now ranks first', () => {
+  const three = ['a:1', 'b:1', 'c:1'].map((id) => ({ id, weight: 1 }));
+  const four = [...three, { id: 'd:1', weight: 1 }];
+  let moved = 0;
+  for (let g = 0; g < 2000; g++) {
+    const before = rank(three, 'r', g);
+    const after = rank(four, 'r', g);
+    assert.deepEqual(rank(three, 'r', g), before);
+    if (after[0] !== before[0]) {
+      moved++;
+      assert.equal(after[0], 'd:1', 'a group moved to a server other than the new one');
+    }
+    assert.deepEqual(after.filter((s) => s !== 'd:1'), before, 'the relative order of old servers changed');
+  }
+  // ~1/4 of groups should move to the newcomer.
+  assert.ok(moved > 350 && moved < 650, `moved ${moved} of 2000`);
+});
+
+test('placement: weights shift the share of first places', () => {
+  const c = [{ id: 'a', weight: 3 }, { id: 'b', weight: 1 }];
+  let a = 0;
+  for (let g = 0; g < 4000; g++) if (rank(c, 'r', g)[0] === 'a') a++;
+  assert.ok(a > 2700 && a < 3300, `a ranked first ${a} of 4000 times`);
+});
+
+test('writes go to R replicas and reads return the bytes; absent pages come back absent', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 300 }, (_, i) => i);
+  await writeAll(pool, pages, 1);
+  for (const p of pages) assert.equal(copies(stores, p), 2, `page ${p}`);
+  await verifyAll(pool, pages, () => 1);
+  const got = await pool.read(region, [5000, 5001]);
+  assert.deepEqual(got.absent.sort(), [5000, 5001]);
+  assert.equal(got.present.size, 0);
+});
+
+test('a dead replica: reads fail over, writes go to the next server, repair restores R copies', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 256 }, (_, i) => i);
+  await writeAll(pool, pages, 1);
+  stores[0]!.down = true;
+  await verifyAll(pool, pages, () => 1); // failover, no error
+  await writeAll(pool, pages.filter((p) => p % 3 === 0), 2); // substitutes take writes
+  await verifyAll(pool, pages, (p) => (p % 3 === 0 ? 2 : 1)); // newest versions, before any repair
+  assert.ok(pool.repairStatus().underReplicatedGroups > 0);
+  await pool.checkHealth(); // declares stores[0] down (downAfterMs 0)
+  await pool.checkHealth();
+  assert.equal(pool.servers().find((s) => s.id === stores[0]!.id)!.state, 'down');
+  await pool.repair();
+  assert.equal(pool.repairStatus().underReplicatedGroups, 0);
+  const live = stores.slice(1);
+  for (const p of pages) assert.equal(copies(live, p), 2, `page ${p} has ${copies(live, p)} live copies`);
+  await verifyAll(pool, pages, (p) => (p % 3 === 0 ? 2 : 1));
+  // Every live copy is the newest version.
+  for (const p of pages) for (const s of live) if (s.holds(region, p)) assert.ok(s.pages.get(`${region.id}/${p}`)!.equals(page(p, p % 3 === 0 ? 2 : 1)));
+});
+
+test('a server restarted empty is refilled, and its "absent" answers are never believed', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 128 }, (_, i) => i);
+  await writeAll(pool, pages, 7);
+  stores[1]!.pages.clear(); // restarted without a data dir
+  await verifyAll(pool, pages, () => 7); // other replica answers for written pages
+  pool.serverLostData(stores[1]!.id);
+  await pool.repair();
+  for (const p of pages) assert.equal(copies(stores, p), 2);
+  assert.equal(pool.repairStatus().underReplicatedGroups, 0);
+});
+
+test('fewer live servers than R: the write fails (never acknowledged with fewer copies) and nothing is lost', async () => {
+  const { stores, pool } = setup(2);
+  await writeAll(pool, [1, 2, 3], 1);
+  stores[0]!.down = true;
+  await assert.rejects(pool.write(region, [1], page(1, 2)), (e: unknown) => e instanceof PageStoreError && /1 of 2 replicas acknowledged/.test(e.message));
+  stores[0]!.down = false;
+  await writeAll(pool, [1], 2);
+  await verifyAll(pool, [1, 2, 3], (p) => (p === 1 ? 2 : 1));
+});
+
+test('adding a fourth server moves groups onto it by repair without losing any', async () => {
+  const { stores, pool, member } = setup(3);
+  const pages = Array.from({ length: 1024 }, (_, i) => i);
+  await writeAll(pool, pages, 3);
+  const d = new MemStore('10.0.0.4:7070');
+  pool.addMember(member(d));
+  await pool.repair();
+  const all = [...stores, d];
+  assert.ok(d.pages.size > 0, 'the new server received no groups');
+  await verifyAll(pool, pages, () => 3);
+  for (const p of pages) assert.ok(copies(all, p) >= 2);
+});
+
+test('invalid writes are refused with the sizes named', async () => {
+  const { pool } = setup(2);
+  await assert.rejects(pool.write(region, [1, 2], Buffer.alloc(4096)), { message: `write ${region.id}: Expected 8192 bytes for data but received 4096` });
+  await assert.rejects(pool.read({ id: region.id, pageSize: 8192 }, [1]), {
+    message: `region ${region.id}: Expected page size 4096 but received 8192`,
+  });
+});
