@@ -1,7 +1,9 @@
 // auto: every candidate policy runs in shadow on the same access stream; only the chosen one's guesses
 // are fetched. Each candidate keeps a virtual cache of its own guesses, so a later access to a page it
 // guessed counts as a hit for it whether or not that page was really fetched. Over a sliding window of
-// the last 256 accesses a candidate scores (hits − guesses not used) ÷ accesses; the best one takes
+// the last 256 accesses a candidate scores (hits − guesses wasted) ÷ accesses, where a guess is wasted
+// when it is dropped or still untouched 256 accesses after it was made (a guess waiting just ahead of a
+// stream is not yet a waste: penalising it would make every stream look bad at its start); the best one takes
 // over when it beats the current choice by a margin (hysteresis: no flapping between near-equals), and
 // no candidate at all (none) when no score reaches MIN_SCORE, which is what happens on random access.
 //
@@ -26,7 +28,10 @@ interface Candidate {
   policy: Prefetcher;
   virtual: PrefetchAccounting;
   hits: number[];
-  issued: number[];
+  wasted: number[];
+  /** Virtual guesses in issue order with the access count when made, for expiry. */
+  pending: Array<[page: number, at: number, tid: number]>;
+  pendingHead: number;
 }
 
 export class AutoPrefetcher implements Prefetcher {
@@ -43,17 +48,21 @@ export class AutoPrefetcher implements Prefetcher {
 
   private readonly pageSize: number;
   private readonly capacity: number;
+  private readonly maxWindow: number;
 
   constructor(opts: PrefetchOptions, candidates?: Prefetcher[]) {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
+    this.maxWindow = opts.maxWindow;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
     this.capacity = Math.max(1024, 8 * opts.maxWindow);
     this.candidates = list.map((policy) => ({
       policy,
       virtual: new PrefetchAccounting(this.pageSize, this.capacity),
       hits: new Array<number>(BUCKETS).fill(0),
-      issued: new Array<number>(BUCKETS).fill(0),
+      wasted: new Array<number>(BUCKETS).fill(0),
+      pending: [],
+      pendingHead: 0,
     }));
   }
 
@@ -89,7 +98,9 @@ export class AutoPrefetcher implements Prefetcher {
       c.policy.reset();
       c.virtual = new PrefetchAccounting(this.pageSize, this.capacity);
       c.hits.fill(0);
-      c.issued.fill(0);
+      c.wasted.fill(0);
+      c.pending = [];
+      c.pendingHead = 0;
     }
     this.accesses.fill(0);
     this.seen = 0;
@@ -112,16 +123,52 @@ export class AutoPrefetcher implements Prefetcher {
       }
       for (const q of guesses) {
         if (this.touched.has(q) || c.virtual.isOutstanding(q)) continue;
-        c.issued[this.bucket]!++;
-        for (const dropped of c.virtual.issue(q)) c.policy.onPrefetchWasted(dropped);
+        c.pending.push([q, this.seen, tid]);
+        for (const dropped of c.virtual.issue(q)) this.wasteVirtual(c, dropped);
         if (c === this.active) {
           out.push(q);
           this.owner.set(q, tid);
         }
       }
     }
-    this.tick();
+    const taken = this.tick();
+    if (taken) {
+      for (const [page, tid] of taken) {
+        out.push(page);
+        this.owner.set(page, tid);
+      }
+    }
     return out;
+  }
+
+  /**
+   * A candidate that takes over has guesses only it believes were fetched: fetch them now (oldest,
+   * nearest its streams, first), or its streams would fault through everything they expect ahead.
+   */
+  private takeOver(c: Candidate): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (let i = c.pendingHead; i < c.pending.length && out.length < 2 * this.maxWindow; i++) {
+      const [page, , tid] = c.pending[i]!;
+      if (c.virtual.isOutstanding(page) && !this.touched.has(page)) out.push([page, tid]);
+    }
+    return out;
+  }
+
+  private wasteVirtual(c: Candidate, page: number): void {
+    c.wasted[this.bucket]!++;
+    c.policy.onPrefetchWasted(page);
+  }
+
+  /** Guesses untouched for a whole scoring window are written off. */
+  private expire(c: Candidate): void {
+    while (c.pendingHead < c.pending.length && this.seen - c.pending[c.pendingHead]![1] > BUCKET * BUCKETS) {
+      const page = c.pending[c.pendingHead++]![0];
+      if (c.virtual.waste(page)) this.wasteVirtual(c, page);
+    }
+    if (c.pendingHead > 4096 && c.pendingHead * 2 > c.pending.length) {
+      c.pending = c.pending.slice(c.pendingHead);
+      c.pendingHead = 0;
+    }
   }
 
   private touch(page: number): void {
@@ -131,24 +178,26 @@ export class AutoPrefetcher implements Prefetcher {
     if (this.owner.size > TOUCHED) this.owner.delete(this.owner.keys().next().value as number);
   }
 
-  private tick(): void {
+  private tick(): Array<[number, number]> | null {
     this.accesses[this.bucket]!++;
     this.seen++;
-    if (this.accesses[this.bucket]! < BUCKET) return;
+    for (const c of this.candidates) this.expire(c);
+    if (this.accesses[this.bucket]! < BUCKET) return null;
+    const was = this.active;
     if (this.seen >= WARMUP) this.choose();
     this.bucket = (this.bucket + 1) % BUCKETS;
     this.accesses[this.bucket] = 0;
     for (const c of this.candidates) {
       c.hits[this.bucket] = 0;
-      c.issued[this.bucket] = 0;
+      c.wasted[this.bucket] = 0;
     }
+    return this.active !== was && this.active ? this.takeOver(this.active) : null;
   }
 
   private score(c: Candidate): number | null {
     const accesses = sum(this.accesses);
     if (this.seen < WARMUP || accesses === 0) return null;
-    const hits = sum(c.hits);
-    return (hits - Math.max(0, sum(c.issued) - hits)) / accesses;
+    return (sum(c.hits) - sum(c.wasted)) / accesses;
   }
 
   private choose(): void {
