@@ -7,6 +7,10 @@ import type { PrefetchOptions } from './types';
 
 export class ReadaheadPrefetcher extends StreamPolicy {
   readonly name = 'readahead';
+  /** Window of a new stream, in pages (64 KiB, at least 1 page). */
+  readonly minWindow: number;
+  /** Largest window, in pages (4 MiB, at most maxWindow). */
+  readonly maxRamp: number;
 
   constructor(opts: PrefetchOptions) {
     const pageSize = opts.pageSize ?? 4096;
@@ -19,5 +23,7 @@ export class ReadaheadPrefetcher extends StreamPolicy {
       maxWindow,
       detect: (recent, page) => (recent.includes(page - 1) ? 1 : recent.includes(page + 1) ? -1 : null),
     });
+    this.minWindow = minWindow;
+    this.maxRamp = maxWindow;
   }
 }
