@@ -5,8 +5,9 @@
 //
 // On disk (little-endian): "FMRP", version u8 = 1, 3 zero bytes, pageSize u32, regionPages u32,
 // pages u32, payload length u32, CRC-32 of the payload u32, then the payload: runs of consecutive
-// ascending pages, each as varint(zigzag(start − previous run's end)) varint(length − 1). A scan is one
-// run, so a sequential working set of a million pages takes a few bytes.
+// pages, ascending or descending, each as varint(zigzag(first − previous run's last page))
+// varint(zigzag(last − first)). A scan, forward or backward, is one run: a sequential working set of a
+// million pages takes a few bytes.
 
 const MAGIC = 'FMRP';
 export const REPLAY_VERSION = 1;
@@ -72,11 +73,13 @@ export function serializeRecording(rec: Recording): Buffer {
   let i = 0;
   while (i < rec.pages.length) {
     const start = rec.pages[i]!;
+    const next = rec.pages[i + 1];
+    const dir = next === start - 1 ? -1 : 1;
     let len = 1;
-    while (i + len < rec.pages.length && rec.pages[i + len] === start + len) len++;
+    while (i + len < rec.pages.length && rec.pages[i + len] === start + dir * len) len++;
     writeVarint(payload, zigzag(start - prevEnd));
-    writeVarint(payload, len - 1);
-    prevEnd = start + len - 1;
+    writeVarint(payload, zigzag(dir * (len - 1)));
+    prevEnd = start + dir * (len - 1);
     i += len;
   }
   const body = Buffer.from(payload);
@@ -120,15 +123,17 @@ export function parseRecording(buf: Buffer, name = 'replay recording'): Recordin
   let prevEnd = 0;
   while (at.pos < body.length) {
     const start = prevEnd + unzigzag(readVarint(body, at, fail));
-    const len = readVarint(body, at, fail) + 1;
+    const extent = unzigzag(readVarint(body, at, fail));
+    const dir = extent < 0 ? -1 : 1;
+    const len = Math.abs(extent) + 1;
     if (n + len > count) fail(`${count} pages`, 'more');
-    for (let p = start; p < start + len; p++) {
+    for (let i = 0, p = start; i < len; i++, p += dir) {
       if (p < 0 || p >= regionPages) fail(`page indexes below ${regionPages}`, `page ${p}`);
       if (seen[p >> 3]! & (1 << (p & 7))) fail('each page once', `page ${p} twice`);
       seen[p >> 3]! |= 1 << (p & 7);
       pages[n++] = p;
     }
-    prevEnd = start + len - 1;
+    prevEnd = start + extent;
   }
   if (n !== count) fail(`${count} pages`, `${n}`);
   return { pageSize, regionPages, pages };
