@@ -10,7 +10,11 @@
 // An access is a fault or a reported use of a page the real prefetcher fetched (the pager reports those
 // uses, through onPrefetchUsed or a cache-hit fault; the thread of a use is the thread whose fault
 // made the guess). Starts with none: guessing begins once a candidate has shown it pays.
+// A pager that installs guesses directly may never learn they were touched: a fault one step past (or
+// inside) one of the thread's last evenly spaced windows of real guesses counts the guesses it passed as
+// used, in order, before the fault itself: the stream walked over them without faulting.
 import { PrefetchAccounting } from './accounting';
+import { LruMap } from './base';
 import { ReadaheadPrefetcher } from './readahead';
 import { StridePrefetcher } from './stride';
 import { TrendPrefetcher } from './trend';
@@ -23,6 +27,7 @@ const WARMUP = 2 * BUCKET;
 const MIN_SCORE = 0.2;
 const MARGIN = 0.1;
 const TOUCHED = 1 << 16;
+const WINDOWS_PER_THREAD = 8;
 
 interface Candidate {
   policy: Prefetcher;
@@ -38,6 +43,8 @@ export class AutoPrefetcher implements Prefetcher {
   readonly name = 'auto';
   private readonly candidates: Candidate[];
   private active: Candidate | null = null;
+  /** The candidate that beat the active one at the last evaluation. */
+  private challenger: Candidate | null = null;
   private readonly accesses: number[] = new Array<number>(BUCKETS).fill(0);
   private bucket = 0;
   private seen = 0;
@@ -45,15 +52,15 @@ export class AutoPrefetcher implements Prefetcher {
   private readonly touched = new Set<number>();
   /** page → tid for the real guesses, so a reported use can be replayed as an access of that thread. */
   private readonly owner = new Map<number, number>();
+  /** tid → its last few windows of real guesses (evenly spaced), for uses nobody reported. */
+  private readonly windows = new LruMap<number, number[][]>(256);
 
   private readonly pageSize: number;
   private readonly capacity: number;
-  private readonly maxWindow: number;
 
   constructor(opts: PrefetchOptions, candidates?: Prefetcher[]) {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
-    this.maxWindow = opts.maxWindow;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
     this.capacity = Math.max(1024, 8 * opts.maxWindow);
     this.candidates = list.map((policy) => ({
@@ -79,7 +86,53 @@ export class AutoPrefetcher implements Prefetcher {
 
   onFault(fault: FaultInfo): number[] {
     if (fault.hit && this.touched.has(fault.page)) return []; // the use was already reported
-    return this.access(fault.page, fault.tid, fault.write);
+    const out = this.passed(fault.page, fault.tid);
+    out.push(...this.access(fault.page, fault.tid, fault.write));
+    return out;
+  }
+
+  /** Replays, as uses, the guesses of `tid` that a fault at `page` shows were walked over. */
+  private passed(page: number, tid: number): number[] {
+    let lists = this.windows.get(tid);
+    if (!lists) return [];
+    // Walk back from the fault: a window it lands in (or just past) was walked over up to it; that
+    // window's start lands just past an earlier window of the same stream, walked over whole; and so on.
+    const segments: number[][] = [];
+    let target = page;
+    for (;;) {
+      const i = lists.findIndex((g) => {
+        const k = (target - g[0]!) / (g[1]! - g[0]!);
+        return Number.isInteger(k) && k >= 1 && k <= g.length;
+      });
+      if (i < 0) break;
+      const g = lists[i]!;
+      const k = (target - g[0]!) / (g[1]! - g[0]!);
+      segments.unshift(g.slice(0, k).filter((q) => q !== page));
+      lists = lists.filter((_, j) => j !== i);
+      if (g.length - k >= 2) lists.push(g.slice(k));
+      target = g[0]!;
+    }
+    // Replaced before replaying: replaying the uses may remember new windows.
+    this.windows.getOrCreate(tid, () => []).splice(0, Infinity, ...lists);
+    const out: number[] = [];
+    for (const q of segments.flat()) {
+      if (this.owner.get(q) === tid && !this.touched.has(q)) out.push(...this.access(q, tid, false));
+    }
+    return out;
+  }
+
+  /** Keeps `guesses` as its evenly spaced runs (a window per stream; a take-over mixes several). */
+  private remember(tid: number, guesses: number[]): void {
+    const lists = this.windows.getOrCreate(tid, () => []);
+    let i = 0;
+    while (i + 1 < guesses.length) {
+      const step = guesses[i + 1]! - guesses[i]!;
+      let j = i + 2;
+      while (j < guesses.length && guesses[j]! - guesses[j - 1]! === step) j++;
+      lists.unshift(guesses.slice(i, j));
+      i = j;
+    }
+    if (lists.length > WINDOWS_PER_THREAD) lists.length = WINDOWS_PER_THREAD;
   }
 
   onPrefetchUsed(page: number): number[] {
@@ -105,8 +158,10 @@ export class AutoPrefetcher implements Prefetcher {
     this.accesses.fill(0);
     this.seen = 0;
     this.active = null;
+    this.challenger = null;
     this.touched.clear();
     this.owner.clear();
+    this.windows.clear();
   }
 
   private access(page: number, tid: number, write: boolean): number[] {
@@ -131,12 +186,16 @@ export class AutoPrefetcher implements Prefetcher {
         }
       }
     }
+    this.remember(tid, out.slice());
     const taken = this.tick();
     if (taken) {
-      for (const [page, tid] of taken) {
+      const byThread = new Map<number, number[]>();
+      for (const [page, owner] of taken) {
         out.push(page);
-        this.owner.set(page, tid);
+        this.owner.set(page, owner);
+        byThread.set(owner, [...(byThread.get(owner) ?? []), page]);
       }
+      for (const [owner, pages] of byThread) this.remember(owner, pages);
     }
     return out;
   }
@@ -147,7 +206,7 @@ export class AutoPrefetcher implements Prefetcher {
    */
   private takeOver(c: Candidate): Array<[number, number]> {
     const out: Array<[number, number]> = [];
-    for (let i = c.pendingHead; i < c.pending.length && out.length < 2 * this.maxWindow; i++) {
+    for (let i = c.pendingHead; i < c.pending.length && out.length < this.capacity; i++) {
       const [page, , tid] = c.pending[i]!;
       if (c.virtual.isOutstanding(page) && !this.touched.has(page)) out.push([page, tid]);
     }
@@ -210,10 +269,23 @@ export class AutoPrefetcher implements Prefetcher {
         bestScore = s;
       }
     }
-    if (best === this.active) return;
+    if (best === this.active) {
+      this.challenger = null;
+      return;
+    }
+    // Leaving a candidate for none needs no margin: below MIN_SCORE its guesses do not pay. Starting
+    // to guess is immediate too; replacing one candidate by another needs the same challenger to win
+    // by MARGIN twice in a row, so that a burst does not flip the choice back and forth.
     const currentScore = this.active ? (this.score(this.active) ?? 0) : 0;
-    // Leaving a candidate for none needs no margin: below MIN_SCORE its guesses do not pay.
-    if (best === null || bestScore >= currentScore + MARGIN) this.active = best;
+    if (best === null || this.active === null) {
+      this.active = best;
+      this.challenger = null;
+    } else if (bestScore >= currentScore + MARGIN) {
+      if (this.challenger === best) {
+        this.active = best;
+        this.challenger = null;
+      } else this.challenger = best;
+    } else this.challenger = null;
   }
 }
 

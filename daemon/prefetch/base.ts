@@ -52,6 +52,16 @@ export abstract class GuessingPolicy implements Prefetcher {
     return this.name;
   }
 
+  /**
+   * Counts a guess of thread `tid` as used although nobody reported it (the stream moved past it
+   * without faulting, so it was resident and touched); false when it is not an outstanding guess of `tid`.
+   */
+  protected claim(page: number, tid: number): boolean {
+    if (this.outstanding.get(page) !== tid) return false;
+    this.outstanding.delete(page);
+    return true;
+  }
+
   /** A fault on a page this policy did not ask for; `cached` when it needed no remote round trip. */
   protected abstract onAccess(page: number, tid: number, cached: boolean): number[];
   /** A page this policy asked for on behalf of thread `tid` was touched. */

@@ -7,6 +7,9 @@
 //   the previous window, so a window shrinks smoothly instead of collapsing on one bad guess.
 // The window's pages follow the current trend, or Leap's latest trend when the vote has none.
 // Uses of prefetched pages are accesses too: they enter the history in the order they are reported.
+// A pager that installs guesses directly may never learn they were touched: a fault on the trend just
+// past the last window (or inside it) counts the window's guesses it passed as used, in trend order,
+// before the fault itself: the stream walked over them without faulting. A jump elsewhere claims none.
 import { GuessingPolicy, LruMap, run } from './base';
 import type { PrefetchOptions } from './types';
 
@@ -55,6 +58,8 @@ class Stream {
   hits = 0;
   window = 0;
   latestTrend = 0;
+  /** The last window's pages, in trend order. */
+  ahead: number[] = [];
 
   access(page: number): void {
     if (this.last !== null && page !== this.last) {
@@ -87,6 +92,15 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   protected onAccess(page: number, tid: number, cached: boolean): number[] {
     const s = this.stream(tid);
+    const k = s.last === null || s.latestTrend === 0 ? 0 : (page - s.last) / s.latestTrend;
+    if (Number.isInteger(k) && k > 1 && k <= s.ahead.length + 1) {
+      for (const q of s.ahead.slice(0, k - 1)) {
+        if (this.claim(q, tid)) {
+          s.access(q);
+          s.hits++;
+        }
+      }
+    }
     s.access(page);
     // A cache hit cost no round trip: like Leap, decide only on faults that go remote.
     if (cached) return [];
@@ -97,8 +111,8 @@ export class TrendPrefetcher extends GuessingPolicy {
     s.hits = 0;
     s.window = w;
     if (trend !== null) s.latestTrend = trend;
-    if (w === 0 || s.latestTrend === 0) return [];
-    return run(page + s.latestTrend, s.latestTrend, w);
+    s.ahead = w === 0 || s.latestTrend === 0 ? [] : run(page + s.latestTrend, s.latestTrend, w);
+    return s.ahead;
   }
 
   protected onUse(page: number, tid: number): number[] {

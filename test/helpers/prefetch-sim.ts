@@ -3,7 +3,8 @@
 // false); a touch of a prefetched page is a hit, reported as the pager may learn of it:
 //   'notify' — onPrefetchUsed(page) (pages installed directly, use learned at once);
 //   'cache'  — onFault with hit true (pages staged in the page cache, the fault served from it);
-//   'both'   — both, onPrefetchUsed first (a pager that reports twice).
+//   'both'   — both, onPrefetchUsed first (a pager that reports twice);
+//   'silent' — not at all (pages installed directly, a pager that never learns they were touched).
 // Guesses for resident or already prefetched pages are dropped, as the pager drops them; past
 // `capacity` untouched prefetched pages the oldest is evicted (onPrefetchWasted).
 import { PrefetchAccounting, type PrefetchStats } from '../../daemon/prefetch/accounting';
@@ -15,7 +16,7 @@ export interface Access {
 }
 
 export interface SimOptions {
-  mode?: 'notify' | 'cache' | 'both';
+  mode?: 'notify' | 'cache' | 'both' | 'silent';
   /** Untouched prefetched pages kept at most (default: no limit). */
   capacity?: number;
   pageSize?: number;
@@ -43,8 +44,8 @@ export function simulate(policy: Prefetcher, pattern: readonly Access[], opts: S
     accesses++;
     resident.add(a.page);
     if (acct.use(a.page)) {
-      if (mode !== 'cache') fetch(policy.onPrefetchUsed(a.page));
-      if (mode !== 'notify') fetch(policy.onFault({ page: a.page, hit: true, tid: a.tid, write: false }));
+      if (mode === 'notify' || mode === 'both') fetch(policy.onPrefetchUsed(a.page));
+      if (mode === 'cache' || mode === 'both') fetch(policy.onFault({ page: a.page, hit: true, tid: a.tid, write: false }));
     } else {
       acct.fault();
       fetch(policy.onFault({ page: a.page, hit: false, tid: a.tid, write: false }));

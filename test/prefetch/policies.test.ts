@@ -29,7 +29,7 @@ const detects: Record<Exclude<PrefetchPolicy, 'none'>, string[]> = {
   auto: ['sequential', 'reverse', 'stride 4', 'stride 7', 'stride -5', 'two streams, two tids', 'two streams, one tid', 'two strides, one tid'],
 };
 
-for (const mode of ['notify', 'cache', 'both'] as const) {
+for (const mode of ['notify', 'cache', 'both', 'silent'] as const) {
   for (const [policy, covered] of Object.entries(detects)) {
     for (const [name, pattern] of Object.entries(patterns)) {
       const must = covered.includes(name);
