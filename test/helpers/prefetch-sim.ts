@@ -94,3 +94,27 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Zipf(s) over the region's pages: rank r is drawn with weight 1/r^s, and ranks are scattered over the
+ * region by a fixed odd multiplier, so hot pages are not neighbours.
+ */
+export function zipf(regionPages: number, count: number, s: number, seed: number, tid = 1): Access[] {
+  const cdf = new Float64Array(regionPages);
+  let total = 0;
+  for (let r = 0; r < regionPages; r++) cdf[r] = total += 1 / Math.pow(r + 1, s);
+  const next = mulberry32(seed);
+  const out: Access[] = [];
+  for (let i = 0; i < count; i++) {
+    const x = next() * total;
+    let lo = 0;
+    let hi = regionPages - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    out.push({ page: Number((BigInt(lo) * 2654435761n) % BigInt(regionPages)), tid });
+  }
+  return out;
+}

@@ -17,6 +17,7 @@ const patterns: Record<string, sim.Access[]> = {
   'two streams, one tid': sim.interleave(sim.sequential(0, N / 2, 1), sim.sequential(30000, N / 2, 1)),
   'two strides, one tid': sim.interleave(sim.strided(0, 4, N / 2, 1), sim.strided(30001, 7, N / 2, 1)),
   'uniform random': sim.uniformRandom(REGION, N, 42),
+  'zipf 0.99': sim.zipf(REGION, 3 * N, 0.99, 42),
 };
 
 // What each policy is for: the patterns it must cover (coverage ≥ 95%, accuracy ≥ 90%); on every
