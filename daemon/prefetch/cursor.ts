@@ -31,9 +31,19 @@ export class Cursor {
     return (page - this.last) / this.step > 0 && (page - this.front) / this.step < 0;
   }
 
-  /** The stream moved to `page` (which continues it): the pages to ask for now. */
-  advance(page: number): number[] {
+  /**
+   * The stream moved to `page` (which continues it): the pages to ask for now. `fault` when the page
+   * was not there: inside the window that means guesses were lost (dropped before use), so the window
+   * resets and the smallest window after the page is asked for again (what is still there is dropped
+   * by the caller); one fault asks for one small window, so a cache too small for the stream cannot
+   * make the guesses multiply.
+   */
+  advance(page: number, fault = false): number[] {
     this.last = page;
+    if (fault && (page - this.front) / this.step < 0) {
+      this.window = this.minWindow;
+      return run(page + this.step, this.step, Math.min(this.minWindow, (this.front - page) / this.step - 1));
+    }
     if ((page - this.front) / this.step >= 0) {
       // The stream outran its window (a fault right past it): bigger windows, starting from here.
       this.grow();

@@ -34,7 +34,7 @@ export abstract class StreamPolicy extends GuessingPolicy {
   protected onAccess(page: number, tid: number): number[] {
     const t = this.thread(tid);
     const c = t.cursors.find((x) => x.continues(page));
-    if (c) return this.move(t, c, page);
+    if (c) return this.move(t, c, page, true);
     const step = this.shape.detect(t.recent, page);
     if (step !== null) {
       // The recent faults that made this stream belong to it now.
@@ -68,11 +68,11 @@ export abstract class StreamPolicy extends GuessingPolicy {
     return this.thread(tid).cursors.map((c) => [c.step, c.window]);
   }
 
-  private move(t: Thread, c: Cursor, page: number): number[] {
+  private move(t: Thread, c: Cursor, page: number, fault = false): number[] {
     // Most recently moved first: the next fault most likely continues it.
     t.cursors.splice(t.cursors.indexOf(c), 1);
     t.cursors.unshift(c);
-    return c.advance(page);
+    return c.advance(page, fault);
   }
 
   private thread(tid: number): Thread {

@@ -19,6 +19,8 @@ export interface SimOptions {
   mode?: 'notify' | 'cache' | 'both' | 'silent';
   /** Untouched prefetched pages kept at most (default: no limit). */
   capacity?: number;
+  /** Which untouched page goes when over capacity: the oldest guess (default) or the newest. */
+  evict?: 'oldest' | 'newest';
   pageSize?: number;
 }
 
@@ -30,11 +32,20 @@ export interface SimResult extends PrefetchStats {
 
 export function simulate(policy: Prefetcher, pattern: readonly Access[], opts: SimOptions = {}): SimResult {
   const mode = opts.mode ?? 'notify';
-  const acct = new PrefetchAccounting(opts.pageSize ?? 4096, opts.capacity ?? 0);
+  const newest = opts.evict === 'newest';
+  const capacity = opts.capacity ?? 0;
+  const acct = new PrefetchAccounting(opts.pageSize ?? 4096, newest ? 0 : capacity);
   const resident = new Set<number>();
   const fetch = (pages: number[] | void) => {
     for (const q of pages ?? []) {
       if (resident.has(q) || acct.isOutstanding(q)) continue;
+      if (newest && capacity > 0 && acct.snapshot().outstandingPages >= capacity) {
+        // The newest untouched guess is dropped: that is q itself (a full cache admits no more guesses).
+        acct.issue(q);
+        acct.waste(q);
+        policy.onPrefetchWasted(q);
+        continue;
+      }
       for (const old of acct.issue(q)) policy.onPrefetchWasted(old);
     }
   };

@@ -50,6 +50,18 @@ for (const mode of ['notify', 'cache', 'both', 'silent'] as const) {
   }
 }
 
+for (const evict of ['oldest', 'newest'] as const) {
+  test(`with a cache of 40 guesses that drops the ${evict} first, guessing still pays and waste stays bounded`, () => {
+    for (const policy of ['readahead', 'stride', 'trend', 'auto'] as const) {
+      const p = createPrefetcher(policy, { regionPages: REGION, maxWindow: 64 });
+      const r = sim.simulate(p, patterns['two streams, two tids']!, { capacity: 40, evict });
+      const summary = `${policy}: coverage ${r.coverage.toFixed(3)}, wasted ${r.wastedPages} for ${r.accesses} accesses`;
+      assert.ok(r.coverage >= 0.8, summary);
+      assert.ok(r.wastedPages <= 2 * r.accesses, summary);
+    }
+  });
+}
+
 test('none never guesses', () => {
   const p = createPrefetcher('none', { regionPages: REGION, maxWindow: 64 });
   for (const pattern of Object.values(patterns)) {

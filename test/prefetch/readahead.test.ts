@@ -72,3 +72,17 @@ test('a fault that continues no stream starts a new one at the smallest window; 
   // Another thread has streams of its own.
   assert.deepEqual(p.streamsOf(2), []);
 });
+
+test('a fault inside the window (guesses dropped before use) asks again for what was lost, and resets the window', () => {
+  const p = new ReadaheadPrefetcher({ regionPages: 1000, maxWindow: 64 });
+  p.onFault({ page: 0, hit: false, tid: 1, write: false });
+  p.onFault({ page: 1, hit: false, tid: 1, write: false }); // asks for 2..17
+  assert.equal(p.onPrefetchUsed(2)?.length, 32); // asks for 18..49, window 32
+  assert.deepEqual(p.onPrefetchUsed(3), []);
+  for (const q of [5, 6, 7, 8]) p.onPrefetchWasted(q);
+  assert.deepEqual(p.streamsOf(1), [[1, 16]]);
+  // 4 is still an outstanding guess: a fault on it is a use, and nothing was lost before it.
+  assert.deepEqual(p.onFault({ page: 4, hit: false, tid: 1, write: false }), []);
+  // A fault on the lost page 5 asks again for the lost ones after it (9..17 are still outstanding).
+  assert.deepEqual(p.onFault({ page: 5, hit: false, tid: 1, write: false }), [6, 7, 8]);
+});
