@@ -13,14 +13,25 @@ export interface FaultInfo {
 
 export interface Prefetcher {
   readonly name: string;
-  /** Called on every fault; returns pages to prefetch (the pager drops resident/in-flight ones). */
+  /**
+   * Called on every fault; returns pages to prefetch (the pager drops resident/in-flight ones).
+   * A fault on a page this prefetcher asked for counts as a use of it (same as onPrefetchUsed), so a
+   * pager that learns of uses only through cache-hit faults needs no separate call.
+   */
   onFault(fault: FaultInfo): number[];
-  /** A prefetched page was touched (a fault was avoided or satisfied from the cache). */
-  onPrefetchUsed(page: number): void;
+  /**
+   * A prefetched page was touched (a fault was avoided or satisfied from the cache). Reporting a use
+   * twice (here and as a hit fault) is harmless. May return pages to prefetch now (asynchronous
+   * readahead: the stream reached the start of its last window); a pager that ignores them only loses
+   * the head start, the next fault asks again.
+   */
+  onPrefetchUsed(page: number): number[] | void;
   /** A prefetched page was evicted (or dropped from the cache) without ever being touched. */
   onPrefetchWasted(page: number): void;
   /** Forget all streams (e.g. on detach). */
   reset(): void;
+  /** The policy issuing real prefetches right now (auto's current choice; the name itself for the others). */
+  current?(): string;
 }
 
 export interface PrefetchOptions {
@@ -28,4 +39,6 @@ export interface PrefetchOptions {
   regionPages: number;
   /** Cap on one prefetch decision, in pages. */
   maxWindow: number;
+  /** Bytes per page of the region (default 4096): policies whose windows are set in bytes convert with it. */
+  pageSize?: number;
 }

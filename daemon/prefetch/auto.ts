@@ -1,0 +1,296 @@
+// auto: every candidate policy runs in shadow on the same access stream; only the chosen one's guesses
+// are fetched. Each candidate keeps a virtual cache of its own guesses, so a later access to a page it
+// guessed counts as a hit for it whether or not that page was really fetched. Over a sliding window of
+// the last 256 accesses a candidate scores (hits − guesses wasted) ÷ accesses, where a guess is wasted
+// when it is dropped or still untouched 256 accesses after it was made (a guess waiting just ahead of a
+// stream is not yet a waste: penalising it would make every stream look bad at its start); the best one takes
+// over when it beats the current choice by a margin (hysteresis: no flapping between near-equals), and
+// no candidate at all (none) when no score reaches MIN_SCORE, which is what happens on random access.
+//
+// An access is a fault or a reported use of a page the real prefetcher fetched (the pager reports those
+// uses, through onPrefetchUsed or a cache-hit fault; the thread of a use is the thread whose fault
+// made the guess). Starts with none: guessing begins once a candidate has shown it pays.
+// A pager that installs guesses directly may never learn they were touched: a fault one step past (or
+// inside) one of the thread's last evenly spaced windows of real guesses counts the guesses it passed as
+// used, in order, before the fault itself: the stream walked over them without faulting.
+import { PrefetchAccounting } from './accounting';
+import { LruMap } from './base';
+import { ReadaheadPrefetcher } from './readahead';
+import { StridePrefetcher } from './stride';
+import { TrendPrefetcher } from './trend';
+import type { FaultInfo, PrefetchOptions, Prefetcher } from './types';
+
+const BUCKET = 32;
+const BUCKETS = 8;
+/** Accesses seen before the first choice. */
+const WARMUP = 2 * BUCKET;
+const MIN_SCORE = 0.2;
+const MARGIN = 0.1;
+const TOUCHED = 1 << 16;
+const WINDOWS_PER_THREAD = 8;
+
+interface Candidate {
+  policy: Prefetcher;
+  virtual: PrefetchAccounting;
+  hits: number[];
+  wasted: number[];
+  /** Virtual guesses in issue order with the access count when made, for expiry. */
+  pending: Array<[page: number, at: number, tid: number]>;
+  pendingHead: number;
+}
+
+export class AutoPrefetcher implements Prefetcher {
+  readonly name = 'auto';
+  private readonly candidates: Candidate[];
+  private active: Candidate | null = null;
+  /** The candidate that beat the active one at the last evaluation. */
+  private challenger: Candidate | null = null;
+  private readonly accesses: number[] = new Array<number>(BUCKETS).fill(0);
+  private bucket = 0;
+  private seen = 0;
+  /** Pages accessed lately (bounded, oldest first): guesses for them are pointless, repeats are dropped. */
+  private readonly touched = new Set<number>();
+  /** page → tid for the real guesses, so a reported use can be replayed as an access of that thread. */
+  private readonly owner = new Map<number, number>();
+  /** tid → its last few windows of real guesses (evenly spaced), for uses nobody reported. */
+  private readonly windows = new LruMap<number, number[][]>(256);
+
+  private readonly pageSize: number;
+  private readonly capacity: number;
+
+  constructor(opts: PrefetchOptions, candidates?: Prefetcher[]) {
+    const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
+    this.pageSize = opts.pageSize ?? 4096;
+    // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
+    this.capacity = Math.max(1024, 8 * opts.maxWindow);
+    this.candidates = list.map((policy) => ({
+      policy,
+      virtual: new PrefetchAccounting(this.pageSize, this.capacity),
+      hits: new Array<number>(BUCKETS).fill(0),
+      wasted: new Array<number>(BUCKETS).fill(0),
+      pending: [],
+      pendingHead: 0,
+    }));
+  }
+
+  current(): string {
+    return this.active?.policy.name ?? 'none';
+  }
+
+  /** Each candidate's score over the sliding window (null before the window has enough accesses). */
+  scores(): Record<string, number | null> {
+    const out: Record<string, number | null> = {};
+    for (const c of this.candidates) out[c.policy.name] = this.score(c);
+    return out;
+  }
+
+  onFault(fault: FaultInfo): number[] {
+    if (fault.hit && this.touched.has(fault.page)) return []; // the use was already reported
+    const out = this.passed(fault.page, fault.tid);
+    out.push(...this.access(fault.page, fault.tid, fault.write));
+    return out;
+  }
+
+  /** Replays, as uses, the guesses of `tid` that a fault at `page` shows were walked over. */
+  private passed(page: number, tid: number): number[] {
+    let lists = this.windows.get(tid);
+    if (!lists) return [];
+    // Walk back from the fault: a window it lands in (or just past) was walked over up to it; that
+    // window's start lands just past an earlier window of the same stream, walked over whole; and so on.
+    const segments: number[][] = [];
+    let target = page;
+    for (;;) {
+      const i = lists.findIndex((g) => {
+        const k = (target - g[0]!) / (g[1]! - g[0]!);
+        return Number.isInteger(k) && k >= 1 && k <= g.length;
+      });
+      if (i < 0) break;
+      const g = lists[i]!;
+      const k = (target - g[0]!) / (g[1]! - g[0]!);
+      segments.unshift(g.slice(0, k).filter((q) => q !== page));
+      lists = lists.filter((_, j) => j !== i);
+      if (g.length - k >= 2) lists.push(g.slice(k));
+      target = g[0]!;
+    }
+    // Replaced before replaying: replaying the uses may remember new windows.
+    this.windows.getOrCreate(tid, () => []).splice(0, Infinity, ...lists);
+    const out: number[] = [];
+    for (const q of segments.flat()) {
+      if (this.owner.get(q) === tid && !this.touched.has(q)) out.push(...this.access(q, tid, false));
+    }
+    return out;
+  }
+
+  /** Keeps `guesses` as its evenly spaced runs (a window per stream; a take-over mixes several). */
+  private remember(tid: number, guesses: number[]): void {
+    const lists = this.windows.getOrCreate(tid, () => []);
+    let i = 0;
+    while (i + 1 < guesses.length) {
+      const step = guesses[i + 1]! - guesses[i]!;
+      let j = i + 2;
+      while (j < guesses.length && guesses[j]! - guesses[j - 1]! === step) j++;
+      lists.unshift(guesses.slice(i, j));
+      i = j;
+    }
+    if (lists.length > WINDOWS_PER_THREAD) lists.length = WINDOWS_PER_THREAD;
+  }
+
+  onPrefetchUsed(page: number): number[] {
+    const tid = this.owner.get(page);
+    if (tid === undefined || this.touched.has(page)) return [];
+    return this.access(page, tid, false);
+  }
+
+  onPrefetchWasted(page: number): void {
+    this.owner.delete(page);
+    if (this.active && this.active.virtual.waste(page)) this.active.policy.onPrefetchWasted(page);
+  }
+
+  reset(): void {
+    for (const c of this.candidates) {
+      c.policy.reset();
+      c.virtual = new PrefetchAccounting(this.pageSize, this.capacity);
+      c.hits.fill(0);
+      c.wasted.fill(0);
+      c.pending = [];
+      c.pendingHead = 0;
+    }
+    this.accesses.fill(0);
+    this.seen = 0;
+    this.active = null;
+    this.challenger = null;
+    this.touched.clear();
+    this.owner.clear();
+    this.windows.clear();
+  }
+
+  private access(page: number, tid: number, write: boolean): number[] {
+    this.touch(page);
+    this.owner.delete(page);
+    const out: number[] = [];
+    for (const c of this.candidates) {
+      let guesses: number[];
+      if (c.virtual.use(page)) {
+        c.hits[this.bucket]!++;
+        guesses = c.policy.onPrefetchUsed(page) ?? [];
+      } else {
+        guesses = c.policy.onFault({ page, tid, hit: false, write });
+      }
+      for (const q of guesses) {
+        if (this.touched.has(q) || c.virtual.isOutstanding(q)) continue;
+        c.pending.push([q, this.seen, tid]);
+        for (const dropped of c.virtual.issue(q)) this.wasteVirtual(c, dropped);
+        if (c === this.active) {
+          out.push(q);
+          this.owner.set(q, tid);
+        }
+      }
+    }
+    this.remember(tid, out.slice());
+    const taken = this.tick();
+    if (taken) {
+      const byThread = new Map<number, number[]>();
+      for (const [page, owner] of taken) {
+        out.push(page);
+        this.owner.set(page, owner);
+        byThread.set(owner, [...(byThread.get(owner) ?? []), page]);
+      }
+      for (const [owner, pages] of byThread) this.remember(owner, pages);
+    }
+    return out;
+  }
+
+  /**
+   * A candidate that takes over has guesses only it believes were fetched: fetch them now (oldest,
+   * nearest its streams, first), or its streams would fault through everything they expect ahead.
+   */
+  private takeOver(c: Candidate): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (let i = c.pendingHead; i < c.pending.length && out.length < this.capacity; i++) {
+      const [page, , tid] = c.pending[i]!;
+      if (c.virtual.isOutstanding(page) && !this.touched.has(page)) out.push([page, tid]);
+    }
+    return out;
+  }
+
+  private wasteVirtual(c: Candidate, page: number): void {
+    c.wasted[this.bucket]!++;
+    c.policy.onPrefetchWasted(page);
+  }
+
+  /** Guesses untouched for a whole scoring window are written off. */
+  private expire(c: Candidate): void {
+    while (c.pendingHead < c.pending.length && this.seen - c.pending[c.pendingHead]![1] > BUCKET * BUCKETS) {
+      const page = c.pending[c.pendingHead++]![0];
+      if (c.virtual.waste(page)) this.wasteVirtual(c, page);
+    }
+    if (c.pendingHead > 4096 && c.pendingHead * 2 > c.pending.length) {
+      c.pending = c.pending.slice(c.pendingHead);
+      c.pendingHead = 0;
+    }
+  }
+
+  private touch(page: number): void {
+    this.touched.delete(page);
+    this.touched.add(page);
+    if (this.touched.size > TOUCHED) this.touched.delete(this.touched.values().next().value as number);
+    if (this.owner.size > TOUCHED) this.owner.delete(this.owner.keys().next().value as number);
+  }
+
+  private tick(): Array<[number, number]> | null {
+    this.accesses[this.bucket]!++;
+    this.seen++;
+    for (const c of this.candidates) this.expire(c);
+    if (this.accesses[this.bucket]! < BUCKET) return null;
+    const was = this.active;
+    if (this.seen >= WARMUP) this.choose();
+    this.bucket = (this.bucket + 1) % BUCKETS;
+    this.accesses[this.bucket] = 0;
+    for (const c of this.candidates) {
+      c.hits[this.bucket] = 0;
+      c.wasted[this.bucket] = 0;
+    }
+    return this.active !== was && this.active ? this.takeOver(this.active) : null;
+  }
+
+  private score(c: Candidate): number | null {
+    const accesses = sum(this.accesses);
+    if (this.seen < WARMUP || accesses === 0) return null;
+    return (sum(c.hits) - sum(c.wasted)) / accesses;
+  }
+
+  private choose(): void {
+    let best: Candidate | null = null;
+    let bestScore = MIN_SCORE;
+    for (const c of this.candidates) {
+      const s = this.score(c) ?? -Infinity;
+      if (s > bestScore) {
+        best = c;
+        bestScore = s;
+      }
+    }
+    if (best === this.active) {
+      this.challenger = null;
+      return;
+    }
+    // Leaving a candidate for none needs no margin: below MIN_SCORE its guesses do not pay. Starting
+    // to guess is immediate too; replacing one candidate by another needs the same challenger to win
+    // by MARGIN twice in a row, so that a burst does not flip the choice back and forth.
+    const currentScore = this.active ? (this.score(this.active) ?? 0) : 0;
+    if (best === null || this.active === null) {
+      this.active = best;
+      this.challenger = null;
+    } else if (bestScore >= currentScore + MARGIN) {
+      if (this.challenger === best) {
+        this.active = best;
+        this.challenger = null;
+      } else this.challenger = best;
+    } else this.challenger = null;
+  }
+}
+
+function sum(a: readonly number[]): number {
+  let s = 0;
+  for (const x of a) s += x;
+  return s;
+}

@@ -1,0 +1,125 @@
+// What every guessing policy shares: remembering which pages it asked for (and for which thread), so
+// that a use or a waste is credited to the stream that made the guess, whether the pager reports it
+// through onPrefetchUsed, a cache-hit fault, or both; and keeping guesses inside the region.
+import type { FaultInfo, PrefetchOptions, Prefetcher } from './types';
+
+/** Guesses remembered at once; past this the oldest are forgotten (they are almost surely gone). */
+const MAX_OUTSTANDING = 1 << 16;
+
+export abstract class GuessingPolicy implements Prefetcher {
+  abstract readonly name: string;
+  protected readonly regionPages: number;
+  protected readonly maxWindow: number;
+  protected readonly pageSize: number;
+  /** page → tid of the stream that asked for it; insertion order is issue order. */
+  private readonly outstanding = new Map<number, number>();
+
+  constructor(opts: PrefetchOptions) {
+    this.regionPages = opts.regionPages;
+    this.maxWindow = opts.maxWindow;
+    this.pageSize = opts.pageSize ?? 4096;
+  }
+
+  onFault(fault: FaultInfo): number[] {
+    const owner = this.outstanding.get(fault.page);
+    if (owner !== undefined) {
+      this.outstanding.delete(fault.page);
+      return this.keep(this.onUse(fault.page, owner), owner);
+    }
+    return this.keep(this.onAccess(fault.page, fault.tid, fault.hit), fault.tid);
+  }
+
+  onPrefetchUsed(page: number): number[] {
+    const owner = this.outstanding.get(page);
+    if (owner === undefined) return [];
+    this.outstanding.delete(page);
+    return this.keep(this.onUse(page, owner), owner);
+  }
+
+  onPrefetchWasted(page: number): void {
+    const owner = this.outstanding.get(page);
+    if (owner === undefined) return;
+    this.outstanding.delete(page);
+    this.onWaste(page, owner);
+  }
+
+  reset(): void {
+    this.outstanding.clear();
+    this.forget();
+  }
+
+  current(): string {
+    return this.name;
+  }
+
+  /**
+   * Counts a guess of thread `tid` as used although nobody reported it (the stream moved past it
+   * without faulting, so it was resident and touched); false when it is not an outstanding guess of `tid`.
+   */
+  protected claim(page: number, tid: number): boolean {
+    if (this.outstanding.get(page) !== tid) return false;
+    this.outstanding.delete(page);
+    return true;
+  }
+
+  /** A fault on a page this policy did not ask for; `cached` when it needed no remote round trip. */
+  protected abstract onAccess(page: number, tid: number, cached: boolean): number[];
+  /** A page this policy asked for on behalf of thread `tid` was touched. */
+  protected abstract onUse(page: number, tid: number): number[];
+  /** A page this policy asked for on behalf of thread `tid` was dropped untouched. */
+  protected abstract onWaste(page: number, tid: number): void;
+  protected abstract forget(): void;
+
+  /** Drops guesses outside the region or already asked for, and remembers the rest. */
+  private keep(pages: number[], tid: number): number[] {
+    const out: number[] = [];
+    for (const p of pages) {
+      if (!Number.isInteger(p) || p < 0 || p >= this.regionPages || this.outstanding.has(p)) continue;
+      this.outstanding.set(p, tid);
+      out.push(p);
+    }
+    if (this.outstanding.size > MAX_OUTSTANDING) {
+      for (const old of this.outstanding.keys()) {
+        if (this.outstanding.size <= MAX_OUTSTANDING) break;
+        this.outstanding.delete(old);
+      }
+    }
+    return out;
+  }
+}
+
+/** A small map with least-recently-used eviction, for per-thread state (threads come and go). */
+export class LruMap<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly limit: number) {}
+
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  getOrCreate(key: K, create: () => V): V {
+    let v = this.get(key);
+    if (v === undefined) {
+      v = create();
+      this.map.set(key, v);
+      if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as K);
+    }
+    return v;
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+/** Pages start + step·i for i in [0, count), in order. */
+export function run(start: number, step: number, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(start + step * i);
+  return out;
+}

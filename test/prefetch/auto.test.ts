@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AutoPrefetcher } from '../../daemon/prefetch';
+import * as sim from '../helpers/prefetch-sim';
+
+const REGION = 1 << 16;
+const make = () => new AutoPrefetcher({ regionPages: REGION, maxWindow: 64 });
+
+test('auto picks a policy that fits each pattern', () => {
+  const cases: Array<[string, sim.Access[], string[]]> = [
+    ['sequential', sim.sequential(0, 3000), ['readahead']],
+    ['reverse', sim.reverse(50000, 3000), ['readahead']],
+    ['stride 4', sim.strided(0, 4, 3000), ['stride', 'trend']],
+    ['stride 7', sim.strided(0, 7, 3000), ['stride', 'trend']],
+    ['two streams, one tid', sim.interleave(sim.sequential(0, 1500), sim.sequential(30000, 1500)), ['readahead', 'stride']],
+    ['two strides, one tid', sim.interleave(sim.strided(0, 4, 1500), sim.strided(30001, 7, 1500)), ['stride']],
+    ['uniform random', sim.uniformRandom(REGION, 3000, 7), ['none']],
+  ];
+  for (const [name, pattern, fits] of cases) {
+    const p = make();
+    sim.simulate(p, pattern);
+    assert.ok(fits.includes(p.current()), `${name}: picked ${p.current()} (scores ${JSON.stringify(p.scores())})`);
+  }
+});
+
+test('auto guesses nothing until it has seen enough accesses', () => {
+  const p = make();
+  assert.deepEqual(p.scores(), { readahead: null, stride: null, trend: null });
+  for (let i = 0; i < 63; i++) assert.deepEqual(p.onFault({ page: i, hit: false, tid: 1, write: false }), []);
+  assert.equal(p.current(), 'none');
+  // The 64th access makes the first choice; the new choice's guesses go out at once.
+  const first = p.onFault({ page: 63, hit: false, tid: 1, write: false });
+  assert.equal(p.current(), 'readahead');
+  assert.ok(first.length > 0 && first.every((q) => q > 63), JSON.stringify(first));
+});
+
+test('auto moves to none when a scan turns into random access, and back when a scan starts again', () => {
+  const p = make();
+  const scan = sim.simulate(p, sim.sequential(0, 2000));
+  assert.equal(p.current(), 'readahead');
+  assert.ok(scan.coverage > 0.95);
+  const random = sim.simulate(p, sim.uniformRandom(REGION, 2000, 3).map((a) => ({ ...a, page: 10000 + (a.page % 50000) })));
+  assert.equal(p.current(), 'none');
+  // Guesses are made only while the scan's momentum lasts: a few windows at most.
+  assert.ok(random.issuedPages <= 300, `issued ${random.issuedPages} pages on random access`);
+  sim.simulate(p, sim.sequential(60000, 1000));
+  assert.equal(p.current(), 'readahead');
+});
+
+test('auto ignores a use reported twice and uses of pages it never asked for', () => {
+  const p = make();
+  sim.simulate(p, sim.sequential(0, 200));
+  const before = JSON.stringify(p.scores());
+  assert.deepEqual(p.onPrefetchUsed(40000), []);
+  assert.deepEqual(p.onFault({ page: 100, hit: true, tid: 1, write: false }), []); // touched already
+  assert.equal(JSON.stringify(p.scores()), before);
+  p.reset();
+  assert.equal(p.current(), 'none');
+  assert.deepEqual(p.scores(), { readahead: null, stride: null, trend: null });
+});
