@@ -351,6 +351,7 @@ function categoryNames(bits: number): PageCategory[] {
   return (Object.keys(PAGE_CATEGORY_BITS) as PageCategory[]).filter((n) => (bits & PAGE_CATEGORY_BITS[n]) !== 0);
 }
 
+// farmem regions use 4 KiB pages (x86_64); PAGEMAP_SCAN itself only needs start page-aligned.
 const PAGE_SIZE = 4096n;
 
 /** Opens /proc/<pid>/pagemap read-only (O_CLOEXEC) for pagemapScan. Close it with closeFd. */
