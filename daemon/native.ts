@@ -238,6 +238,19 @@ export interface NativeAddon {
   PageCache: new (capacityBytes: number) => NativePageCache;
   // fault_thread.cc
   FaultThread: new (cpu: number | null, cache: NativePageCache | null, onEvents: (events: FaultEvent[]) => void) => NativeFaultThread;
+  // pagemap.cc
+  pagemapOpen(pid: number): number;
+  pagemapScan(
+    fd: number,
+    start: bigint,
+    end: bigint,
+    flags: number,
+    categoryMask: number,
+    categoryInverted: number,
+    anyofMask: number,
+    returnMask: number,
+    maxPages: number,
+  ): { regions: { start: bigint; end: bigint; categories: number }[]; walkEnd: bigint };
 }
 
 let loaded: NativeAddon | null = null;
@@ -264,3 +277,127 @@ export function toNativeError(e: unknown): unknown {
 // The typed, validated wrappers over addon() (uffd, memfd, fd passing, sd_notify, FaultThread,
 // PageCache) are added below by their owners; each validates in TS and maps errors with
 // toNativeError.
+
+// ---------------------------------------------------------------------------------------------
+// pagemap.cc: PAGEMAP_SCAN (Linux 6.7+) on /proc/<pid>/pagemap. With a uffd API'd with WP_ASYNC and
+// a range write-protected, WRITTEN marks the pages written since the last re-protect; wpMatching
+// re-protects what matched in the same ioctl. Finding dirty pages only: async WP cannot block a
+// writer, so it never guards an eviction alone (KERNEL.md). Called from the JS thread.
+
+/** PAGEMAP_SCAN page categories (kernel PAGE_IS_*); GUARD needs Linux 6.14+. */
+export type PageCategory = 'WPALLOWED' | 'WRITTEN' | 'FILE' | 'PRESENT' | 'SWAPPED' | 'PFNZERO' | 'HUGE' | 'SOFT_DIRTY' | 'GUARD';
+
+const PAGE_CATEGORY_BITS: Record<PageCategory, number> = {
+  WPALLOWED: 1 << 0,
+  WRITTEN: 1 << 1,
+  FILE: 1 << 2,
+  PRESENT: 1 << 3,
+  SWAPPED: 1 << 4,
+  PFNZERO: 1 << 5,
+  HUGE: 1 << 6,
+  SOFT_DIRTY: 1 << 7,
+  GUARD: 1 << 8,
+};
+const PM_SCAN_WP_MATCHING = 1 << 0;
+const PM_SCAN_CHECK_WPASYNC = 1 << 1;
+
+export interface PagemapScanOptions {
+  /** A page matches when every category here is set (or, for categoryInverted ones, clear)... */
+  categoryMask?: PageCategory[];
+  /** ...categories of categoryMask/anyofMask that must be clear instead of set... */
+  categoryInverted?: PageCategory[];
+  /** ...and at least one of these is set (empty: no such condition). */
+  anyofMask?: PageCategory[];
+  /** Categories reported for each region (default: those of categoryMask and anyofMask). */
+  returnMask?: PageCategory[];
+  /** PM_SCAN_WP_MATCHING: write-protect (async) the pages that matched, in the same walk. */
+  wpMatching?: boolean;
+  /** PM_SCAN_CHECK_WPASYNC: fail with EPERM unless the whole range is registered with an async-WP uffd. */
+  checkWpAsync?: boolean;
+  /** Stop once this many pages matched (0: no limit); continue from walkEnd. */
+  maxPages?: number;
+}
+
+export interface PageRegion {
+  start: bigint;
+  end: bigint;
+  categories: PageCategory[];
+}
+
+export interface PagemapScanResult {
+  /** Matching ranges in address order, adjacent ranges with equal categories merged. */
+  regions: PageRegion[];
+  /** Where the walk stopped: `end` unless maxPages stopped it first (then scan again from here). */
+  walkEnd: bigint;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(describe).join(', ')}]`;
+  if (v !== null && typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+function categoryBits(names: unknown, name: string): number {
+  if (names === undefined) return 0;
+  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && Object.hasOwn(PAGE_CATEGORY_BITS, n))) {
+    throw new TypeError(`Expected an array of ${Object.keys(PAGE_CATEGORY_BITS).join('|')} for ${name} but received ${describe(names)}`);
+  }
+  return (names as PageCategory[]).reduce((m, n) => m | PAGE_CATEGORY_BITS[n], 0);
+}
+
+function categoryNames(bits: number): PageCategory[] {
+  return (Object.keys(PAGE_CATEGORY_BITS) as PageCategory[]).filter((n) => (bits & PAGE_CATEGORY_BITS[n]) !== 0);
+}
+
+// farmem regions use 4 KiB pages (x86_64); PAGEMAP_SCAN itself only needs start page-aligned.
+const PAGE_SIZE = 4096n;
+
+/** Opens /proc/<pid>/pagemap read-only (O_CLOEXEC) for pagemapScan. Close it with closeFd. */
+export function pagemapOpen(pid: number): number {
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid > 0x7fffffff) {
+    throw new TypeError(`Expected a positive process id for pid but received ${describe(pid)}`);
+  }
+  try {
+    return addon().pagemapOpen(pid);
+  } catch (e) {
+    throw toNativeError(e);
+  }
+}
+
+/**
+ * PAGEMAP_SCAN over [start, end) of the process whose pagemap `fd` is. The whole range is walked in
+ * one call (several ioctls when many regions match) unless maxPages stops it: then walkEnd < end.
+ */
+export function pagemapScan(fd: number, start: bigint, end: bigint, opts: PagemapScanOptions = {}): PagemapScanResult {
+  if (!Number.isSafeInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`Expected a file descriptor for fd but received ${describe(fd)}`);
+  if (typeof start !== 'bigint' || start < 0n || start >= 1n << 64n || start % PAGE_SIZE !== 0n) {
+    throw new TypeError(`Expected a page-aligned address (bigint) for start but received ${describe(start)}`);
+  }
+  if (typeof end !== 'bigint' || end < start || end >= 1n << 64n || end % PAGE_SIZE !== 0n) {
+    throw new TypeError(`Expected a page-aligned address (bigint) not below start (${start}n) for end but received ${describe(end)}`);
+  }
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`Expected an object for opts but received ${describe(opts)}`);
+  const categoryMask = categoryBits(opts.categoryMask, 'opts.categoryMask');
+  const categoryInverted = categoryBits(opts.categoryInverted, 'opts.categoryInverted');
+  const anyofMask = categoryBits(opts.anyofMask, 'opts.anyofMask');
+  const returnMask = opts.returnMask === undefined ? categoryMask | anyofMask : categoryBits(opts.returnMask, 'opts.returnMask');
+  if ((categoryInverted & ~(categoryMask | anyofMask)) !== 0) {
+    throw new TypeError(`Expected categories of categoryMask or anyofMask for opts.categoryInverted but received ${describe(opts.categoryInverted)}`);
+  }
+  if (returnMask === 0) throw new TypeError(`Expected at least one category for opts.returnMask but received ${describe(opts.returnMask ?? [])}`);
+  for (const k of ['wpMatching', 'checkWpAsync'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new TypeError(`Expected a boolean for opts.${k} but received ${describe(opts[k])}`);
+  }
+  const maxPages = opts.maxPages ?? 0;
+  if (!Number.isSafeInteger(maxPages) || maxPages < 0) throw new TypeError(`Expected a non-negative integer for opts.maxPages but received ${describe(opts.maxPages)}`);
+  const flags = (opts.wpMatching === true ? PM_SCAN_WP_MATCHING : 0) | (opts.checkWpAsync === true ? PM_SCAN_CHECK_WPASYNC : 0);
+  let raw;
+  try {
+    raw = addon().pagemapScan(fd, start, end, flags, categoryMask, categoryInverted, anyofMask, returnMask, maxPages);
+  } catch (e) {
+    throw toNativeError(e);
+  }
+  return { regions: raw.regions.map((r) => ({ start: r.start, end: r.end, categories: categoryNames(r.categories) })), walkEnd: raw.walkEnd };
+}

@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   farmem::InitSdNotify(env, exports);
   farmem::InitPageCache(env, exports);
   farmem::InitFaultThread(env, exports);
+  farmem::InitPagemap(env, exports);
   return exports;
 }
 

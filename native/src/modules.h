@@ -9,4 +9,5 @@ void InitFdPassing(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
 void InitFaultThread(Napi::Env env, Napi::Object exports);
 void InitPageCache(Napi::Env env, Napi::Object exports);
+void InitPagemap(Napi::Env env, Napi::Object exports);
 }  // namespace farmem
