@@ -16,7 +16,7 @@ function walk(dir) {
   });
 }
 const patterns = process.argv.slice(2);
-const files = walk(distTest).filter((f) => patterns.length === 0 || patterns.some((p) => f.includes(p))).sort();
+const files = walk(distTest).filter((f) => patterns.length === 0 || patterns.some((p) => path.relative(distTest, f).includes(p))).sort();
 if (files.length === 0) {
   console.error(`test/run.js: no test files found under ${distTest}${patterns.length ? ` matching ${patterns.join(', ')}` : ''}`);
   process.exit(1);
