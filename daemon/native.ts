@@ -401,3 +401,247 @@ export function pagemapScan(fd: number, start: bigint, end: bigint, opts: Pagema
   }
   return { regions: raw.regions.map((r) => ({ start: r.start, end: r.end, categories: categoryNames(r.categories) })), walkEnd: raw.walkEnd };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Validation shared by the wrappers below: C++ only ever sees clean, typed data.
+
+function fail(what: string, name: string, v: unknown): never {
+  throw new TypeError(`Expected ${what} for ${name} but received ${describe(v)}`);
+}
+
+function checkFd(fd: unknown, name = 'fd'): number {
+  if (!Number.isSafeInteger(fd) || (fd as number) < 0 || (fd as number) > 0x7fffffff) fail('a file descriptor (an integer >= 0)', name, fd);
+  return fd as number;
+}
+
+function checkLen(n: unknown, name: string, multipleOf = 1): number {
+  if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) % multipleOf !== 0) {
+    fail(multipleOf > 1 ? `a non-negative multiple of ${multipleOf}` : 'a non-negative integer', name, n);
+  }
+  return n as number;
+}
+
+function checkAddr(a: unknown, name: string): bigint {
+  if (typeof a !== 'bigint' || a < 0n || a >= 1n << 64n || a % PAGE_SIZE !== 0n) fail('a page-aligned bigint address', name, a);
+  return a as bigint;
+}
+
+function checkBuffer(b: unknown, name: string): Buffer {
+  if (!Buffer.isBuffer(b)) fail('a Buffer', name, b);
+  return b as Buffer;
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw toNativeError(e);
+  }
+}
+
+function fdList(fds: unknown): number[] {
+  if (!Array.isArray(fds) || fds.length > 16) fail('an array of at most 16 fds', 'fds', fds);
+  (fds as unknown[]).forEach((f) => checkFd(f, 'fds[]'));
+  return fds as number[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// uffd.cc. Called from the JS thread; none of these blocks (ioctls on a uffd return at once).
+
+export const uffd = {
+  /** Opens a uffd: /dev/userfaultfd, then userfaultfd(2), then (if allowed) USER_MODE_ONLY. */
+  open(opts: { nonBlocking: boolean; allowUserModeOnly: boolean }): UffdOpened {
+    return call(() => addon().uffdOpen(opts.nonBlocking === true, opts.allowUserModeOnly === true));
+  },
+  api(fd: number, features: UffdFeature[]): UffdApiResult {
+    checkFd(fd);
+    if (!Array.isArray(features)) fail('an array of uffd feature names', 'features', features);
+    return call(() => addon().uffdApi(fd, features));
+  },
+  register(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult {
+    checkFd(fd);
+    checkAddr(start, 'start');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    if (!Array.isArray(modes) || modes.length === 0 || !modes.every((m) => m === 'missing' || m === 'wp' || m === 'minor')) {
+      fail("a non-empty array of 'missing' | 'wp' | 'minor'", 'modes', modes);
+    }
+    return call(() => addon().uffdRegister(fd, start, length, modes));
+  },
+  unregister(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddr(start, 'start');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    call(() => addon().uffdUnregister(fd, start, length));
+  },
+  /** UFFDIO_COPY of whole pages. 'exists' is success (wake the range); 'again' means retry. */
+  copy(fd: number, dst: bigint, src: Buffer, mode: IoctlMode = {}): CopyResult {
+    checkFd(fd);
+    checkAddr(dst, 'dst');
+    checkBuffer(src, 'src');
+    checkLen(src.length, 'src.length', Number(PAGE_SIZE));
+    return call(() => addon().uffdCopy(fd, dst, src, mode.wp === true, mode.dontWake === true));
+  },
+  zeropage(fd: number, dst: bigint, length: number, mode: IoctlMode = {}): CopyResult {
+    checkFd(fd);
+    checkAddr(dst, 'dst');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    return call(() => addon().uffdZeropage(fd, dst, length, mode.dontWake === true));
+  },
+  wake(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddr(start, 'start');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    call(() => addon().uffdWake(fd, start, length));
+  },
+  writeProtect(fd: number, start: bigint, length: number, protect: boolean, mode: IoctlMode = {}): IoctlOutcome {
+    checkFd(fd);
+    checkAddr(start, 'start');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    if (typeof protect !== 'boolean') fail('a boolean', 'protect', protect);
+    return call(() => addon().uffdWriteProtect(fd, start, length, protect, mode.dontWake === true));
+  },
+  continue(fd: number, start: bigint, length: number, mode: IoctlMode = {}): CopyResult {
+    checkFd(fd);
+    checkAddr(start, 'start');
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    return call(() => addon().uffdContinue(fd, start, length, mode.dontWake === true));
+  },
+  /** Non-blocking read of up to `max` events from a uffd opened with O_NONBLOCK ([] when none). */
+  readEvents(fd: number, max = 64): UffdEvent[] {
+    checkFd(fd);
+    if (!Number.isSafeInteger(max) || max < 1 || max > 1024) fail('an integer from 1 to 1024', 'max', max);
+    return call(() => addon().uffdReadEvents(fd, max));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// memfd.cc. Called from the JS thread. The daemon never loads or stores through a mapping of a
+// region (a hole would be allocated and the application would read zeros: KERNEL.md); it reads
+// and writes pages with pread/pwrite.
+
+export const memfd = {
+  create(name: string, size: number): number {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 249 || name.includes('\0')) fail('a name of 1 to 249 characters', 'name', name);
+    checkLen(size, 'size');
+    return call(() => addon().memfdCreate(name, size));
+  },
+  /** Maps a memfd MAP_SHARED into this process (tests and tools; never a region in the daemon). */
+  mmapShared(fd: number, length: number, writable: boolean): Mapping {
+    checkFd(fd);
+    if (!Number.isSafeInteger(length) || length <= 0) fail('a positive length', 'length', length);
+    return call(() => addon().mmapShared(fd, length, writable === true));
+  },
+  munmap(address: bigint, length: number): void {
+    checkAddr(address, 'address');
+    checkLen(length, 'length');
+    call(() => addon().munmap(address, length));
+  },
+  /** Drops [offset, offset+length) from the memfd, and from every mapping of it. */
+  punchHole(fd: number, offset: number, length: number): void {
+    checkFd(fd);
+    checkLen(offset, 'offset', Number(PAGE_SIZE));
+    checkLen(length, 'length', Number(PAGE_SIZE));
+    call(() => addon().punchHole(fd, offset, length));
+  },
+  /** Reads into `buffer` at `offset` (a hole reads as zeros and stays a hole). Returns bytes read. */
+  pread(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkLen(offset, 'offset');
+    return call(() => addon().pread(fd, buffer, offset));
+  },
+  pwrite(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkLen(offset, 'offset');
+    return call(() => addon().pwrite(fd, buffer, offset));
+  },
+  /** Ranges that hold data (SEEK_DATA / SEEK_HOLE): the resident pages of a region. */
+  dataRanges(fd: number): DataRange[] {
+    checkFd(fd);
+    return call(() => addon().dataRanges(fd));
+  },
+  fileSize(fd: number): number {
+    checkFd(fd);
+    return call(() => addon().fileSize(fd));
+  },
+  close(fd: number): void {
+    checkFd(fd);
+    call(() => addon().closeFd(fd));
+  },
+  pidfdOpen(pid: number): number {
+    if (!Number.isSafeInteger(pid) || pid <= 0) fail('a positive process id', 'pid', pid);
+    return call(() => addon().pidfdOpen(pid));
+  },
+  /** Duplicates another process's fd into this one (needs PTRACE_MODE_ATTACH: root or CAP_SYS_PTRACE). */
+  pidfdGetfd(pidfd: number, targetFd: number): number {
+    checkFd(pidfd, 'pidfd');
+    checkFd(targetFd, 'targetFd');
+    return call(() => addon().pidfdGetfd(pidfd, targetFd));
+  },
+  pageSize(): number {
+    return addon().pageSize();
+  },
+};
+
+/** Closes an fd of any kind (uffd, memfd, pidfd, socket). */
+export function closeFd(fd: number): void {
+  memfd.close(fd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fd_passing.cc: SOCK_SEQPACKET, one message per packet, fds by SCM_RIGHTS.
+
+export const fdpass = {
+  /**
+   * Listens on a unix SOCK_SEQPACKET socket; events arrive on the main thread (libuv), with the
+   * peer's SO_PEERCRED on connect. A stale socket file at `path` is replaced; `mode` is chmod'ed.
+   */
+  listen(path: string, mode: number, onEvent: (e: SeqpacketEvent) => void): NativeSeqpacketServer {
+    if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) >= 108) fail('a unix socket path shorter than 108 bytes', 'path', path);
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) fail('a file mode (0 to 0o7777)', 'mode', mode);
+    if (typeof onEvent !== 'function') fail('a function', 'onEvent', onEvent);
+    const server = call(() =>
+      addon().seqpacketListen(path, mode, (e) => {
+        if (e.type === 'error') onEvent({ ...e, error: toNativeError(e.error) as NativeError });
+        else onEvent(e);
+      }),
+    );
+    return {
+      send: (conn, payload, fds) => call(() => server.send(conn, checkBuffer(payload, 'payload'), fdList(fds))),
+      closeConnection: (conn) => call(() => server.closeConnection(conn)),
+      close: () => call(() => server.close()),
+    };
+  },
+  /** Connects (blocking) and returns the socket fd (close-on-exec). */
+  connect(path: string): number {
+    if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) >= 108) fail('a unix socket path shorter than 108 bytes', 'path', path);
+    return call(() => addon().seqpacketConnect(path));
+  },
+  send(fd: number, payload: Buffer, fds: number[] = []): void {
+    checkFd(fd);
+    checkBuffer(payload, 'payload');
+    call(() => addon().sendFds(fd, payload, fdList(fds)));
+  },
+  /** Receives one packet, waiting up to timeoutMs (blocks the thread); null on timeout. */
+  recv(fd: number, opts: { maxPayload?: number; maxFds?: number; timeoutMs: number }): ReceivedMessage | null {
+    checkFd(fd);
+    const maxPayload = opts.maxPayload ?? 65536;
+    const maxFds = opts.maxFds ?? 16;
+    if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs < -1) fail('an integer >= -1', 'timeoutMs', opts.timeoutMs);
+    return call(() => addon().recvFds(fd, maxPayload, maxFds, opts.timeoutMs));
+  },
+  peerCred(fd: number): PeerCred {
+    checkFd(fd);
+    return call(() => addon().peerCred(fd));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// sd_notify.cc
+
+/** Sends `state` (e.g. "READY=1\nSTATUS=serving") to $NOTIFY_SOCKET; false when not under systemd. */
+export function sdNotify(state: string, fds: number[] = []): boolean {
+  if (typeof state !== 'string' || state.length === 0) fail('a non-empty state string', 'state', state);
+  return call(() => addon().sdNotify(state, fdList(fds)));
+}
