@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -141,7 +142,8 @@ struct Conn {
 
 class Server {
  public:
-  Server(Napi::Env env, int fd, Napi::Function onEvent) : env_(env), fd_(fd), onEvent_(Napi::Persistent(onEvent)) {
+  Server(Napi::Env env, int fd, std::string path, Napi::Function onEvent)
+      : env_(env), fd_(fd), path_(std::move(path)), onEvent_(Napi::Persistent(onEvent)) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     loop_ = loop;
@@ -182,13 +184,14 @@ class Server {
     std::vector<uint32_t> ids;
     for (auto& kv : conns_) ids.push_back(kv.first);
     for (uint32_t id : ids) CloseConn(id, false);
+    // uv_poll_stop takes the fd out of epoll at once, so it can be closed now: a connect after
+    // close() is refused, not queued on a socket nobody accepts from.
     uv_poll_stop(&listen_);
+    close(fd_);
+    if (!path_.empty() && path_[0] != '@') unlink(path_.c_str());
     // The Server itself is never freed: the JS functions returned by seqpacketListen keep its
     // address, and a closed server must still answer them (with ERR_CLOSED). One per daemon.
-    uv_close(reinterpret_cast<uv_handle_t*>(&listen_), [](uv_handle_t* h) {
-      Server* s = static_cast<Server*>(h->data);
-      close(s->fd_);
-    });
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_), nullptr);
   }
 
   bool closed() const { return closed_; }
@@ -289,6 +292,7 @@ class Server {
 
   Napi::Env env_;
   int fd_;
+  std::string path_;
   uv_loop_t* loop_ = nullptr;
   uv_poll_t listen_;
   Napi::FunctionReference onEvent_;
@@ -338,7 +342,7 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
     close(fd);
     throw ErrnoError(env, "listen " + path, err);
   }
-  Server* s = new Server(env, fd, info[2].As<Napi::Function>());
+  Server* s = new Server(env, fd, path, info[2].As<Napi::Function>());
   Napi::Object o = Napi::Object::New(env);
   o.Set("send", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     Server* s = ServerOf(info);
