@@ -1,0 +1,27 @@
+// grpc-js method definitions built from the protobufjs static classes in proto/gen, so that the
+// server and the clients share one definition of each service.
+import type * as grpc from '@grpc/grpc-js';
+
+export interface MessageClass<T> {
+  encode(message: T): { finish(): Uint8Array };
+  decode(data: Uint8Array): T;
+}
+
+export function method<Req, Res>(
+  service: string,
+  name: string,
+  req: MessageClass<Req>,
+  res: MessageClass<Res>,
+  responseStream = false,
+): grpc.MethodDefinition<Req, Res> {
+  return {
+    path: `/${service}/${name}`,
+    requestStream: false,
+    responseStream,
+    requestSerialize: (m: Req) => Buffer.from(req.encode(m).finish()),
+    requestDeserialize: (b: Buffer) => req.decode(b),
+    responseSerialize: (m: Res) => Buffer.from(res.encode(m).finish()),
+    responseDeserialize: (b: Buffer) => res.decode(b),
+    originalName: name,
+  };
+}
