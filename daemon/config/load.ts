@@ -120,15 +120,19 @@ export function loadConfig(opts: LoadOptions): DaemonConfig {
 
 function describeIssues(issues: z.core.$ZodIssue[], file: string | null, text: string, flagOf: Map<string, string>): string {
   const lines = keyLines(text);
-  const out: string[] = [];
+  const out: Array<{ line: number; text: string }> = [];
   for (const iss of issues) {
     const entries: Array<{ path: PropertyKey[]; message: string }> =
       iss.code === 'unrecognized_keys'
-        ? iss.keys.map((k) => ({ path: [...iss.path, k], message: `Unknown key (the keys are listed in deploy/farmemd.toml and by farmemd --help-config)` }))
+        ? iss.keys.map((k) => ({ path: [...iss.path, k], message: `Unknown key (the keys are listed in deploy/examples/farmemd.toml and by farmemd --help-config)` }))
         : [{ path: [...iss.path], message: iss.message }];
-    for (const e of entries) out.push(`${origin(e.path, file, lines, flagOf)}: ${e.message}`);
+    for (const e of entries) out.push({ line: lineOf(lines, e.path) ?? Infinity, text: `${origin(e.path, file, lines, flagOf)}: ${e.message}` });
   }
-  return out.join('\n');
+  // In file order, as a reader fixes them.
+  return out
+    .sort((a, b) => a.line - b.line)
+    .map((o) => o.text)
+    .join('\n');
 }
 
 function origin(p: PropertyKey[], file: string | null, lines: Map<string, number>, flagOf: Map<string, string>): string {

@@ -56,8 +56,14 @@ export function keyLines(text: string): Map<string, number> {
       if (!lines.has(base)) lines.set(base, i + 1);
       lines.set(table, i + 1);
     } else if ((m = /^\[\s*(.+?)\s*\]$/.exec(line))) {
-      table = resolve(splitKey(m[1]!));
+      const parts = splitKey(m[1]!);
+      table = resolve(parts);
       lines.set(table, i + 1);
+      // `[a.b]` also defines `a` (implicitly): errors about `a` point here when nothing else does.
+      for (let n = 1; n < parts.length; n++) {
+        const parent = resolve(parts.slice(0, n));
+        if (!lines.has(parent)) lines.set(parent, i + 1);
+      }
     } else if ((m = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=/.exec(line))) {
       const key = splitKey(m[1]!).join('.');
       const full = table === '' ? key : `${table}.${key}`;

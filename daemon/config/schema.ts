@@ -1,5 +1,5 @@
 // The farmemd configuration file (TOML): every key, its check, its default and its documentation.
-// KEYS is the one source for the docs table (`farmemd --help-config`) and for deploy/farmemd.toml,
+// KEYS is the one source for the docs table (`farmemd --help-config`) and for deploy/examples/farmemd.toml,
 // which a test checks against it. Leaves carry their own error text so that every message reads
 // `<key>: Expected <what> but received <value>`.
 import { z } from 'zod';

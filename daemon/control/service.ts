@@ -139,7 +139,7 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
           (e: unknown) => {
             const st = toStatus(e);
             count(name, st.code!);
-            call.destroy(Object.assign(new Error(st.details), st));
+            call.emit('error', Object.assign(new Error(st.details), st)); // grpc-js turns this into the call's status
           },
         );
     };
