@@ -60,7 +60,11 @@ export class RegionRegistry {
 
   /** Opens (creating the directory if needed) the registry of a state directory. */
   static async open(stateDir: string): Promise<RegionRegistry> {
-    await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o750 });
+    try {
+      await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o750 });
+    } catch (e) {
+      throw new Error(`state dir ${stateDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}: cannot create it (pass --state-dir or set state_dir)`);
+    }
     const file = path.join(stateDir, REGISTRY_FILE);
     let text: string;
     try {

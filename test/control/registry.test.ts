@@ -93,3 +93,16 @@ test('duplicates, unknown regions and a corrupt registry', async () => {
     });
   });
 });
+
+test('a state dir that cannot be created is named', async () => {
+  const dir = tempDir('noreg');
+  try {
+    const file = path.join(dir, 'file');
+    fs.writeFileSync(file, '');
+    await assert.rejects(RegionRegistry.open(path.join(file, 'state')), {
+      message: `state dir ${file}/state: ENOTDIR: cannot create it (pass --state-dir or set state_dir)`,
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
