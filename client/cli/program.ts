@@ -1,0 +1,319 @@
+// The farmem command line: its commands, their output and their exit codes.
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ControlClient, ControlError, farmem } from '../control';
+import { SIZE_EXPECTED, tryParseSize } from '../../daemon/util/size';
+import { faultsJson, fields, pct, regionJson, size, statsJson, table } from './format';
+
+const EXIT_CODES = `
+Exit codes:
+  0  success
+  1  failure: farmemd refused (unknown region, permission denied, ...) or is unreachable
+  2  usage error: a bad command, flag or value (also when farmemd finds a value invalid)`;
+
+function sizeArg(name: string) {
+  return (v: string): number => {
+    const b = tryParseSize(v);
+    if (b === null) throw new InvalidArgumentError(`Expected ${SIZE_EXPECTED} for ${name} but received ${JSON.stringify(v)}`);
+    return b;
+  };
+}
+function intArg(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const x = /^\d+$/.test(v) ? Number(v) : NaN;
+    if (!(x >= min && x <= max)) throw new InvalidArgumentError(`Expected an integer from ${min} to ${max} for ${name} but received ${JSON.stringify(v)}`);
+    return x;
+  };
+}
+function modeArg(v: string): number {
+  if (!/^0?[0-7]{1,3}$/.test(v)) throw new InvalidArgumentError(`Expected an octal mode such as 600 or 0660 for --mode but received ${JSON.stringify(v)}`);
+  return parseInt(v, 8);
+}
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+interface Out {
+  json: boolean;
+}
+
+function print(o: Out, json: unknown, text: () => string): void {
+  process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : `${text()}\n`);
+}
+
+/** A progress bar on stderr when it is a terminal; nothing otherwise (scripts read the result). */
+function progressBar(label: string): (p: farmem.v1.OperationProgress) => void {
+  if (!process.stderr.isTTY) return () => {};
+  return (p) => {
+    const total = Number(p.pagesTotal);
+    const done = Number(p.pagesDone);
+    const frac = total > 0 ? Math.min(1, done / total) : p.done ? 1 : 0;
+    const w = 30;
+    const bar = '#'.repeat(Math.round(frac * w)).padEnd(w, '.');
+    process.stderr.write(`\r${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${total} pages${p.done ? '\n' : ''}`);
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('farmem')
+    .description('Control farmemd: create and inspect regions of remote memory.')
+    .option('--socket <path>', "farmemd's control socket (default: $FARMEM_SOCKET, /run/farmem/farmemd.sock, $XDG_RUNTIME_DIR/farmem/farmemd.sock)")
+    .addHelpText('after', EXIT_CODES)
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+
+  async function withClient<T>(cmd: Command, fn: (c: ControlClient, o: Out) => Promise<T>): Promise<T> {
+    const opts = cmd.optsWithGlobals() as { socket?: string; json?: boolean };
+    const client = await ControlClient.connect(opts.socket ?? null);
+    try {
+      return await fn(client, { json: opts.json === true });
+    } finally {
+      client.close();
+    }
+  }
+
+  const region = program.command('region').description('create, inspect and remove regions').addHelpText('after', EXIT_CODES);
+  region.exitOverride();
+
+  region
+    .command('create <name>')
+    .description("create a region (name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit)")
+    .requiredOption('--size <size>', 'size of the region, e.g. 1GiB (a multiple of the page size)', sizeArg('--size'))
+    .option('--page-size <size>', 'page size, a power of two from 4KiB to 2MiB (default: the daemon config)', sizeArg('--page-size'))
+    .option('--resident <size>', 'resident budget on this host (default 0 = unlimited)', sizeArg('--resident'))
+    .option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more (default: the daemon pool)', collect, [])
+    .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
+    .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
+    .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
+    .option('--owner <uid>', 'owner uid (root only; default: you)', intArg('--owner', 0, 0xfffffffe))
+    .option('--group <gid>', 'group gid (default: your gid)', intArg('--group', 0, 0xfffffffe))
+    .option('--mode <octal>', 'access mode: 600 owner only, 660 owner and group (default 600)', modeArg)
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.createRegion({
+          name,
+          sizeBytes: o.size,
+          pageSize: o.pageSize ?? null,
+          residentBytes: o.resident ?? null,
+          servers: o.server,
+          replicas: o.replicas ?? null,
+          prefetch: o.prefetch ?? '',
+          onUnavailable: o.onUnavailable === 'sigbus' ? farmem.v1.OnUnavailable.ON_UNAVAILABLE_SIGBUS : o.onUnavailable === 'wait' ? farmem.v1.OnUnavailable.ON_UNAVAILABLE_WAIT : 0,
+          ownerUid: o.owner ?? null,
+          ownerGid: o.group ?? null,
+          mode: o.mode ?? null,
+        });
+        print(out, regionJson(r), () => `created region "${r.name}" (${size(Number(r.sizeBytes))}, id ${r.id})`);
+      }),
+    );
+
+  region
+    .command('list')
+    .description('list the regions')
+    .option('--json', 'print JSON')
+    .action(async (o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const rs = await c.listRegions();
+        const json = rs.map((s) => ({ ...regionJson(s.region!), attachments: Number(s.attachments), residentPages: Number(s.residentPages), dirtyPages: Number(s.dirtyPages), accessible: s.accessible === true }));
+        print(out, json, () =>
+          rs.length === 0
+            ? 'no regions (create one: farmem region create NAME --size 1GiB)'
+            : table(
+                ['NAME', 'SIZE', 'PAGE', 'RESIDENT', 'OWNER', 'MODE', 'ATTACHED', 'ID'],
+                json.map((r) => [r.name, size(r.sizeBytes), size(r.pageSize), r.residentBytes === 0 ? 'unlimited' : size(r.residentBytes), `${r.ownerUid}:${r.ownerGid}`, r.mode + (r.accessible ? '' : ' (no access)'), r.attachments, r.id]),
+              ),
+        );
+      }),
+    );
+
+  region
+    .command('show <name>')
+    .description('show a region and its live numbers')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const res = await c.showRegion(name);
+        const r = regionJson(res.region!);
+        const st = statsJson(res.stats);
+        print(out, { ...r, stats: st }, () => {
+          const base: Array<[string, string | number]> = [
+            ['name', r.name],
+            ['id', r.id],
+            ['size', `${size(r.sizeBytes)} (${r.sizeBytes} bytes, ${r.sizeBytes / r.pageSize} pages of ${size(r.pageSize)})`],
+            ['resident budget', r.residentBytes === 0 ? 'unlimited' : size(r.residentBytes)],
+            ['memory servers', r.servers.length ? r.servers.join(', ') : 'the daemon pool'],
+            ['replicas', r.replicas],
+            ['prefetch', r.prefetch],
+            ['on unavailable', r.onUnavailable],
+            ['owner', `uid ${r.ownerUid}, gid ${r.ownerGid}, mode ${r.mode}`],
+            ['created', r.createdAt],
+          ];
+          if (!st.pager) return `${fields(base)}\n\nlive numbers: none — ${st.detail}`;
+          const s = st;
+          const f = s.faults;
+          const lookups = s.cacheHits + s.cacheMisses;
+          return [
+            fields([
+              ...base,
+              ['resident pages', s.residentPages],
+              ['dirty pages', s.dirtyPages],
+              ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
+              ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
+              ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
+              ['prefetch', `${s.prefetchedPages} pages, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}`],
+              ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
+              ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],
+            ]),
+            '',
+            s.attachments.length === 0 ? 'attachments: none' : table(['PID', 'UID', 'COMMAND', 'SINCE'], s.attachments.map((a) => [a.pid, a.uid, a.comm, a.since])),
+          ].join('\n');
+        });
+      }),
+    );
+
+  region
+    .command('delete <name>')
+    .description('delete a region and free its pages on the memory servers (owner or root)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const res = await c.deleteRegion(name);
+        print(out, { ...regionJson(res.region!), pagesFreed: Number(res.pagesFreed) }, () => `deleted region "${name}" (${Number(res.pagesFreed)} pages freed on the memory servers)`);
+      }),
+    );
+
+  region
+    .command('resize <name>')
+    .description("change a region's resident budget on this host (owner or root)")
+    .requiredOption('--resident <size>', 'new resident budget, e.g. 256MiB (0 = unlimited)', sizeArg('--resident'))
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.updateRegion(name, { residentBytes: o.resident });
+        print(out, regionJson(r), () => `region "${name}": resident budget ${Number(r.residentBytes) === 0 ? 'unlimited' : size(Number(r.residentBytes))}`);
+      }),
+    );
+
+  for (const [verb, what] of [
+    ['sync', 'write back every dirty page and make the memory servers durable'],
+    ['evict', 'drop every clean resident page now'],
+  ] as const) {
+    region
+      .command(`${verb} <name>`)
+      .description(what)
+      .option('--json', 'print JSON')
+      .action(async (name: string, o, cmd: Command) =>
+        withClient(cmd, async (c, out) => {
+          const bar = out.json ? () => {} : progressBar(`${verb} ${name}`);
+          const last = verb === 'sync' ? await c.syncRegion(name, bar) : await c.evictRegion(name, bar);
+          const json = { region: name, pagesDone: Number(last.pagesDone), pagesTotal: Number(last.pagesTotal), bytesDone: Number(last.bytesDone), message: last.message };
+          print(out, json, () => `${verb} "${name}": ${json.pagesDone} pages (${size(json.bytesDone)})${json.message ? `: ${json.message}` : ''}`);
+        }),
+      );
+  }
+
+  program
+    .command('stats')
+    .description("the daemon's numbers")
+    .option('--json', 'print JSON')
+    .action(async (o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const s = await c.daemonStats();
+        const json = {
+          version: s.version,
+          pid: s.pid,
+          uptimeSeconds: s.uptimeSeconds,
+          state: s.state,
+          socket: s.socket,
+          attachSocket: s.attachSocket,
+          stateDir: s.stateDir,
+          regions: s.regions,
+          pager: s.pager,
+          pagerDetail: s.pagerDetail,
+          attachments: s.attachments,
+          cacheCapacityBytes: Number(s.cacheCapacityBytes),
+          cacheBytes: Number(s.cacheBytes),
+          cacheHits: Number(s.cacheHits),
+          cacheMisses: Number(s.cacheMisses),
+          residentCapBytes: Number(s.residentCapBytes),
+          residentBytes: Number(s.residentBytes),
+          faults: faultsJson(s.faults),
+          remoteBytesIn: Number(s.remoteBytesIn),
+          remoteBytesOut: Number(s.remoteBytesOut),
+          dirtyPages: Number(s.dirtyPages),
+          evictions: Number(s.evictions),
+          writebacks: Number(s.writebacks),
+        };
+        print(out, json, () => {
+          const head: Array<[string, string | number]> = [
+            ['farmemd', `${json.version}, pid ${json.pid}, ${json.state}, up ${json.uptimeSeconds.toFixed(0)} s`],
+            ['control socket', json.socket],
+            ['attach socket', json.attachSocket || '(not listening: no attach server in this daemon)'],
+            ['state dir', json.stateDir],
+            ['regions', json.regions],
+            ['resident cap', json.residentCapBytes === 0 ? 'none' : size(json.residentCapBytes)],
+          ];
+          if (!json.pager) return fields([...head, ['pager', `none — ${json.pagerDetail}`]]);
+          const lookups = json.cacheHits + json.cacheMisses;
+          const f = json.faults;
+          return fields([
+            ...head,
+            ['pager', json.pagerDetail],
+            ['attachments', json.attachments],
+            ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
+            ['page cache', `${size(json.cacheBytes)} of ${size(json.cacheCapacityBytes)}, hit ratio ${lookups ? pct(json.cacheHits / lookups) : '-'}`],
+            ['resident', size(json.residentBytes)],
+            ['dirty pages', json.dirtyPages],
+            ['evictions / write-backs', `${json.evictions} / ${json.writebacks}`],
+            ['remote in / out', `${size(json.remoteBytesIn)} / ${size(json.remoteBytesOut)}`],
+          ]);
+        });
+      }),
+    );
+
+  program
+    .command('servers')
+    .description('the memory servers this daemon uses, and whether they answer')
+    .option('--json', 'print JSON')
+    .action(async (o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const ss = await c.listServers();
+        const json = ss.map((s) => ({
+          address: s.address ?? '',
+          weight: Number(s.weight),
+          tls: s.tls === true,
+          embedded: s.embedded === true,
+          state: s.state ?? '',
+          detail: s.detail ?? '',
+          capacityBytes: Number(s.capacityBytes),
+          usedBytes: Number(s.usedBytes),
+          regions: Number(s.regions),
+        }));
+        print(out, json, () =>
+          json.length === 0
+            ? 'no memory servers (configure [[memory_servers]] in farmemd.toml, or let farmemd start its embedded one)'
+            : table(
+                ['ADDRESS', 'STATE', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
+                json.map((s) => [s.address, s.state, size(s.usedBytes), size(s.capacityBytes), s.regions, s.weight, `${s.embedded ? 'embedded' : 'remote'}${s.tls ? ', tls' : ''}`, s.detail]),
+              ),
+        );
+      }),
+    );
+
+  return program;
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof ControlError) {
+      process.stderr.write(`farmem: ${e.message}\n`);
+      return e.code === 'INVALID_ARGUMENT' ? 2 : 1;
+    }
+    process.stderr.write(`farmem: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,197 @@
+// The Daemon: the regions, the memory servers, and the slot where the parts that make regions live
+// plug in (a RegionRuntime: the pager; the attach server sets attachSocket). The control service
+// calls these methods with the caller's credentials; each checks access and says why it refuses.
+import type { DaemonConfig } from './config/load';
+import type { Logger } from './log';
+import type { DaemonMetrics } from './metrics';
+import type { Lifecycle } from './lifecycle';
+import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type RegionSpec } from './regions';
+import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
+import { probe, type KnownServer, type ServerStatus } from './servers';
+
+/** What a caller may say when creating a region; null = the daemon's default. */
+export interface CreateInput {
+  name: string;
+  sizeBytes: number;
+  pageSize: number | null;
+  residentBytes: number | null;
+  servers: string[];
+  replicas: number | null;
+  prefetch: string | null;
+  onUnavailable: string | null;
+  ownerUid: number | null;
+  ownerGid: number | null;
+  mode: number | null;
+}
+
+export interface RegionView {
+  spec: RegionSpec;
+  accessible: boolean;
+  attachments: number;
+  stats: RegionStatsSnapshot | null;
+}
+
+export interface DaemonStatus {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  state: string;
+  socket: string;
+  attachSocket: string;
+  stateDir: string;
+  regions: number;
+  pager: boolean;
+  pagerDetail: string;
+  residentCapBytes: number;
+  runtime: RuntimeStats | null;
+}
+
+export const VERSION: string = (require('../../package.json') as { version: string }).version;
+
+export class Daemon {
+  runtime: RegionRuntime = new NoPagerRuntime();
+  /** Set by the attach server once it listens; null until then. */
+  attachSocket: string | null = null;
+  readonly servers: KnownServer[];
+  readonly startedAt = Date.now();
+
+  constructor(
+    readonly config: DaemonConfig,
+    readonly logger: Logger,
+    readonly metrics: DaemonMetrics,
+    readonly lifecycle: Lifecycle,
+    readonly registry: RegionRegistry,
+  ) {
+    this.servers = config.memoryServers.map((s) => ({ ...s, embedded: false }));
+    metrics.regions.set(registry.list().length);
+  }
+
+  /** Plugs the pager in and tells it of every region already in the registry. */
+  async useRuntime(runtime: RegionRuntime): Promise<void> {
+    this.runtime = runtime;
+    for (const spec of this.registry.list()) await runtime.onRegionCreated(spec);
+  }
+
+  addServer(s: KnownServer): void {
+    this.servers.push(s);
+  }
+
+  private open(op: string): void {
+    if (this.lifecycle.state === 'DRAINING' || this.lifecycle.state === 'STOPPED') {
+      throw new RegionError('unavailable', `${op}: farmemd is stopping (${this.lifecycle.state}); try again once it is back`);
+    }
+  }
+
+  async createRegion(caller: Caller, input: CreateInput): Promise<RegionSpec> {
+    const op = `create region "${input.name}"`;
+    this.open(op);
+    const d = this.config.regionDefaults;
+    const ownerUid = input.ownerUid ?? caller.uid;
+    const ownerGid = input.ownerGid ?? caller.gid;
+    if (caller.uid !== 0 && ownerUid !== caller.uid) {
+      throw new RegionError('denied', `${op}: permission denied: only root may create a region owned by another user (uid ${ownerUid})`);
+    }
+    if (caller.uid !== 0 && ownerGid !== caller.gid && !caller.groups.includes(ownerGid)) {
+      throw new RegionError('denied', `${op}: permission denied: uid ${caller.uid} is not in group ${ownerGid}`);
+    }
+    const n: NewRegion = {
+      name: input.name,
+      sizeBytes: input.sizeBytes,
+      pageSize: input.pageSize ?? d.pageSize,
+      residentBytes: input.residentBytes ?? 0,
+      servers: input.servers,
+      replicas: input.replicas ?? d.replicas,
+      prefetch: input.prefetch ?? d.prefetch,
+      onUnavailable: input.onUnavailable ?? d.onUnavailable,
+      ownerUid,
+      ownerGid,
+      mode: input.mode ?? 0o600,
+    };
+    const spec = await this.registry.create(n, this.servers.length);
+    this.metrics.regions.set(this.registry.list().length);
+    this.logger.info({ region: spec.name, id: spec.id, sizeBytes: spec.sizeBytes, pageSize: spec.pageSize, uid: caller.uid, pid: caller.pid }, 'region created');
+    try {
+      await this.runtime.onRegionCreated(spec);
+    } catch (e) {
+      this.logger.error({ err: e, region: spec.name }, 'the pager refused the new region');
+      throw e;
+    }
+    return spec;
+  }
+
+  async deleteRegion(caller: Caller, name: string): Promise<{ spec: RegionSpec; pagesFreed: number }> {
+    const op = `delete region "${name}"`;
+    this.open(op);
+    const spec = this.registry.require(name, 'delete');
+    check(spec, caller, 'admin', 'delete');
+    const { pagesFreed } = await this.runtime.onRegionDeleted(spec);
+    await this.registry.delete(name);
+    this.metrics.regions.set(this.registry.list().length);
+    this.logger.info({ region: name, id: spec.id, pagesFreed, uid: caller.uid, pid: caller.pid }, 'region deleted');
+    return { spec, pagesFreed };
+  }
+
+  listRegions(caller: Caller): RegionView[] {
+    return this.registry.list().map((spec) => {
+      let accessible = true;
+      try {
+        check(spec, caller, 'use', 'list');
+      } catch {
+        accessible = false;
+      }
+      return { spec, accessible, attachments: this.runtime.attachmentCount(spec), stats: accessible ? this.runtime.regionStats(spec) : null };
+    });
+  }
+
+  showRegion(caller: Caller, name: string): RegionView {
+    const spec = this.registry.require(name, 'show');
+    check(spec, caller, 'use', 'show');
+    return { spec, accessible: true, attachments: this.runtime.attachmentCount(spec), stats: this.runtime.regionStats(spec) };
+  }
+
+  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number }): Promise<RegionSpec> {
+    const op = `change region "${name}"`;
+    this.open(op);
+    const cur = this.registry.require(name, 'change');
+    check(cur, caller, 'admin', 'change');
+    const spec = await this.registry.update(name, patch);
+    this.logger.info({ region: name, ...patch, uid: caller.uid, pid: caller.pid }, 'region changed');
+    await this.runtime.onRegionUpdated(spec);
+    return spec;
+  }
+
+  async syncRegion(caller: Caller, name: string, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress> {
+    const spec = this.registry.require(name, 'sync');
+    check(spec, caller, 'use', 'sync');
+    return this.runtime.sync(spec, progress, signal);
+  }
+
+  async evictRegion(caller: Caller, name: string, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress> {
+    const spec = this.registry.require(name, 'evict');
+    check(spec, caller, 'use', 'evict');
+    return this.runtime.evict(spec, progress, signal);
+  }
+
+  status(): DaemonStatus {
+    return {
+      version: VERSION,
+      pid: process.pid,
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      state: this.lifecycle.state,
+      socket: this.config.socket,
+      attachSocket: this.attachSocket ?? '',
+      stateDir: this.config.stateDir,
+      regions: this.registry.list().length,
+      pager: this.runtime.serving,
+      pagerDetail: this.runtime.serving ? this.runtime.description : NO_PAGER_DETAIL,
+      residentCapBytes: this.config.residentCapBytes,
+      runtime: this.runtime.stats(),
+    };
+  }
+
+  async listServers(): Promise<ServerStatus[]> {
+    const all = await Promise.all(this.servers.map((s) => probe(s)));
+    for (const s of all) this.metrics.serverUp.set({ server: s.address }, s.state === 'up' ? 1 : 0);
+    return all;
+  }
+}

@@ -1,0 +1,42 @@
+// sd_notify for farmemd: READY=1, STATUS=, STOPPING=1, WATCHDOG=1 to systemd's NOTIFY_SOCKET
+// through the addon (Node has no unix datagram sockets). Without NOTIFY_SOCKET (not under systemd)
+// or without the addon's sdNotify, every call is a no-op that says so once at debug level.
+// Called from the main JS thread.
+import { addon } from '../native';
+import type { Logger } from '../log';
+
+export interface Notifier {
+  /** true when a message was sent. */
+  notify(state: string): boolean;
+  readonly enabled: boolean;
+}
+
+export function createNotifier(logger: Logger, env: NodeJS.ProcessEnv = process.env): Notifier {
+  if (!env.NOTIFY_SOCKET) {
+    logger.debug('sd_notify: NOTIFY_SOCKET is not set (not started by systemd): readiness is not reported');
+    return { enabled: false, notify: () => false };
+  }
+  let send: ((state: string, fds: number[]) => boolean) | null = null;
+  try {
+    const a = addon();
+    if (typeof a.sdNotify === 'function') send = a.sdNotify.bind(a);
+  } catch (e) {
+    logger.warn({ err: e }, 'sd_notify: the native addon did not load; systemd will not hear READY=1');
+  }
+  if (send === null) {
+    logger.warn('sd_notify: NOTIFY_SOCKET is set but the native addon has no sdNotify; systemd will not hear READY=1');
+    return { enabled: false, notify: () => false };
+  }
+  const fn = send;
+  return {
+    enabled: true,
+    notify(state: string): boolean {
+      try {
+        return fn(state, []);
+      } catch (e) {
+        logger.warn({ err: e, state }, 'sd_notify failed');
+        return false;
+      }
+    },
+  };
+}

@@ -1,0 +1,98 @@
+// Prometheus metrics of farmemd (prom-client). Every metric the issues name is registered here, in
+// one registry; the parts that count (the pager, the evictor, the attach server) are handed this
+// object and feed it. /metrics is served over HTTP on the configured address.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import client from 'prom-client';
+import { splitHostPort } from '../util/address';
+import type { Logger } from '../log';
+
+export interface DaemonMetrics {
+  registry: client.Registry;
+  /** Faults served, by kind: cache_hit (native, no JS), remote (fetched), zero (never written), wp (first write). */
+  faults: client.Counter<'kind'>;
+  /** Time from a fault being read to its page being installed, by kind. */
+  faultSeconds: client.Histogram<'kind'>;
+  cacheBytes: client.Gauge;
+  cacheCapacityBytes: client.Gauge;
+  /** hits / (hits + misses) of the daemon page cache since start. */
+  cacheHitRatio: client.Gauge;
+  remoteBytes: client.Counter<'direction'>;
+  attachments: client.Gauge;
+  regions: client.Gauge;
+  residentBytes: client.Gauge<'region'>;
+  dirtyPages: client.Gauge<'region'>;
+  evictions: client.Counter;
+  writebackPages: client.Counter;
+  /** Times eviction could not make progress (a memory server slow or full). */
+  evictionStalls: client.Counter<'reason'>;
+  /** 1 when the memory server answered its last probe. */
+  serverUp: client.Gauge<'server'>;
+  controlCalls: client.Counter<'method' | 'code'>;
+}
+
+export function createMetrics(): DaemonMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const r = [registry];
+  return {
+    registry,
+    faults: new client.Counter({ name: 'farmem_faults_total', help: 'Page faults served, by kind (cache_hit, remote, zero, wp)', labelNames: ['kind'], registers: r }),
+    faultSeconds: new client.Histogram({
+      name: 'farmem_fault_service_seconds',
+      help: 'Time to serve a page fault, from read to install, by kind',
+      labelNames: ['kind'],
+      buckets: [5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 1],
+      registers: r,
+    }),
+    cacheBytes: new client.Gauge({ name: 'farmem_cache_bytes', help: 'Bytes held by the daemon page cache', registers: r }),
+    cacheCapacityBytes: new client.Gauge({ name: 'farmem_cache_capacity_bytes', help: 'Byte budget of the daemon page cache', registers: r }),
+    cacheHitRatio: new client.Gauge({ name: 'farmem_cache_hit_ratio', help: 'Page cache hits / lookups since start', registers: r }),
+    remoteBytes: new client.Counter({ name: 'farmem_remote_bytes_total', help: 'Page bytes moved to and from memory servers', labelNames: ['direction'], registers: r }),
+    attachments: new client.Gauge({ name: 'farmem_attachments', help: 'Processes attached to regions', registers: r }),
+    regions: new client.Gauge({ name: 'farmem_regions', help: 'Regions in the registry', registers: r }),
+    residentBytes: new client.Gauge({ name: 'farmem_region_resident_bytes', help: 'Resident bytes of a region on this host', labelNames: ['region'], registers: r }),
+    dirtyPages: new client.Gauge({ name: 'farmem_region_dirty_pages', help: 'Dirty (not yet written back) pages of a region', labelNames: ['region'], registers: r }),
+    evictions: new client.Counter({ name: 'farmem_evictions_total', help: 'Pages evicted from regions', registers: r }),
+    writebackPages: new client.Counter({ name: 'farmem_writeback_pages_total', help: 'Dirty pages written back to memory servers', registers: r }),
+    evictionStalls: new client.Counter({ name: 'farmem_eviction_stalls_total', help: 'Times eviction stalled, by reason', labelNames: ['reason'], registers: r }),
+    serverUp: new client.Gauge({ name: 'farmem_memory_server_up', help: '1 when the memory server answered its last probe', labelNames: ['server'], registers: r }),
+    controlCalls: new client.Counter({ name: 'farmem_control_calls_total', help: 'Control-socket calls, by method and gRPC status', labelNames: ['method', 'code'], registers: r }),
+  };
+}
+
+export interface MetricsServer {
+  /** The bound address (host:port), with the real port when 0 was asked. */
+  address: string;
+  close(): Promise<void>;
+}
+
+export function startMetricsServer(address: string, registry: client.Registry, logger: Logger): Promise<MetricsServer> {
+  const { host, port } = splitHostPort(address);
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('farmemd serves only GET /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (e: Error) => {
+        logger.error({ err: e }, 'metrics: collecting failed');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`);
+      },
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(new Error(`metrics ${address}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    server.listen(port, host, () => {
+      const a = server.address() as AddressInfo;
+      const bound = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      const close = (): Promise<void> =>
+        new Promise<void>((res) => {
+          server.close(() => res());
+          server.closeAllConnections(); // keep-alive scrapers would hold close() open
+        });
+      resolve({ address: bound, close });
+    });
+  });
+}

@@ -1,0 +1,72 @@
+// The memory servers this daemon knows — configured ones and the embedded one — and a probe of
+// each through the MemoryServer.Stats call, for `farmem servers` and the up/down metric.
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { farmem } from '../proto/gen/farmem';
+import { method } from './util/grpc';
+import { grpcTarget } from './util/address';
+import type { MemoryServerConfig } from './config/load';
+
+const statsMethod = method('farmem.v1.MemoryServer', 'Stats', farmem.v1.StatsRequest, farmem.v1.StatsResponse);
+
+export interface KnownServer extends MemoryServerConfig {
+  embedded: boolean;
+}
+
+export interface ServerStatus {
+  address: string;
+  weight: number;
+  tls: boolean;
+  embedded: boolean;
+  state: 'up' | 'down';
+  detail: string;
+  capacityBytes: number;
+  usedBytes: number;
+  regions: number;
+}
+
+function credentials(s: MemoryServerConfig): grpc.ChannelCredentials {
+  if (s.tls === null) return grpc.credentials.createInsecure();
+  const read = (p: string | null) => (p === null ? null : fs.readFileSync(p));
+  return grpc.credentials.createSsl(read(s.tls.ca), read(s.tls.key), read(s.tls.cert));
+}
+
+/** Asks one server for its Stats; never throws (a failure is a 'down' status with the reason). */
+export function probe(s: KnownServer, timeoutMs = 2000): Promise<ServerStatus> {
+  const base = { address: s.address, weight: s.weight, tls: s.tls !== null, embedded: s.embedded };
+  return new Promise((resolve) => {
+    let client: grpc.Client;
+    try {
+      const options: grpc.ChannelOptions = s.tls?.serverName ? { 'grpc.ssl_target_name_override': s.tls.serverName } : {};
+      client = new grpc.Client(grpcTarget(s.address), credentials(s), options);
+    } catch (e) {
+      resolve({ ...base, state: 'down', detail: (e as Error).message, capacityBytes: 0, usedBytes: 0, regions: 0 });
+      return;
+    }
+    const md = new grpc.Metadata();
+    if (s.token !== null) md.set('authorization', `Bearer ${s.token}`);
+    client.makeUnaryRequest(
+      statsMethod.path,
+      statsMethod.requestSerialize,
+      statsMethod.responseDeserialize,
+      farmem.v1.StatsRequest.create(),
+      md,
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => {
+        client.close();
+        if (err || !res) {
+          resolve({ ...base, state: 'down', detail: err ? err.details || err.message : 'no answer', capacityBytes: 0, usedBytes: 0, regions: 0 });
+        } else {
+          resolve({
+            ...base,
+            state: 'up',
+            detail: res.durable ? 'durable' : 'memory only',
+            capacityBytes: Number(res.capacityBytes),
+            usedBytes: Number(res.usedBytes),
+            regions: res.regions?.length ?? 0,
+          });
+        }
+      },
+    );
+  });
+}

@@ -1,0 +1,69 @@
+// Builds and starts a farmemd from a loaded configuration, in order: registry, embedded memory
+// server (if any), control socket, metrics; then READY. Each part registers its stop callback, so
+// a SIGTERM stops them in reverse: the control socket first, the memory server last.
+import type { DaemonConfig } from './config/load';
+import type { Logger } from './log';
+import { createMetrics, startMetricsServer } from './metrics';
+import { Lifecycle } from './lifecycle';
+import { RegionRegistry } from './regions';
+import { Daemon } from './daemon';
+import { DaemonService, daemonHandlers, listenControl } from './control';
+import { startEmbeddedServer } from './embedded';
+import { clientSocketPath } from './util/paths';
+import type * as grpc from '@grpc/grpc-js';
+
+
+export interface StartedDaemon {
+  daemon: Daemon;
+  lifecycle: Lifecycle;
+  metricsAddress: string | null;
+}
+
+export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<StartedDaemon> {
+  const lifecycle = new Lifecycle(logger, config.drainTimeoutMs, opts.exit);
+  lifecycle.installSignalHandlers();
+  const metrics = createMetrics();
+  metrics.cacheCapacityBytes.set(config.cacheBytes);
+  const registry = await RegionRegistry.open(config.stateDir);
+  const daemon = new Daemon(config, logger, metrics, lifecycle, registry);
+  logger.info({ stateDir: config.stateDir, regions: registry.list().length, config: config.file }, `region registry ${registry.file}: ${registry.list().length} region(s)`);
+
+  if (config.embeddedServer.enabled) {
+    const e = config.embeddedServer;
+    const server = await startEmbeddedServer({ listen: e.listen, capacityBytes: e.capacityBytes, dataDir: e.dataDir, logger: logger.child({ part: 'memserver' }) });
+    daemon.addServer({ address: server.address, weight: 1, token: null, tls: null, embedded: true });
+    lifecycle.onStop('embedded memory server', () => server.stop(1000));
+    logger.info(
+      { memoryServer: server.address, capacityBytes: e.capacityBytes, dataDir: e.dataDir },
+      `no memory server configured: started the embedded one on ${server.address} (${e.dataDir ?? 'memory only'})`,
+    );
+  } else if (daemon.servers.length === 0) {
+    logger.warn('no memory server configured and the embedded one is disabled: regions can be created but their pages have nowhere to go');
+  }
+
+  let metricsAddress: string | null = null;
+  if (config.metricsAddress !== null) {
+    const m = await startMetricsServer(config.metricsAddress, metrics.registry, logger);
+    metricsAddress = m.address;
+    lifecycle.onStop('metrics', () => m.close());
+    logger.info({ metrics: m.address }, `metrics on http://${m.address}/metrics`);
+  }
+
+  const control = await listenControl({
+    path: config.socket,
+    mode: config.socketMode,
+    group: config.socketGroup,
+    service: DaemonService as unknown as grpc.ServiceDefinition,
+    impl: daemonHandlers(daemon) as unknown as grpc.UntypedServiceImplementation,
+    logger,
+  });
+  lifecycle.onStop('control socket', () => control.close(Math.min(2000, config.drainTimeoutMs)));
+
+  const hint = clientSocketPath() === config.socket ? '' : ` --socket ${config.socket}`;
+  lifecycle.ready(`serving ${registry.list().length} region(s) on ${config.socket}`);
+  logger.info(
+    { socket: config.socket, credentials: control.credentials, servers: daemon.servers.map((s) => s.address), state: 'READY' },
+    `farmemd ready: control socket ${config.socket}. Try: farmem${hint} region create demo --size 1GiB, then: farmem${hint} demo`,
+  );
+  return { daemon, lifecycle, metricsAddress };
+}

@@ -1,0 +1,148 @@
+// The farmem CLI against a real farmemd: output, --json, exit codes and messages.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { farmem, peerCredUnavailable, startFarmemd, tempDir, type Farmemd } from '../helpers/farmemd';
+import { isRoot } from '../helpers/env';
+
+let d: Farmemd;
+before(async () => {
+  d = await startFarmemd({ config: 'socket_mode = 0o666\n' });
+});
+after(async () => {
+  await d.stop('SIGKILL');
+  fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
+test('create, list, show, resize, delete with --json', () => {
+  let r = farmem(d.socket, ['region', 'create', 'json1', '--size', '8MiB', '--page-size', '64KiB', '--mode', '640', '--prefetch', 'stride', '--on-unavailable', 'sigbus', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const created = JSON.parse(r.stdout);
+  assert.deepEqual({ ...created, id: '', createdAt: '' }, {
+    id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride',
+    onUnavailable: 'sigbus', ownerUid: process.getuid!(), ownerGid: process.getgid!(), mode: '0640', createdAt: '',
+  });
+  r = farmem(d.socket, ['region', 'show', 'json1', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const shown = JSON.parse(r.stdout);
+  assert.equal(shown.id, created.id);
+  assert.deepEqual(shown.stats, { pager: false, detail: 'no pager is attached to this daemon: faults are not served and nothing is counted' });
+  r = farmem(d.socket, ['region', 'resize', 'json1', '--resident', '1MiB', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).residentBytes, 1 << 20);
+  r = farmem(d.socket, ['region', 'list', '--json']);
+  const row = (JSON.parse(r.stdout) as Array<Record<string, unknown>>).find((x) => x.name === 'json1')!;
+  assert.equal(row.residentBytes, 1 << 20);
+  assert.equal(row.accessible, true);
+  r = farmem(d.socket, ['region', 'delete', 'json1', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).pagesFreed, 0);
+  r = farmem(d.socket, ['region', 'show', 'json1']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'farmem: show region "json1": no such region (farmem region list shows them)\n');
+});
+
+test('readable tables', () => {
+  assert.equal(farmem(d.socket, ['region', 'create', 'table1', '--size', '1GiB']).status, 0);
+  const r = farmem(d.socket, ['region', 'list']);
+  assert.equal(r.status, 0, r.stderr);
+  const [head, ...rows] = r.stdout.trimEnd().split('\n');
+  assert.match(head!, /^NAME\s+SIZE\s+PAGE\s+RESIDENT\s+OWNER\s+MODE\s+ATTACHED\s+ID$/);
+  assert.ok(rows.some((l) => /^table1\s+1\.0 GiB\s+4\.0 KiB\s+unlimited\s+\d+:\d+\s+0600\s+0\s+[0-9a-f-]{36}$/.test(l)), r.stdout);
+  const s = farmem(d.socket, ['region', 'show', 'table1']);
+  assert.match(s.stdout, /^size:\s+1\.0 GiB \(1073741824 bytes, 262144 pages of 4\.0 KiB\)$/m);
+  assert.match(s.stdout, /^live numbers: none — no pager is attached to this daemon/m);
+});
+
+test('stats and servers', () => {
+  let r = farmem(d.socket, ['stats', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.state, 'RUNNING');
+  assert.equal(s.socket, d.socket);
+  assert.equal(s.pid, d.child.pid);
+  assert.equal(s.pager, false);
+  assert.equal(s.stateDir, d.stateDir);
+  r = farmem(d.socket, ['servers', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const [srv] = JSON.parse(r.stdout);
+  assert.equal(srv.address, '127.0.0.1:1');
+  assert.equal(srv.state, 'down');
+  assert.equal(srv.embedded, false);
+  assert.match(srv.detail, /ECONNREFUSED/);
+  r = farmem(d.socket, ['servers']);
+  assert.match(r.stdout, /^ADDRESS\s+STATE\s+USED\s+CAPACITY\s+REGIONS\s+WEIGHT\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s/);
+});
+
+test('usage errors exit 2', () => {
+  const cases: Array<[string[], string]> = [
+    [['region', 'create', 'x', '--size', '1x'], `error: option '--size <size>' argument '1x' is invalid. Expected a size in bytes (e.g. 4096, 4KiB, 256MiB, 1GiB) for --size but received "1x"\n(run with --help for usage)\n`],
+    [['region', 'create', 'x'], "error: required option '--size <size>' not specified\n(run with --help for usage)\n"],
+    [['region', 'frob'], "error: unknown command 'frob'\n(run with --help for usage)\n"],
+    [['region', 'create', 'x', '--size', '1GiB', '--replicas', 'two'], `error: option '--replicas <n>' argument 'two' is invalid. Expected an integer from 1 to 16 for --replicas but received "two"\n(run with --help for usage)\n`],
+    [['region', 'create', 'Bad_Name', '--size', '1GiB'], `farmem: Expected 1 to 63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, for region name but received "Bad_Name"\n`],
+    [['region', 'create', 'odd', '--size', '1000'], 'farmem: Expected a multiple of the page size (4KiB) from 4KiB to 64TiB for size but received 1000\n'],
+  ];
+  for (const [args, stderr] of cases) {
+    const r = farmem(d.socket, args);
+    assert.equal(r.stderr, stderr, args.join(' '));
+    assert.equal(r.status, 2, args.join(' '));
+  }
+});
+
+test('refusals exit 1 and say why', () => {
+  assert.equal(farmem(d.socket, ['region', 'create', 'dup', '--size', '4KiB']).status, 0);
+  let r = farmem(d.socket, ['region', 'create', 'dup', '--size', '4KiB']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^farmem: create region "dup": a region of that name already exists \(id [0-9a-f-]{36}\)\n$/);
+  r = farmem(d.socket, ['region', 'delete', 'ghost']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'farmem: delete region "ghost": no such region (farmem region list shows them)\n');
+  r = farmem(d.socket, ['region', 'sync', 'dup']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'farmem: sync region "dup": no pager is attached to this daemon: faults are not served and nothing is counted, so it holds no dirty page to write back\n');
+  r = farmem(d.socket, ['region', 'evict', 'dup']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'farmem: evict region "dup": no pager is attached to this daemon: faults are not served and nothing is counted, so it holds no resident page to evict\n');
+});
+
+test('daemon not running: exit 1 and how to start it', () => {
+  const dir = tempDir('nodaemon');
+  try {
+    const sock = path.join(dir, 'none.sock');
+    const r = farmem(sock, ['region', 'list']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `farmem: connect ${sock}: ENOENT — is farmemd running? start it with: npm start (or systemctl start farmemd)\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--help documents the exit codes', () => {
+  const r = farmem(null, ['--help']);
+  assert.equal(r.status, 0);
+  assert.match(r.stdout, /Exit codes:\n  0  success\n  1  failure: farmemd refused \(unknown region, permission denied, \.\.\.\) or is unreachable\n  2  usage error/);
+});
+
+const aclSkip = isRoot() ? peerCredUnavailable() : 'needs root (to run the CLI as nobody and create a region owned by root)';
+test('another uid is refused on a private region, by name and reason', { skip: aclSkip ?? false }, () => {
+  fs.chmodSync(d.dir, 0o755);
+  assert.equal(farmem(d.socket, ['region', 'create', 'private', '--size', '4KiB']).status, 0);
+  const nobody = { uid: 65534, gid: 65534 };
+  let r = farmem(d.socket, ['region', 'show', 'private'], nobody);
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr, 'farmem: show region "private": permission denied: uid 65534 is neither its owner (uid 0) nor in its group (gid 0), and mode 0600 gives others no read and write\n');
+  r = farmem(d.socket, ['region', 'delete', 'private'], nobody);
+  assert.equal(r.stderr, 'farmem: delete region "private": permission denied: uid 65534 is not its owner (uid 0) and only the owner or root may do this\n');
+  r = farmem(d.socket, ['region', 'create', 'givenaway', '--size', '4KiB', '--owner', '0'], nobody);
+  assert.equal(r.stderr, 'farmem: create region "givenaway": permission denied: only root may create a region owned by another user (uid 0)\n');
+  // nobody may create its own region, and sees it as its own.
+  r = farmem(d.socket, ['region', 'create', 'mine', '--size', '4KiB', '--json'], nobody);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).ownerUid, 65534);
+  r = farmem(d.socket, ['region', 'list', '--json'], nobody);
+  const acc = Object.fromEntries((JSON.parse(r.stdout) as Array<{ name: string; accessible: boolean }>).map((x) => [x.name, x.accessible]));
+  assert.equal(acc.private, false);
+  assert.equal(acc.mine, true);
+});
