@@ -19,8 +19,10 @@ const ours = [
   'usr/local/lib/tmpfiles.d/farmem.conf',
   'usr/local/lib/udev/rules.d/60-farmem-userfaultfd.rules',
   'usr/local/share/farmem/examples/farmem-memserver.toml',
+  'usr/local/share/farmem/examples/farmemd.toml',
   'usr/local/share/doc/farmem/operator-guide.md',
   'etc/farmem/farmem-memserver.toml',
+  'etc/farmem/farmemd.toml',
 ];
 
 test('--dry-run prints the whole plan and changes nothing', (t) => {
@@ -72,7 +74,7 @@ test('install into a temporary root: files, modes, a working package, idempotent
   if (hasCommand('systemctl')) {
     assert.equal(fs.readlinkSync(path.join(root, 'etc/systemd/system/multi-user.target.wants/farmemd.service')), `/${unitsDir}/farmemd.service`);
   }
-  if (fs.existsSync(path.join(repo, 'deploy/farmemd.toml'))) assert.ok(files.includes('etc/farmem/farmemd.toml'));
+  assert.ok(files.includes('etc/farmem/farmemd.toml'));
 
   // The package is complete: the installed addon loads, every production dependency resolves, no tests.
   const pkg = path.join(root, 'usr/local/lib/farmem');
@@ -101,7 +103,7 @@ test('install into a temporary root: files, modes, a working package, idempotent
   // Uninstall keeps configuration; --purge then removes the rest; nothing of ours stays.
   const un = install(['--root', root, '--uninstall']);
   assert.ok(un.stdout.split('\n').includes(`  remove ${pkg}`), un.stdout);
-  assert.deepEqual(filesUnder(root), ['etc/farmem/farmem-memserver.toml']);
+  assert.deepEqual(filesUnder(root), ['etc/farmem/farmem-memserver.toml', 'etc/farmem/farmemd.toml']);
   install(['--root', root, '--uninstall', '--purge']);
   assert.deepEqual(filesUnder(root), []);
   // Uninstalling again is a no-op.
@@ -125,8 +127,8 @@ test('--prefix outside /usr puts units and rules under /etc, paths follow the pr
     'opt/farmem/bin/farmemd',
     'opt/farmem/share/doc/farmem/operator-guide.md',
     'opt/farmem/share/farmem/examples/farmem-memserver.toml',
-    // The daemon's example config (deploy/farmemd.toml) comes from the control part's schema.
-    ...(fs.existsSync(path.join(repo, 'deploy/farmemd.toml')) ? ['etc/farmem/farmemd.toml', 'opt/farmem/share/farmem/examples/farmemd.toml'] : []),
+    'etc/farmem/farmemd.toml',
+    'opt/farmem/share/farmem/examples/farmemd.toml',
   ].sort());
   const unit = fs.readFileSync(path.join(root, 'etc/systemd/system/farmem-memserver.service'), 'utf8');
   assert.match(unit, /^ExecStart=\/opt\/farmem\/bin\/farmem-memserver --config /m);
