@@ -264,3 +264,78 @@ export function toNativeError(e: unknown): unknown {
 // The typed, validated wrappers over addon() (uffd, memfd, fd passing, sd_notify, FaultThread,
 // PageCache) are added below by their owners; each validates in TS and maps errors with
 // toNativeError.
+
+// ---------------------------------------------------------------------------------------------
+// PageCache and FaultThread (page_cache.cc, fault_thread.cc).
+
+function describeArg(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'function' ? 'a function' : 'an object';
+}
+
+function badArg(what: string, name: string, v: unknown): TypeError {
+  return new TypeError(`Expected ${what} for ${name} but received ${describeArg(v)}`);
+}
+
+function checkU32(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw badArg('an integer from 0 to 4294967295', name, v);
+  return v;
+}
+
+function checkIndex(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw badArg('a non-negative integer', name, v);
+  return v;
+}
+
+/**
+ * The daemon's page cache: non-resident pages (prefetched, or evicted clean) keyed by (region, page),
+ * in native memory within a byte budget, CLOCK replacement. The fault thread installs hits itself
+ * and removes them (the cache never holds a resident page). All methods: main thread.
+ */
+export class PageCache {
+  /** The native object; pass it to FaultThread only through this class. */
+  readonly native: NativePageCache;
+
+  constructor(capacityBytes: number) {
+    this.native = new (addon().PageCache)(checkIndex(capacityBytes, 'capacityBytes'));
+  }
+
+  /** Copies `data` in (replacing the page's bytes if present). False when one page exceeds the whole budget. */
+  put(region: number, page: number, data: Buffer): boolean {
+    checkU32(region, 'region');
+    checkIndex(page, 'page');
+    if (!Buffer.isBuffer(data) || data.length === 0) throw badArg('a non-empty Buffer', 'data', data);
+    return this.native.put(region, page, data);
+  }
+
+  /** A copy of the page (the entry stays), or null. Counts a hit or a miss. */
+  get(region: number, page: number): Buffer | null {
+    return this.native.get(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  has(region: number, page: number): boolean {
+    return this.native.has(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  delete(region: number, page: number): boolean {
+    return this.native.delete(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  /** Drops every page of a region; returns how many. */
+  dropRegion(region: number): number {
+    return this.native.dropRegion(checkU32(region, 'region'));
+  }
+
+  /** Sets the byte budget, evicting at once down to it. */
+  setCapacity(bytes: number): void {
+    this.native.setCapacity(checkIndex(bytes, 'bytes'));
+  }
+
+  stats(): PageCacheStats {
+    return this.native.stats();
+  }
+}
