@@ -141,7 +141,7 @@ export type FaultEvent =
   | {
       kind: 'pagefault';
       attachment: number;
-      /** Page index within the region. */
+      /** Page index within the registration ((address - start) / pageSize); -1 outside it. */
       page: number;
       address: bigint;
       write: boolean;
@@ -189,7 +189,8 @@ export interface NativePageCache {
 
 export interface NativeFaultThread {
   add(reg: FaultRegistration): void;
-  remove(attachment: number): void;
+  /** false when the attachment is not watched. */
+  remove(attachment: number): boolean;
   setAffinity(cpu: number | null): void;
   stats(): FaultThreadStats;
   stop(): void;
@@ -337,5 +338,96 @@ export class PageCache {
 
   stats(): PageCacheStats {
     return this.native.stats();
+  }
+}
+
+function checkCpu(v: unknown, name: string): number | null {
+  if (v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 1023) throw badArg('a CPU number from 0 to 1023 or null', name, v);
+  return v;
+}
+
+function checkFd(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw badArg('a file descriptor', name, v);
+  return v;
+}
+
+export interface FaultThreadOptions {
+  /** Pin the thread to this CPU (null: any). See KERNEL.md: waking a thread on another vCPU costs ~40 µs. */
+  cpu: number | null;
+  /** MISSING faults whose page is here are installed on the fault thread, without JS. */
+  cache: PageCache | null;
+  /** Batches of events, on the main thread. Faults with resolved === null must be resolved by JS. */
+  onEvents: (events: FaultEvent[]) => void;
+}
+
+/**
+ * One native thread serving the page faults of any number of uffds (see fault_thread.h). It keeps
+ * the event loop alive until stop(). add() duplicates the uffd and pidfd (the caller keeps its own);
+ * after a 'gone' event the thread no longer watches the attachment, and remove() releases it.
+ * Several FaultThreads may watch the same uffd (one per vCPU, each pinned): uffds are added with
+ * EPOLLEXCLUSIVE, so a fault wakes one of them. All methods: main thread.
+ */
+export class FaultThread {
+  private readonly native: NativeFaultThread;
+
+  constructor(opts: FaultThreadOptions) {
+    if (typeof opts !== 'object' || opts === null) throw badArg('an options object', 'opts', opts);
+    const cpu = checkCpu(opts.cpu, 'cpu');
+    if (opts.cache !== null && !(opts.cache instanceof PageCache)) throw badArg('a PageCache or null', 'cache', opts.cache);
+    if (typeof opts.onEvents !== 'function') throw badArg('a function', 'onEvents', opts.onEvents);
+    try {
+      this.native = new (addon().FaultThread)(cpu, opts.cache === null ? null : opts.cache.native, opts.onEvents);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  /** Starts watching a registered range. Throws NativeError EEXIST when the attachment id is taken. */
+  add(reg: FaultRegistration): void {
+    if (typeof reg !== 'object' || reg === null) throw badArg('a registration object', 'reg', reg);
+    checkU32(reg.attachment, 'reg.attachment');
+    checkFd(reg.uffd, 'reg.uffd');
+    if (reg.pidfd !== null) checkFd(reg.pidfd, 'reg.pidfd');
+    checkU32(reg.region, 'reg.region');
+    const ps = reg.pageSize;
+    if (typeof ps !== 'number' || !Number.isInteger(ps) || ps < 4096 || ps > 2 ** 30 || (ps & (ps - 1)) !== 0) {
+      throw badArg('a power of two from 4096 to 1073741824', 'reg.pageSize', ps);
+    }
+    if (typeof reg.start !== 'bigint' || reg.start <= 0n || reg.start % BigInt(ps) !== 0n || reg.start >= 1n << 64n) {
+      throw badArg(`a page-aligned address (bigint) for page size ${ps}`, 'reg.start', reg.start);
+    }
+    if (typeof reg.length !== 'number' || !Number.isSafeInteger(reg.length) || reg.length <= 0 || reg.length % ps !== 0) {
+      throw badArg(`a positive multiple of ${ps}`, 'reg.length', reg.length);
+    }
+    if (typeof reg.writeProtect !== 'boolean') throw badArg('a boolean', 'reg.writeProtect', reg.writeProtect);
+    try {
+      this.native.add(reg);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  /** Stops watching and closes the thread's copies of the fds; once it returns the thread no longer touches them. False if unknown. */
+  remove(attachment: number): boolean {
+    return this.native.remove(checkU32(attachment, 'attachment'));
+  }
+
+  setAffinity(cpu: number | null): void {
+    const c = checkCpu(cpu, 'cpu');
+    try {
+      this.native.setAffinity(c);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  stats(): FaultThreadStats {
+    return this.native.stats();
+  }
+
+  /** Signals the thread and joins it; events already queued are still delivered. Idempotent. */
+  stop(): void {
+    this.native.stop();
   }
 }
