@@ -370,6 +370,7 @@ export interface FaultThreadOptions {
  */
 export class FaultThread {
   private readonly native: NativeFaultThread;
+  private stopped = false;
 
   constructor(opts: FaultThreadOptions) {
     if (typeof opts !== 'object' || opts === null) throw badArg('an options object', 'opts', opts);
@@ -401,6 +402,7 @@ export class FaultThread {
       throw badArg(`a positive multiple of ${ps}`, 'reg.length', reg.length);
     }
     if (typeof reg.writeProtect !== 'boolean') throw badArg('a boolean', 'reg.writeProtect', reg.writeProtect);
+    if (this.stopped) throw new Error(`watch attachment ${reg.attachment}: the fault thread is stopped`);
     try {
       this.native.add(reg);
     } catch (e) {
@@ -415,6 +417,7 @@ export class FaultThread {
 
   setAffinity(cpu: number | null): void {
     const c = checkCpu(cpu, 'cpu');
+    if (this.stopped) throw new Error('set affinity: the fault thread is stopped');
     try {
       this.native.setAffinity(c);
     } catch (e) {
@@ -428,6 +431,7 @@ export class FaultThread {
 
   /** Signals the thread and joins it; events already queued are still delivered. Idempotent. */
   stop(): void {
+    this.stopped = true;
     this.native.stop();
   }
 }
