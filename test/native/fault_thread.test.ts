@@ -225,8 +225,8 @@ test('bad arguments are refused with a message naming them', () => {
   try {
     const r = { attachment: 1, uffd: 3, pidfd: null, region: 0, start: 4096n, length: 4096, pageSize: 4096, writeProtect: false };
     assert.throws(() => ft.add({ ...r, attachment: -2 }), { message: 'Expected an integer from 0 to 4294967295 for reg.attachment but received -2' });
-    assert.throws(() => ft.add({ ...r, uffd: 1.5 }), { message: 'Expected a file descriptor for reg.uffd but received 1.5' });
-    assert.throws(() => ft.add({ ...r, pidfd: -1 }), { message: 'Expected a file descriptor for reg.pidfd but received -1' });
+    assert.throws(() => ft.add({ ...r, uffd: 1.5 }), { message: 'Expected a file descriptor (integer >= 0) for reg.uffd but received 1.5' });
+    assert.throws(() => ft.add({ ...r, pidfd: -1 }), { message: 'Expected a file descriptor (integer >= 0) for reg.pidfd but received -1' });
     assert.throws(() => ft.add({ ...r, pageSize: 3000 }), { message: 'Expected a power of two from 4096 to 1073741824 for reg.pageSize but received 3000' });
     assert.throws(() => ft.add({ ...r, start: 4097n }), { message: 'Expected a page-aligned address (bigint) for page size 4096 for reg.start but received 4097n' });
     assert.throws(() => ft.add({ ...r, start: 4096 as unknown as bigint }), { message: 'Expected a page-aligned address (bigint) for page size 4096 for reg.start but received 4096' });
