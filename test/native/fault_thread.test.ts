@@ -196,11 +196,13 @@ test('stop() joins the thread; it is idempotent; later calls are refused', { ski
   assert.throws(() => ft.setAffinity(0), { message: 'set affinity: the fault thread is stopped' });
 });
 
-test('add errors: a taken attachment id, a bad fd', { skip }, async (t) => {
+test('add errors: a taken attachment id, a bad fd, an fd epoll refuses', { skip }, async (t) => {
   const ft = new FaultThread({ cpu: null, cache: null, onEvents: () => undefined });
   t.after(() => ft.stop());
-  const fd = addon().memfdCreate('not-a-uffd', 4096);
+  const fd = addon().uffdOpen(true, false).fd;
   t.after(() => addon().closeFd(fd));
+  const memfd = addon().memfdCreate('not-pollable', 4096);
+  t.after(() => addon().closeFd(memfd));
   const r = { attachment: 5, uffd: fd, pidfd: null, region: 0, start: 4096n, length: 4096, pageSize: 4096, writeProtect: false };
   ft.add(r);
   assert.throws(() => ft.add(r), (e: unknown) => {
@@ -211,6 +213,9 @@ test('add errors: a taken attachment id, a bad fd', { skip }, async (t) => {
   });
   assert.throws(() => ft.add({ ...r, attachment: 6, uffd: 999999 }), { code: 'EBADF', message: 'watch attachment 6: Bad file descriptor (EBADF)' });
   assert.throws(() => ft.add({ ...r, attachment: 7, pidfd: 999998 }), { code: 'EBADF', message: 'watch attachment 7: Bad file descriptor (EBADF)' });
+  // a regular file cannot be epolled
+  assert.throws(() => ft.add({ ...r, attachment: 8, uffd: memfd }), { code: 'EPERM', message: 'watch attachment 8: Operation not permitted (EPERM)' });
+  assert.equal(ft.remove(8), false);
   assert.equal(ft.remove(6), false);
   assert.equal(ft.remove(7), false);
 });
