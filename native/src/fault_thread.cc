@@ -236,6 +236,9 @@ void FaultThread::ServeUffd(Attachment& a, std::vector<FaultEventData>& out) {
       }
       for (size_t i = 0; i < size_t(n) / sizeof msgs[0] && !a.gone; i++) HandleMessage(a, msgs[i], out, again);
       if (a.gone) return;
+      // A short read drained the queue: skip the read that would say EAGAIN (a syscall on every
+      // fault); epoll is level-triggered and reports what arrives later.
+      if (size_t(n) < sizeof msgs && again.empty()) break;
     }
     if (again.empty()) return;
     std::vector<Retry> still;
@@ -266,11 +269,16 @@ void FaultThread::ServeUffd(Attachment& a, std::vector<FaultEventData>& out) {
 
 void FaultThread::Run() {
   struct epoll_event evs[kBatch];
+  bool held = false;
   for (;;) {
-    int n = epoll_wait(epfd_, evs, kBatch, -1);
+    int n = epoll_wait(epfd_, evs, kBatch, held ? kLingerMs : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       return;  // only EBADF/EINVAL: the fds are ours, so not while running
+    }
+    if (n == 0) {  // quiet for kLingerMs: hand the held cache hits over now
+      held = sink_({}, true);
+      continue;
     }
     std::vector<FaultEventData> out;
     bool stop = false;
@@ -293,8 +301,15 @@ void FaultThread::Run() {
         }
       }
     }
-    if (!out.empty()) sink_(std::move(out));
-    if (stop) return;
+    if (stop) {
+      sink_(std::move(out), true);
+      return;
+    }
+    if (!out.empty()) {
+      bool urgent = false;
+      for (const auto& e : out) urgent = urgent || e.kind != FaultEventData::kPagefault || !e.resolvedByCache;
+      held = sink_(std::move(out), urgent);
+    }
   }
 }
 
@@ -302,6 +317,8 @@ void FaultThread::Run() {
 // The JS class. Methods run on the main thread; arguments were validated in daemon/native.ts.
 // Events reach JS through a ThreadSafeFunction that never blocks the fault thread: batches
 // accumulate in the outbox and one call is posted while none is pending (coalescing).
+
+static constexpr size_t kHoldMax = 256;  // cache-hit events held back at most
 
 struct Outbox {
   std::mutex mu;
@@ -386,10 +403,14 @@ class FaultThreadWrap : public Napi::ObjectWrap<FaultThreadWrap> {
     std::shared_ptr<Outbox> box = outbox_;
     Napi::ThreadSafeFunction tsfn = tsfn_;
     // Called from the fault thread.
-    auto sink = [box, tsfn](std::vector<FaultEventData>&& evs) mutable {
+    // Faults already resolved from the cache are only news for JS (resident sets, prefetcher): they
+    // wait for an urgent event, kHoldMax of them, or kLingerMs of quiet. Waking the JS thread for
+    // each one put it on the faulting CPU between two faults and doubled the cache-hit round trip.
+    auto sink = [box, tsfn](std::vector<FaultEventData>&& evs, bool urgent) mutable {
       std::unique_lock<std::mutex> l(box->mu);
       for (auto& e : evs) box->events.push_back(std::move(e));
-      if (box->posted) return;
+      if (box->posted || box->events.empty()) return false;
+      if (!urgent && box->events.size() < kHoldMax) return true;
       box->posted = true;
       l.unlock();
       napi_status st = tsfn.NonBlockingCall([box](Napi::Env env, Napi::Function fn) { Deliver(env, fn, *box); });
@@ -398,6 +419,7 @@ class FaultThreadWrap : public Napi::ObjectWrap<FaultThreadWrap> {
         box->posted = false;
         box->events.clear();
       }
+      return false;
     };
     thread_ = std::make_unique<FaultThread>(std::move(cache), std::move(sink));
     int rc = thread_->Start(cpu);

@@ -44,8 +44,12 @@ struct FaultEventData {
 
 class FaultThread {
  public:
-  // Called from the fault thread, never while a lock of this class is held.
-  using Sink = std::function<void(std::vector<FaultEventData>&&)>;
+  // Called from the fault thread, never while a lock of this class is held. `urgent`: some event
+  // needs JS (anything but a fault already resolved from the cache). Returns true when the sink
+  // holds events back (not yet handed to JS): the thread then calls it again, with nothing and
+  // urgent, after kLingerMs without a new event.
+  using Sink = std::function<bool(std::vector<FaultEventData>&&, bool urgent)>;
+  static constexpr int kLingerMs = 2;
 
   FaultThread(std::shared_ptr<PageCache> cache, Sink sink);
   ~FaultThread();  // Stop()

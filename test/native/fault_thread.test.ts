@@ -93,6 +93,7 @@ test('cache hits are installed on the fault thread without JS; misses still reac
   const r = await child.done;
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.json!.mismatches, 0);
+  await c.until((evs) => faults(evs, 2).length === pages); // cache hits are reported lazily (held up to 2 ms)
   const f = faults(c.events, 2);
   assert.equal(f.length, pages);
   for (const e of f) assert.equal(e.resolved, e.page % 2 === 0 ? 'cache' : null, `page ${e.page}`);
@@ -120,6 +121,7 @@ test('a write fault on a write-protect registration installs the cached page wri
   assert.equal(r.code, 0, r.stderr);
   // Had the page been installed write-protected, each write would have raised a WP fault that
   // nobody resolves, and fmwork would hang instead of exiting.
+  await c.until((evs) => faults(evs, 3).length === pages);
   const f = faults(c.events, 3);
   assert.equal(f.length, pages);
   assert.ok(f.every((e) => e.write && !e.wp && e.resolved === 'cache'));
