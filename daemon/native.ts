@@ -733,8 +733,10 @@ export interface FaultThreadOptions {
  * One native thread serving the page faults of any number of uffds (see fault_thread.h). It keeps
  * the event loop alive until stop(). add() duplicates the uffd and pidfd (the caller keeps its own);
  * after a 'gone' event the thread no longer watches the attachment, and remove() releases it.
- * Several FaultThreads may watch the same uffd (one per vCPU, each pinned): uffds are added with
- * EPOLLEXCLUSIVE, so a fault wakes one of them. All methods: main thread.
+ * Several FaultThreads may watch the same uffd (one per vCPU, each pinned): every one is woken and
+ * the one on the faulting CPU wins (measured in fault_thread.cc). Faults resolved from the cache are
+ * reported lazily: with the next event JS must handle, every 256, or after 2 ms of quiet.
+ * All methods: main thread.
  */
 export class FaultThread {
   private readonly native: NativeFaultThread;

@@ -8,7 +8,8 @@
 // rounds and each metric is the median over rounds, because these VMs are noisy.
 //
 // The per-vCPU question: with the application on CPU 1, one FaultThread pinned on CPU 0 (every fault
-// crosses vCPUs) against one FaultThread per vCPU, each pinned, both watching the uffd (EPOLLEXCLUSIVE).
+// crosses vCPUs) against one FaultThread per vCPU, each pinned, both watching the uffd (both woken,
+// the local one wins).
 // faults_per_s counts the whole fmwork loop, which also checksums each 4 KiB page (~4 µs): it
 // understates the handler's share, but equally for every arm.
 import { execFileSync, spawn } from 'node:child_process';
