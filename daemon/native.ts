@@ -141,7 +141,7 @@ export type FaultEvent =
   | {
       kind: 'pagefault';
       attachment: number;
-      /** Page index within the region. */
+      /** Page index within the registration ((address - start) / pageSize); -1 outside it. */
       page: number;
       address: bigint;
       write: boolean;
@@ -189,7 +189,8 @@ export interface NativePageCache {
 
 export interface NativeFaultThread {
   add(reg: FaultRegistration): void;
-  remove(attachment: number): void;
+  /** false when the attachment is not watched. */
+  remove(attachment: number): boolean;
   setAffinity(cpu: number | null): void;
   stats(): FaultThreadStats;
   stop(): void;
@@ -232,6 +233,8 @@ export interface NativeAddon {
   sendFds(fd: number, payload: Buffer, fds: number[]): void;
   recvFds(fd: number, maxPayload: number, maxFds: number, timeoutMs: number): ReceivedMessage | null;
   peerCred(fd: number): PeerCred;
+  /** A bound unix datagram socket (path or "@abstract"): the service manager's side of sd_notify, for tests. */
+  dgramBind(path: string): number;
   // sd_notify.cc
   sdNotify(state: string, fds: number[]): boolean;
   // page_cache.cc
@@ -250,7 +253,7 @@ export interface NativeAddon {
     anyofMask: number,
     returnMask: number,
     maxPages: number,
-  ): { regions: { start: bigint; end: bigint; categories: number }[]; walkEnd: bigint };
+  ): { regions: { start: bigint; end: bigint; categories: number
 }
 
 let loaded: NativeAddon | null = null;
@@ -277,6 +280,544 @@ export function toNativeError(e: unknown): unknown {
 // The typed, validated wrappers over addon() (uffd, memfd, fd passing, sd_notify, FaultThread,
 // PageCache) are added below by their owners; each validates in TS and maps errors with
 // toNativeError.
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks shared by the wrappers below: C++ only ever sees clean data.
+
+const UFFD_FEATURES: readonly UffdFeature[] = [
+  'PAGEFAULT_FLAG_WP', 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE', 'MISSING_HUGETLBFS', 'MISSING_SHMEM',
+  'EVENT_UNMAP', 'SIGBUS', 'THREAD_ID', 'MINOR_HUGETLBFS', 'MINOR_SHMEM', 'EXACT_ADDRESS',
+  'WP_HUGETLBFS_SHMEM', 'WP_UNPOPULATED', 'POISON', 'WP_ASYNC', 'MOVE',
+];
+const REGISTER_MODES: readonly RegisterMode[] = ['missing', 'wp', 'minor'];
+const U64_MAX = (1n << 64n) - 1n;
+
+/** How a bad argument is shown in `Expected ... but received <value>`. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'function') return 'a function';
+  return 'an object';
+}
+
+function argError(what: string, name: string, v: unknown): TypeError {
+  return new TypeError(`Expected ${what} for ${name} but received ${describeValue(v)}`);
+}
+
+let cachedPageSize = 0;
+function sysPageSize(): number {
+  if (cachedPageSize === 0) cachedPageSize = addon().pageSize();
+  return cachedPageSize;
+}
+
+function checkFd(v: unknown, name = 'fd'): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw argError('a file descriptor (integer >= 0)', name, v);
+  return v;
+}
+
+function checkInt(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw argError(max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, name, v);
+  }
+  return v;
+}
+
+function checkBool(v: unknown, name: string): boolean {
+  if (typeof v !== 'boolean') throw argError('a boolean', name, v);
+  return v;
+}
+
+function checkString(v: unknown, name: string): string {
+  if (typeof v !== 'string') throw argError('a string', name, v);
+  return v;
+}
+
+function checkBuffer(v: unknown, name: string): Buffer {
+  if (!Buffer.isBuffer(v)) throw argError('a Buffer', name, v);
+  return v;
+}
+
+function checkAddress(v: unknown, name: string): bigint {
+  const ps = sysPageSize();
+  if (typeof v !== 'bigint' || v < 0n || v > U64_MAX || v % BigInt(ps) !== 0n) throw argError(`a page-aligned bigint address (multiple of ${ps})`, name, v);
+  return v;
+}
+
+function checkPageLength(v: unknown, name: string): number {
+  const ps = sysPageSize();
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v % ps !== 0) throw argError(`a positive multiple of the page size (${ps})`, name, v);
+  return v;
+}
+
+function checkPageBuffer(v: unknown, name: string): Buffer {
+  const ps = sysPageSize();
+  if (!Buffer.isBuffer(v) || v.length === 0 || v.length % ps !== 0) throw argError(`a Buffer of whole pages (a positive multiple of ${ps} bytes)`, name, v);
+  return v;
+}
+
+function checkFds(v: unknown, name = 'fds'): number[] {
+  if (!Array.isArray(v) || v.length > 16 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0x7fffffff)) {
+    throw argError('an array of at most 16 file descriptors', name, v);
+  }
+  return v as number[];
+}
+
+function checkNames<T extends string>(v: unknown, name: string, allowed: readonly T[], what: string): T[] {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && (allowed as readonly string[]).includes(x))) throw argError(what, name, v);
+  return v as T[];
+}
+
+function checkOptions(v: unknown, name: string): Record<string, unknown> {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw argError('an options object', name, v);
+  return v as Record<string, unknown>;
+}
+
+function optBool(o: Record<string, unknown>, key: string, def: boolean): boolean {
+  return o[key] === undefined ? def : checkBool(o[key], key);
+}
+
+/** Calls the addon, turning its errors into NativeError; `context` (e.g. a path) is put after the syscall name. */
+function call<T>(f: () => T, context?: string): T {
+  try {
+    return f();
+  } catch (e) {
+    const n = toNativeError(e);
+    if (context !== undefined && n instanceof NativeError) {
+      const rest = n.message.startsWith(n.syscall) ? n.message.slice(n.syscall.length) : `: ${n.message}`;
+      throw new NativeError(`${n.syscall} ${context}${rest}`, n.code, n.errno, n.syscall);
+    }
+    throw n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// uffd (native/src/uffd.cc). Called on the main thread; none blocks.
+
+export const uffd = {
+  /** Opens a userfaultfd: /dev/userfaultfd, else userfaultfd(2), else (when allowed) user-mode-only. */
+  open(options?: { nonBlocking?: boolean; allowUserModeOnly?: boolean }): UffdOpened {
+    const o = checkOptions(options, 'options');
+    const nonBlocking = optBool(o, 'nonBlocking', true);
+    const allowUserModeOnly = optBool(o, 'allowUserModeOnly', false);
+    return call(() => addon().uffdOpen(nonBlocking, allowUserModeOnly));
+  },
+  /** The UFFDIO_API handshake. The kernel lists every feature it supports, not just those asked for. */
+  api(fd: number, features: UffdFeature[]): UffdApiResult {
+    checkFd(fd);
+    checkNames(features, 'features', UFFD_FEATURES, 'an array of uffd feature names');
+    return call(() => addon().uffdApi(fd, features));
+  },
+  register(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    checkNames(modes, 'modes', REGISTER_MODES, "a non-empty array of 'missing' | 'wp' | 'minor'");
+    if (modes.length === 0) throw argError("a non-empty array of 'missing' | 'wp' | 'minor'", 'modes', modes);
+    return call(() => addon().uffdRegister(fd, start, length, modes));
+  },
+  unregister(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    call(() => addon().uffdUnregister(fd, start, length));
+  },
+  /** UFFDIO_COPY of one or more whole pages. 'exists' is success (wake the range if dontWake was not the reason). */
+  copy(fd: number, dst: bigint, src: Buffer, mode?: IoctlMode): CopyResult {
+    checkFd(fd);
+    checkAddress(dst, 'dst');
+    checkPageBuffer(src, 'src');
+    const o = checkOptions(mode, 'mode');
+    const wp = optBool(o, 'wp', false);
+    const dontWake = optBool(o, 'dontWake', false);
+    return call(() => addon().uffdCopy(fd, dst, src, wp, dontWake));
+  },
+  zeropage(fd: number, dst: bigint, length: number, mode?: { dontWake?: boolean }): CopyResult {
+    checkFd(fd);
+    checkAddress(dst, 'dst');
+    checkPageLength(length, 'length');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdZeropage(fd, dst, length, dontWake));
+  },
+  wake(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    call(() => addon().uffdWake(fd, start, length));
+  },
+  /** Sets (protect) or clears write protection; clearing wakes threads waiting in a WP fault unless dontWake. */
+  writeProtect(fd: number, start: bigint, length: number, protect: boolean, mode?: { dontWake?: boolean }): IoctlOutcome {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    checkBool(protect, 'protect');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdWriteProtect(fd, start, length, protect, dontWake));
+  },
+  /** UFFDIO_CONTINUE (minor mode): map the page-cache pages already there. */
+  continue(fd: number, start: bigint, length: number, mode?: { dontWake?: boolean }): CopyResult {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdContinue(fd, start, length, dontWake));
+  },
+  /** Reads up to `max` pending events from a uffd opened O_NONBLOCK; [] when there are none. */
+  readEvents(fd: number, max = 64): UffdEvent[] {
+    checkFd(fd);
+    checkInt(max, 'max', 1, 1024);
+    return call(() => addon().uffdReadEvents(fd, max));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// memfd and fd utilities (native/src/memfd.cc). Called on the main thread.
+
+export const memfd = {
+  /** A new memfd (close-on-exec) of `size` bytes, all holes. */
+  create(name: string, size: number): number {
+    checkString(name, 'name');
+    checkInt(size, 'size', 0);
+    return call(() => addon().memfdCreate(name, size));
+  },
+  /** Maps the file MAP_SHARED into the daemon. Never load or store through a hole (see KERNEL.md): use pread. */
+  map(fd: number, length: number, options?: { writable?: boolean }): Mapping {
+    checkFd(fd);
+    checkPageLength(length, 'length');
+    const writable = optBool(checkOptions(options, 'options'), 'writable', true);
+    return call(() => addon().mmapShared(fd, length, writable));
+  },
+  /** Unmaps a mapping made by map(); its Buffer must not be used afterwards. */
+  unmap(mapping: Mapping): void {
+    checkOptions(mapping, 'mapping');
+    checkAddress(mapping.address, 'mapping.address');
+    checkPageLength(mapping.length, 'mapping.length');
+    call(() => addon().munmap(mapping.address, mapping.length));
+  },
+  /** Drops the pages in [offset, offset+length) from the file and from every mapping: the next access faults. */
+  punchHole(fd: number, offset: number, length: number): void {
+    checkFd(fd);
+    checkInt(offset, 'offset', 0);
+    checkInt(length, 'length', 1);
+    call(() => addon().punchHole(fd, offset, length));
+  },
+  /** Reads buffer.length bytes at offset (a hole reads as zeros, allocating nothing); fewer only at end of file. */
+  pread(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkInt(offset, 'offset', 0);
+    return call(() => addon().pread(fd, buffer, offset));
+  },
+  pwrite(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkInt(offset, 'offset', 0);
+    return call(() => addon().pwrite(fd, buffer, offset));
+  },
+  /** Byte ranges that hold data (SEEK_DATA / SEEK_HOLE), in order. */
+  dataRanges(fd: number): DataRange[] {
+    checkFd(fd);
+    return call(() => addon().dataRanges(fd));
+  },
+  size(fd: number): number {
+    checkFd(fd);
+    return call(() => addon().fileSize(fd));
+  },
+  close(fd: number): void {
+    checkFd(fd);
+    call(() => addon().closeFd(fd));
+  },
+  pidfdOpen(pid: number): number {
+    checkInt(pid, 'pid', 1, 0x7fffffff);
+    return call(() => addon().pidfdOpen(pid));
+  },
+  /** A copy of another process's fd (needs ptrace rights over it, e.g. root). */
+  pidfdGetfd(pidfd: number, targetFd: number): number {
+    checkFd(pidfd, 'pidfd');
+    checkFd(targetFd, 'targetFd');
+    return call(() => addon().pidfdGetfd(pidfd, targetFd));
+  },
+  pageSize(): number {
+    return sysPageSize();
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// fd passing (native/src/fd_passing.cc).
+
+export interface SeqpacketServer {
+  /** Sends one message (payload + fds) on a connection; never blocks (a full socket is EAGAIN). */
+  send(conn: number, payload: Buffer, fds?: number[]): void;
+  /** Closes one connection (no 'close' event follows: that is for hang-ups by the peer). */
+  closeConnection(conn: number): void;
+  /** Closes every connection and the listening socket, and removes the socket file. */
+  close(): void;
+}
+
+export const fdpass = {
+  /**
+   * Listens on a SOCK_SEQPACKET unix socket (path, or "@name" for the abstract namespace), driven by
+   * the main loop: onEvent is called on the main thread for connect (with SO_PEERCRED), message,
+   * close (peer hang-up) and error. Received fds are the handler's to close. Keeps the process alive
+   * until close().
+   */
+  listen(path: string, mode: number, onEvent: (e: SeqpacketEvent) => void): SeqpacketServer {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    checkInt(mode, 'mode', 0, 0o7777);
+    if (typeof onEvent !== 'function') throw argError('a function', 'onEvent', onEvent);
+    const raw = call(
+      () =>
+        addon().seqpacketListen(path, mode, (e) => {
+          onEvent(e.type === 'error' ? { ...e, error: toNativeError(e.error) as NativeError } : e);
+        }),
+      path,
+    );
+    return {
+      send(conn: number, payload: Buffer, fds: number[] = []): void {
+        checkInt(conn, 'conn', 1, 0xffffffff);
+        checkBuffer(payload, 'payload');
+        checkFds(fds);
+        call(() => raw.send(conn, payload, fds));
+      },
+      closeConnection(conn: number): void {
+        checkInt(conn, 'conn', 1, 0xffffffff);
+        raw.closeConnection(conn);
+      },
+      close(): void {
+        raw.close();
+      },
+    };
+  },
+  /** Connects to a SOCK_SEQPACKET socket; blocking (a unix connect completes at once or fails). */
+  connect(path: string): number {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    return call(() => addon().seqpacketConnect(path), path);
+  },
+  /** Sends one message with fds attached; blocking. */
+  send(fd: number, payload: Buffer, fds: number[] = []): void {
+    checkFd(fd);
+    checkBuffer(payload, 'payload');
+    checkFds(fds);
+    call(() => addon().sendFds(fd, payload, fds));
+  },
+  /** Waits up to timeoutMs (-1: forever; blocks the calling thread) for one message; null on timeout. */
+  recv(fd: number, options?: { maxPayload?: number; maxFds?: number; timeoutMs?: number }): ReceivedMessage | null {
+    checkFd(fd);
+    const o = checkOptions(options, 'options');
+    const maxPayload = o.maxPayload === undefined ? 65536 : checkInt(o.maxPayload, 'maxPayload', 0, 1 << 24);
+    const maxFds = o.maxFds === undefined ? 16 : checkInt(o.maxFds, 'maxFds', 0, 253);
+    const timeoutMs = o.timeoutMs === undefined ? -1 : checkInt(o.timeoutMs, 'timeoutMs', -1, 0x7fffffff);
+    return call(() => addon().recvFds(fd, maxPayload, maxFds, timeoutMs));
+  },
+  peerCred(fd: number): PeerCred {
+    checkFd(fd);
+    return call(() => addon().peerCred(fd));
+  },
+  /** A bound unix datagram socket, for playing the service manager in tests; read it with recv(). */
+  dgramBind(path: string): number {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    return call(() => addon().dgramBind(path), path);
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// sd_notify (native/src/sd_notify.cc). Called on the main thread; never blocks. Each returns false
+// when $NOTIFY_SOCKET is unset (not started by systemd with Type=notify).
+
+export const sdNotify = {
+  /** Sends raw state lines ("READY=1\nSTATUS=..."), with fds for FDSTORE=1. */
+  send(state: string, fds: number[] = []): boolean {
+    checkString(state, 'state');
+    if (state.length === 0) throw argError('a non-empty state', 'state', state);
+    if (!Array.isArray(fds) || fds.length > 253 || !fds.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw argError('an array of at most 253 file descriptors', 'fds', fds);
+    }
+    return call(() => addon().sdNotify(state, fds));
+  },
+  ready(status?: string): boolean {
+    return sdNotify.send(status === undefined ? 'READY=1' : `READY=1\nSTATUS=${oneLine(status)}`);
+  },
+  status(text: string): boolean {
+    return sdNotify.send(`STATUS=${oneLine(text)}`);
+  },
+  stopping(): boolean {
+    return sdNotify.send('STOPPING=1');
+  },
+  watchdog(): boolean {
+    return sdNotify.send('WATCHDOG=1');
+  },
+  /** Hands fds to the service manager to keep across a restart (FDSTORE=1), under a name. */
+  fdStore(name: string, fds: number[]): boolean {
+    checkString(name, 'name');
+    if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(name)) throw argError('an fd name of 1-255 letters, digits, "_.:-"', 'name', name);
+    return sdNotify.send(`FDSTORE=1\nFDNAME=${name}`, fds);
+  },
+};
+
+function oneLine(text: unknown): string {
+  if (typeof text !== 'string' || text.includes('\n')) throw argError('a string without newlines', 'status', text);
+  return text;
+}
+// PageCache and FaultThread (page_cache.cc, fault_thread.cc).
+
+function checkU32(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw argError('an integer from 0 to 4294967295', name, v);
+  return v;
+}
+
+function checkIndex(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw argError('a non-negative integer', name, v);
+  return v;
+}
+
+/**
+ * The daemon's page cache: non-resident pages (prefetched, or evicted clean) keyed by (region, page),
+ * in native memory within a byte budget, CLOCK replacement. The fault thread installs hits itself
+ * and removes them (the cache never holds a resident page). All methods: main thread.
+ */
+export class PageCache {
+  /** The native object; pass it to FaultThread only through this class. */
+  readonly native: NativePageCache;
+
+  constructor(capacityBytes: number) {
+    this.native = new (addon().PageCache)(checkIndex(capacityBytes, 'capacityBytes'));
+  }
+
+  /** Copies `data` in (replacing the page's bytes if present). False when one page exceeds the whole budget. */
+  put(region: number, page: number, data: Buffer): boolean {
+    checkU32(region, 'region');
+    checkIndex(page, 'page');
+    if (!Buffer.isBuffer(data) || data.length === 0) throw argError('a non-empty Buffer', 'data', data);
+    return this.native.put(region, page, data);
+  }
+
+  /** A copy of the page (the entry stays), or null. Counts a hit or a miss. */
+  get(region: number, page: number): Buffer | null {
+    return this.native.get(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  has(region: number, page: number): boolean {
+    return this.native.has(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  delete(region: number, page: number): boolean {
+    return this.native.delete(checkU32(region, 'region'), checkIndex(page, 'page'));
+  }
+
+  /** Drops every page of a region; returns how many. */
+  dropRegion(region: number): number {
+    return this.native.dropRegion(checkU32(region, 'region'));
+  }
+
+  /** Sets the byte budget, evicting at once down to it. */
+  setCapacity(bytes: number): void {
+    this.native.setCapacity(checkIndex(bytes, 'bytes'));
+  }
+
+  stats(): PageCacheStats {
+    return this.native.stats();
+  }
+}
+
+function checkCpu(v: unknown, name: string): number | null {
+  if (v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 1023) throw argError('a CPU number from 0 to 1023 or null', name, v);
+  return v;
+}
+
+export interface FaultThreadOptions {
+  /** Pin the thread to this CPU (null: any). See KERNEL.md: waking a thread on another vCPU costs ~40 µs. */
+  cpu: number | null;
+  /** MISSING faults whose page is here are installed on the fault thread, without JS. */
+  cache: PageCache | null;
+  /** Batches of events, on the main thread. Faults with resolved === null must be resolved by JS. */
+  onEvents: (events: FaultEvent[]) => void;
+}
+
+/**
+ * One native thread serving the page faults of any number of uffds (see fault_thread.h). It keeps
+ * the event loop alive until stop(). add() duplicates the uffd and pidfd (the caller keeps its own);
+ * after a 'gone' event the thread no longer watches the attachment, and remove() releases it.
+ * Several FaultThreads may watch the same uffd (one per vCPU, each pinned): every one is woken and
+ * the one on the faulting CPU wins (measured in fault_thread.cc). Faults resolved from the cache are
+ * reported lazily: with the next event JS must handle, every 256, or after 2 ms of quiet.
+ * All methods: main thread.
+ */
+export class FaultThread {
+  private readonly native: NativeFaultThread;
+  private stopped = false;
+
+  constructor(opts: FaultThreadOptions) {
+    if (typeof opts !== 'object' || opts === null) throw argError('an options object', 'opts', opts);
+    const cpu = checkCpu(opts.cpu, 'cpu');
+    if (opts.cache !== null && !(opts.cache instanceof PageCache)) throw argError('a PageCache or null', 'cache', opts.cache);
+    if (typeof opts.onEvents !== 'function') throw argError('a function', 'onEvents', opts.onEvents);
+    try {
+      this.native = new (addon().FaultThread)(cpu, opts.cache === null ? null : opts.cache.native, opts.onEvents);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  /** Starts watching a registered range. Throws NativeError EEXIST when the attachment id is taken. */
+  add(reg: FaultRegistration): void {
+    if (typeof reg !== 'object' || reg === null) throw argError('a registration object', 'reg', reg);
+    checkU32(reg.attachment, 'reg.attachment');
+    checkFd(reg.uffd, 'reg.uffd');
+    if (reg.pidfd !== null) checkFd(reg.pidfd, 'reg.pidfd');
+    checkU32(reg.region, 'reg.region');
+    const ps = reg.pageSize;
+    if (typeof ps !== 'number' || !Number.isInteger(ps) || ps < 4096 || ps > 2 ** 30 || (ps & (ps - 1)) !== 0) {
+      throw argError('a power of two from 4096 to 1073741824', 'reg.pageSize', ps);
+    }
+    if (typeof reg.start !== 'bigint' || reg.start <= 0n || reg.start % BigInt(ps) !== 0n || reg.start >= 1n << 64n) {
+      throw argError(`a page-aligned address (bigint) for page size ${ps}`, 'reg.start', reg.start);
+    }
+    if (typeof reg.length !== 'number' || !Number.isSafeInteger(reg.length) || reg.length <= 0 || reg.length % ps !== 0) {
+      throw argError(`a positive multiple of ${ps}`, 'reg.length', reg.length);
+    }
+    if (typeof reg.writeProtect !== 'boolean') throw argError('a boolean', 'reg.writeProtect', reg.writeProtect);
+    if (this.stopped) throw new Error(`watch attachment ${reg.attachment}: the fault thread is stopped`);
+    try {
+      this.native.add(reg);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  /** Stops watching and closes the thread's copies of the fds; once it returns the thread no longer touches them. False if unknown. */
+  remove(attachment: number): boolean {
+    return this.native.remove(checkU32(attachment, 'attachment'));
+  }
+
+  setAffinity(cpu: number | null): void {
+    const c = checkCpu(cpu, 'cpu');
+    if (this.stopped) throw new Error('set affinity: the fault thread is stopped');
+    try {
+      this.native.setAffinity(c);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  }
+
+  stats(): FaultThreadStats {
+    return this.native.stats();
+  }
+
+  /** Signals the thread and joins it; events already queued are still delivered. Idempotent. */
+  stop(): void {
+    this.stopped = true;
+    this.native.stop();
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // pagemap.cc: PAGEMAP_SCAN (Linux 6.7+) on /proc/<pid>/pagemap. With a uffd API'd with WP_ASYNC and
@@ -400,248 +941,4 @@ export function pagemapScan(fd: number, start: bigint, end: bigint, opts: Pagema
     throw toNativeError(e);
   }
   return { regions: raw.regions.map((r) => ({ start: r.start, end: r.end, categories: categoryNames(r.categories) })), walkEnd: raw.walkEnd };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation shared by the wrappers below: C++ only ever sees clean, typed data.
-
-function fail(what: string, name: string, v: unknown): never {
-  throw new TypeError(`Expected ${what} for ${name} but received ${describe(v)}`);
-}
-
-function checkFd(fd: unknown, name = 'fd'): number {
-  if (!Number.isSafeInteger(fd) || (fd as number) < 0 || (fd as number) > 0x7fffffff) fail('a file descriptor (an integer >= 0)', name, fd);
-  return fd as number;
-}
-
-function checkLen(n: unknown, name: string, multipleOf = 1): number {
-  if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) % multipleOf !== 0) {
-    fail(multipleOf > 1 ? `a non-negative multiple of ${multipleOf}` : 'a non-negative integer', name, n);
-  }
-  return n as number;
-}
-
-function checkAddr(a: unknown, name: string): bigint {
-  if (typeof a !== 'bigint' || a < 0n || a >= 1n << 64n || a % PAGE_SIZE !== 0n) fail('a page-aligned bigint address', name, a);
-  return a as bigint;
-}
-
-function checkBuffer(b: unknown, name: string): Buffer {
-  if (!Buffer.isBuffer(b)) fail('a Buffer', name, b);
-  return b as Buffer;
-}
-
-function call<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    throw toNativeError(e);
-  }
-}
-
-function fdList(fds: unknown): number[] {
-  if (!Array.isArray(fds) || fds.length > 16) fail('an array of at most 16 fds', 'fds', fds);
-  (fds as unknown[]).forEach((f) => checkFd(f, 'fds[]'));
-  return fds as number[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// uffd.cc. Called from the JS thread; none of these blocks (ioctls on a uffd return at once).
-
-export const uffd = {
-  /** Opens a uffd: /dev/userfaultfd, then userfaultfd(2), then (if allowed) USER_MODE_ONLY. */
-  open(opts: { nonBlocking: boolean; allowUserModeOnly: boolean }): UffdOpened {
-    return call(() => addon().uffdOpen(opts.nonBlocking === true, opts.allowUserModeOnly === true));
-  },
-  api(fd: number, features: UffdFeature[]): UffdApiResult {
-    checkFd(fd);
-    if (!Array.isArray(features)) fail('an array of uffd feature names', 'features', features);
-    return call(() => addon().uffdApi(fd, features));
-  },
-  register(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult {
-    checkFd(fd);
-    checkAddr(start, 'start');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    if (!Array.isArray(modes) || modes.length === 0 || !modes.every((m) => m === 'missing' || m === 'wp' || m === 'minor')) {
-      fail("a non-empty array of 'missing' | 'wp' | 'minor'", 'modes', modes);
-    }
-    return call(() => addon().uffdRegister(fd, start, length, modes));
-  },
-  unregister(fd: number, start: bigint, length: number): void {
-    checkFd(fd);
-    checkAddr(start, 'start');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    call(() => addon().uffdUnregister(fd, start, length));
-  },
-  /** UFFDIO_COPY of whole pages. 'exists' is success (wake the range); 'again' means retry. */
-  copy(fd: number, dst: bigint, src: Buffer, mode: IoctlMode = {}): CopyResult {
-    checkFd(fd);
-    checkAddr(dst, 'dst');
-    checkBuffer(src, 'src');
-    checkLen(src.length, 'src.length', Number(PAGE_SIZE));
-    return call(() => addon().uffdCopy(fd, dst, src, mode.wp === true, mode.dontWake === true));
-  },
-  zeropage(fd: number, dst: bigint, length: number, mode: IoctlMode = {}): CopyResult {
-    checkFd(fd);
-    checkAddr(dst, 'dst');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    return call(() => addon().uffdZeropage(fd, dst, length, mode.dontWake === true));
-  },
-  wake(fd: number, start: bigint, length: number): void {
-    checkFd(fd);
-    checkAddr(start, 'start');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    call(() => addon().uffdWake(fd, start, length));
-  },
-  writeProtect(fd: number, start: bigint, length: number, protect: boolean, mode: IoctlMode = {}): IoctlOutcome {
-    checkFd(fd);
-    checkAddr(start, 'start');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    if (typeof protect !== 'boolean') fail('a boolean', 'protect', protect);
-    return call(() => addon().uffdWriteProtect(fd, start, length, protect, mode.dontWake === true));
-  },
-  continue(fd: number, start: bigint, length: number, mode: IoctlMode = {}): CopyResult {
-    checkFd(fd);
-    checkAddr(start, 'start');
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    return call(() => addon().uffdContinue(fd, start, length, mode.dontWake === true));
-  },
-  /** Non-blocking read of up to `max` events from a uffd opened with O_NONBLOCK ([] when none). */
-  readEvents(fd: number, max = 64): UffdEvent[] {
-    checkFd(fd);
-    if (!Number.isSafeInteger(max) || max < 1 || max > 1024) fail('an integer from 1 to 1024', 'max', max);
-    return call(() => addon().uffdReadEvents(fd, max));
-  },
-};
-
-// ---------------------------------------------------------------------------------------------
-// memfd.cc. Called from the JS thread. The daemon never loads or stores through a mapping of a
-// region (a hole would be allocated and the application would read zeros: KERNEL.md); it reads
-// and writes pages with pread/pwrite.
-
-export const memfd = {
-  create(name: string, size: number): number {
-    if (typeof name !== 'string' || name.length === 0 || name.length > 249 || name.includes('\0')) fail('a name of 1 to 249 characters', 'name', name);
-    checkLen(size, 'size');
-    return call(() => addon().memfdCreate(name, size));
-  },
-  /** Maps a memfd MAP_SHARED into this process (tests and tools; never a region in the daemon). */
-  mmapShared(fd: number, length: number, writable: boolean): Mapping {
-    checkFd(fd);
-    if (!Number.isSafeInteger(length) || length <= 0) fail('a positive length', 'length', length);
-    return call(() => addon().mmapShared(fd, length, writable === true));
-  },
-  munmap(address: bigint, length: number): void {
-    checkAddr(address, 'address');
-    checkLen(length, 'length');
-    call(() => addon().munmap(address, length));
-  },
-  /** Drops [offset, offset+length) from the memfd, and from every mapping of it. */
-  punchHole(fd: number, offset: number, length: number): void {
-    checkFd(fd);
-    checkLen(offset, 'offset', Number(PAGE_SIZE));
-    checkLen(length, 'length', Number(PAGE_SIZE));
-    call(() => addon().punchHole(fd, offset, length));
-  },
-  /** Reads into `buffer` at `offset` (a hole reads as zeros and stays a hole). Returns bytes read. */
-  pread(fd: number, buffer: Buffer, offset: number): number {
-    checkFd(fd);
-    checkBuffer(buffer, 'buffer');
-    checkLen(offset, 'offset');
-    return call(() => addon().pread(fd, buffer, offset));
-  },
-  pwrite(fd: number, buffer: Buffer, offset: number): number {
-    checkFd(fd);
-    checkBuffer(buffer, 'buffer');
-    checkLen(offset, 'offset');
-    return call(() => addon().pwrite(fd, buffer, offset));
-  },
-  /** Ranges that hold data (SEEK_DATA / SEEK_HOLE): the resident pages of a region. */
-  dataRanges(fd: number): DataRange[] {
-    checkFd(fd);
-    return call(() => addon().dataRanges(fd));
-  },
-  fileSize(fd: number): number {
-    checkFd(fd);
-    return call(() => addon().fileSize(fd));
-  },
-  close(fd: number): void {
-    checkFd(fd);
-    call(() => addon().closeFd(fd));
-  },
-  pidfdOpen(pid: number): number {
-    if (!Number.isSafeInteger(pid) || pid <= 0) fail('a positive process id', 'pid', pid);
-    return call(() => addon().pidfdOpen(pid));
-  },
-  /** Duplicates another process's fd into this one (needs PTRACE_MODE_ATTACH: root or CAP_SYS_PTRACE). */
-  pidfdGetfd(pidfd: number, targetFd: number): number {
-    checkFd(pidfd, 'pidfd');
-    checkFd(targetFd, 'targetFd');
-    return call(() => addon().pidfdGetfd(pidfd, targetFd));
-  },
-  pageSize(): number {
-    return addon().pageSize();
-  },
-};
-
-/** Closes an fd of any kind (uffd, memfd, pidfd, socket). */
-export function closeFd(fd: number): void {
-  memfd.close(fd);
-}
-
-// ---------------------------------------------------------------------------------------------
-// fd_passing.cc: SOCK_SEQPACKET, one message per packet, fds by SCM_RIGHTS.
-
-export const fdpass = {
-  /**
-   * Listens on a unix SOCK_SEQPACKET socket; events arrive on the main thread (libuv), with the
-   * peer's SO_PEERCRED on connect. A stale socket file at `path` is replaced; `mode` is chmod'ed.
-   */
-  listen(path: string, mode: number, onEvent: (e: SeqpacketEvent) => void): NativeSeqpacketServer {
-    if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) >= 108) fail('a unix socket path shorter than 108 bytes', 'path', path);
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) fail('a file mode (0 to 0o7777)', 'mode', mode);
-    if (typeof onEvent !== 'function') fail('a function', 'onEvent', onEvent);
-    const server = call(() =>
-      addon().seqpacketListen(path, mode, (e) => {
-        if (e.type === 'error') onEvent({ ...e, error: toNativeError(e.error) as NativeError });
-        else onEvent(e);
-      }),
-    );
-    return {
-      send: (conn, payload, fds) => call(() => server.send(conn, checkBuffer(payload, 'payload'), fdList(fds))),
-      closeConnection: (conn) => call(() => server.closeConnection(conn)),
-      close: () => call(() => server.close()),
-    };
-  },
-  /** Connects (blocking) and returns the socket fd (close-on-exec). */
-  connect(path: string): number {
-    if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) >= 108) fail('a unix socket path shorter than 108 bytes', 'path', path);
-    return call(() => addon().seqpacketConnect(path));
-  },
-  send(fd: number, payload: Buffer, fds: number[] = []): void {
-    checkFd(fd);
-    checkBuffer(payload, 'payload');
-    call(() => addon().sendFds(fd, payload, fdList(fds)));
-  },
-  /** Receives one packet, waiting up to timeoutMs (blocks the thread); null on timeout. */
-  recv(fd: number, opts: { maxPayload?: number; maxFds?: number; timeoutMs: number }): ReceivedMessage | null {
-    checkFd(fd);
-    const maxPayload = opts.maxPayload ?? 65536;
-    const maxFds = opts.maxFds ?? 16;
-    if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs < -1) fail('an integer >= -1', 'timeoutMs', opts.timeoutMs);
-    return call(() => addon().recvFds(fd, maxPayload, maxFds, opts.timeoutMs));
-  },
-  peerCred(fd: number): PeerCred {
-    checkFd(fd);
-    return call(() => addon().peerCred(fd));
-  },
-};
-
-// ---------------------------------------------------------------------------------------------
-// sd_notify.cc
-
-/** Sends `state` (e.g. "READY=1\nSTATUS=serving") to $NOTIFY_SOCKET; false when not under systemd. */
-export function sdNotify(state: string, fds: number[] = []): boolean {
-  if (typeof state !== 'string' || state.length === 0) fail('a non-empty state string', 'state', state);
-  return call(() => addon().sdNotify(state, fdList(fds)));
 }

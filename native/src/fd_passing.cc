@@ -1,11 +1,8 @@
-// Fd passing on SOCK_SEQPACKET unix sockets: one message per packet (the attach protocol), file
-// descriptors with SCM_RIGHTS, the peer's credentials with SO_PEERCRED.
-//
-// The server side (seqpacketListen) runs on the main thread's libuv loop: the listening socket and
-// every connection are uv_poll_t handles on fds that libuv does not otherwise own, so no extra
-// thread and no blocking call. The client side (seqpacketConnect, sendFds, recvFds) is plain
-// blocking calls for an attaching process (recvFds bounds its wait with a timeout).
-#include <fcntl.h>
+// FdPassing: SOCK_SEQPACKET unix sockets carrying a small payload plus file descriptors
+// (SCM_RIGHTS), with the peer's credentials (SO_PEERCRED). The server side runs on the main loop:
+// the listening socket and every connection are uv_poll_t handles, so no extra thread and no
+// blocking call. The client side (seqpacketConnect, sendFds, recvFds) is plain blocking calls for
+// applications and tests, bounded by a timeout where it waits.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,8 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <string>
-#include <utility>
+#include <memory>
 #include <vector>
 
 #include "errors.h"
@@ -26,46 +22,47 @@
 namespace farmem {
 namespace {
 
-constexpr size_t kMaxPayload = 64 * 1024;
-constexpr size_t kMaxFds = 16;
+constexpr size_t kMaxPayload = 64 * 1024;  // a server message; bigger ones are an error event
+constexpr int kMaxFds = 16;                // fds per message; more are dropped and reported
+constexpr int kReadsPerWakeup = 64;        // fairness between connections
 
-bool FillAddr(const std::string& path, sockaddr_un* addr, socklen_t* len) {
-  memset(addr, 0, sizeof *addr);
-  addr->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr->sun_path) return false;
-  memcpy(addr->sun_path, path.data(), path.size());
-  if (path[0] == '@') addr->sun_path[0] = '\0';  // abstract namespace
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
-  return true;
+// Fills a sockaddr_un for a path, or an abstract name written "@name". Returns its length, or -errno.
+int MakeAddr(const std::string& path, struct sockaddr_un* sa) {
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (path.empty()) return -EINVAL;
+  if (path.size() >= sizeof sa->sun_path) return -ENAMETOOLONG;
+  memcpy(sa->sun_path, path.data(), path.size());
+  if (path[0] == '@') sa->sun_path[0] = '\0';
+  return static_cast<int>(offsetof(struct sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
 }
 
 std::vector<int> ArgFds(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = info[i];
   if (!v.IsArray()) throw ArgError(info.Env(), "an array of fds", "fds", v);
   Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() > kMaxFds) throw ArgError(info.Env(), "at most 16 fds", "fds", v);
   std::vector<int> fds;
   for (uint32_t k = 0; k < a.Length(); k++) {
-    Napi::Value f = a.Get(k);
-    if (!f.IsNumber() || f.As<Napi::Number>().Int32Value() < 0) throw ArgError(info.Env(), "an array of fds", "fds", v);
-    fds.push_back(f.As<Napi::Number>().Int32Value());
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber() || e.As<Napi::Number>().DoubleValue() != e.As<Napi::Number>().Int32Value() ||
+        e.As<Napi::Number>().Int32Value() < 0)
+      throw ArgError(info.Env(), "an array of fds", "fds", v);
+    fds.push_back(e.As<Napi::Number>().Int32Value());
   }
+  if (fds.size() > static_cast<size_t>(kMaxFds)) throw ArgError(info.Env(), "at most 16 fds", "fds", v);
   return fds;
 }
 
-// sendmsg of one packet with fds. Returns 0 or -errno.
-int SendPacket(int fd, const uint8_t* data, size_t len, const std::vector<int>& fds) {
+// sendmsg with fds attached. Returns 0 or -errno.
+int SendWithFds(int sock, const uint8_t* data, size_t len, const std::vector<int>& fds, int flags) {
   struct iovec iov = {const_cast<uint8_t*>(data), len};
-  char zero = 0;
-  if (len == 0) iov = {&zero, 1};  // a seqpacket with only fds still needs a byte
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  std::vector<char> control;
+  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())), 0);
   if (!fds.empty()) {
-    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_control = cbuf.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -73,364 +70,366 @@ int SendPacket(int fd, const uint8_t* data, size_t len, const std::vector<int>& 
     memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t n;
-  do n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  do n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   return n < 0 ? -errno : 0;
 }
 
-struct Packet {
-  std::vector<uint8_t> payload;
+struct Received {
+  ssize_t n = 0;  // payload bytes, or -errno
   std::vector<int> fds;
-  bool truncated = false;  // payload or fds did not fit (received fds are closed)
+  bool truncated = false;  // payload or fds did not fit: the fds received are already closed
 };
 
-// recvmsg of one packet. Returns bytes (0 = peer closed) or -errno.
-ssize_t RecvPacket(int fd, size_t maxPayload, size_t maxFds, int flags, Packet* out) {
-  out->payload.resize(maxPayload == 0 ? 1 : maxPayload);
-  struct iovec iov = {out->payload.data(), out->payload.size()};
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * (maxFds == 0 ? 1 : maxFds)));
+Received RecvWithFds(int sock, uint8_t* buf, size_t cap, int maxFds) {
+  Received r;
+  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (maxFds > 0 ? maxFds : 1)));
+  struct iovec iov = {buf, cap};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  ssize_t n;
-  do n = recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  out->fds.clear();
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const int* fds = reinterpret_cast<const int*>(CMSG_DATA(c));
-      for (size_t k = 0; k < count; k++) out->fds.push_back(fds[k]);
+  msg.msg_control = cbuf.data();
+  msg.msg_controllen = cbuf.size();
+  do r.n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (r.n < 0 && errno == EINTR);
+  if (r.n < 0) {
+    r.n = -errno;
+    return r;
+  }
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      r.fds.push_back(fd);
     }
   }
-  out->truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || out->fds.size() > maxFds;
-  out->payload.resize(static_cast<size_t>(n));
-  return n;
-}
-
-Napi::Object Cred(Napi::Env env, int fd) {
-  struct ucred cred = {};
-  socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) throw ErrnoError(env, "getsockopt SO_PEERCRED", errno);
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("pid", Napi::Number::New(env, cred.pid));
-  o.Set("uid", Napi::Number::New(env, cred.uid));
-  o.Set("gid", Napi::Number::New(env, cred.gid));
-  return o;
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || r.fds.size() > static_cast<size_t>(maxFds)) {
+    r.truncated = true;
+    for (int fd : r.fds) close(fd);
+    r.fds.clear();
+  }
+  return r;
 }
 
 Napi::Array FdArray(Napi::Env env, const std::vector<int>& fds) {
   Napi::Array a = Napi::Array::New(env, fds.size());
-  for (size_t k = 0; k < fds.size(); k++) a.Set(static_cast<uint32_t>(k), Napi::Number::New(env, fds[k]));
+  for (uint32_t i = 0; i < fds.size(); i++) a.Set(i, Napi::Number::New(env, fds[i]));
   return a;
 }
 
+Napi::Object CredObject(Napi::Env env, const struct ucred& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, c.pid));
+  o.Set("uid", Napi::Number::New(env, c.uid));
+  o.Set("gid", Napi::Number::New(env, c.gid));
+  return o;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Server.
+// Server. Owned by itself while open (the JS functions hold shared_ptrs too), so the uv handles
+// never outlive it; close() or environment teardown closes every handle.
 
-class Server;
-
-struct Conn {
-  uv_poll_t poll;
-  Server* server;
-  uint32_t id;
-  int fd;
-};
-
-class Server {
+class Server : public std::enable_shared_from_this<Server> {
  public:
-  Server(Napi::Env env, int fd, std::string path, Napi::Function onEvent)
-      : env_(env), fd_(fd), path_(std::move(path)), onEvent_(Napi::Persistent(onEvent)) {
+  struct Conn {
+    Server* server;
+    uint32_t id;
+    int fd;
+    uv_poll_t poll;
+  };
+
+  Server(Napi::Env env, int fd, Napi::Function onEvent, std::string path)
+      : env_(env), fd_(fd), path_(std::move(path)), context_(env, "farmem.seqpacket") {
+    onEvent_ = Napi::Persistent(onEvent);
+  }
+
+  void Start() {
     uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    loop_ = loop;
-    uv_poll_init(loop_, &listen_, fd_);
+    napi_get_uv_event_loop(env_, &loop);
+    self_ = shared_from_this();
     listen_.data = this;
-    uv_poll_start(&listen_, UV_READABLE, OnAccept);
+    uv_poll_init(loop, &listen_, fd_);
+    uv_poll_start(&listen_, UV_READABLE, [](uv_poll_t* h, int status, int events) {
+      static_cast<Server*>(h->data)->OnAccept();
+    });
+    napi_add_env_cleanup_hook(env_, Cleanup, this);
   }
 
-  void Send(Napi::Env env, uint32_t id, const uint8_t* data, size_t len, const std::vector<int>& fds) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) throw ErrnoError(env, "send: connection " + std::to_string(id), ENOTCONN);
-    int r = SendPacket(it->second->fd, data, len, fds);
-    if (r < 0) throw ErrnoError(env, "sendmsg", -r);
+  // Called from the main thread (JS).
+  int Send(uint32_t conn, const uint8_t* data, size_t len, const std::vector<int>& fds) {
+    auto it = conns_.find(conn);
+    if (closed_ || it == conns_.end()) return -EBADF;
+    // Non-blocking: a full socket buffer is EAGAIN for the caller, never a stalled main loop.
+    return SendWithFds(it->second->fd, data, len, fds, MSG_DONTWAIT);
   }
 
-  void CloseConn(uint32_t id, bool emit) {
-    auto it = conns_.find(id);
+  void CloseConnection(uint32_t conn) {
+    auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     Conn* c = it->second;
     conns_.erase(it);
-    uv_poll_stop(&c->poll);
-    // The peer sees the hang-up now, not when libuv gets round to closing the handle.
-    shutdown(c->fd, SHUT_RDWR);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), [](uv_handle_t* h) {
-      Conn* c = static_cast<Conn*>(h->data);
-      close(c->fd);
-      delete c;
-    });
-    if (emit) Emit([&](Napi::Env env, Napi::Object e) {
-      e.Set("type", "close");
-      e.Set("conn", Napi::Number::New(env, id));
-    });
+    Release(c);
   }
 
   void Close() {
     if (closed_) return;
     closed_ = true;
-    std::vector<uint32_t> ids;
-    for (auto& kv : conns_) ids.push_back(kv.first);
-    for (uint32_t id : ids) CloseConn(id, false);
-    // uv_poll_stop takes the fd out of epoll at once, so it can be closed now: a connect after
-    // close() is refused, not queued on a socket nobody accepts from.
-    uv_poll_stop(&listen_);
+    napi_remove_env_cleanup_hook(env_, Cleanup, this);
+    for (auto& kv : conns_) Release(kv.second);
+    conns_.clear();
+    pending_++;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_), [](uv_handle_t* h) { static_cast<Server*>(h->data)->HandleClosed(); });
     close(fd_);
-    if (!path_.empty() && path_[0] != '@') unlink(path_.c_str());
-    // The Server itself is never freed: the JS functions returned by seqpacketListen keep its
-    // address, and a closed server must still answer them (with ERR_CLOSED). One per daemon.
-    uv_close(reinterpret_cast<uv_handle_t*>(&listen_), nullptr);
+    struct stat st;
+    if (!path_.empty() && path_[0] != '@' && stat(path_.c_str(), &st) == 0 && st.st_ino == ino_) unlink(path_.c_str());
+    onEvent_.Reset();
   }
 
-  bool closed() const { return closed_; }
+  void SetInode(ino_t ino) { ino_ = ino; }
 
  private:
-  template <typename F>
-  void Emit(F fill) {
-    Napi::HandleScope scope(env_);
-    Napi::Object e = Napi::Object::New(env_);
-    fill(env_, e);
-    try {
-      onEvent_.MakeCallback(env_.Global(), {e});
-    } catch (const Napi::Error& err) {
-      // An exception in the JS handler is the daemon's bug: surface it like any uncaught one.
-      napi_fatal_exception(env_, err.Value());
-    }
+  static void Cleanup(void* arg) {
+    // The environment is going away: release the handles; JS is no longer called.
+    Server* s = static_cast<Server*>(arg);
+    s->teardown_ = true;
+    s->Close();
   }
 
-  static void OnAccept(uv_poll_t* h, int status, int events) {
-    Server* s = static_cast<Server*>(h->data);
-    for (;;) {
-      int fd = accept4(s->fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  void Release(Conn* c) {
+    pending_++;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), [](uv_handle_t* h) {
+      Conn* c = static_cast<Conn*>(h->data);
+      Server* s = c->server;
+      delete c;
+      s->HandleClosed();
+    });
+    close(c->fd);
+  }
+
+  void HandleClosed() {
+    if (--pending_ == 0 && closed_) self_.reset();  // may delete this
+  }
+
+  void OnAccept() {
+    for (int i = 0; i < kReadsPerWakeup && !closed_; i++) {
+      int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
-        if (errno == EINTR) continue;
-        return;  // EAGAIN, or a transient error (EMFILE...): try again on the next readiness
-      }
-      Conn* c = new Conn();
-      c->server = s;
-      c->id = s->nextId_++;
-      c->fd = fd;
-      uv_poll_init(s->loop_, &c->poll, fd);
-      c->poll.data = c;
-      s->conns_[c->id] = c;
-      uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, OnReadable);
-      uint32_t id = c->id;
-      s->Emit([&](Napi::Env env, Napi::Object e) {
-        e.Set("type", "connect");
-        e.Set("conn", Napi::Number::New(env, id));
-        try {
-          e.Set("cred", Cred(env, fd));
-        } catch (const Napi::Error&) {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("pid", Napi::Number::New(env, 0));
-          o.Set("uid", Napi::Number::New(env, -1));
-          o.Set("gid", Napi::Number::New(env, -1));
-          e.Set("cred", o);
-        }
-      });
-      if (s->closed_) return;
-    }
-  }
-
-  static void OnReadable(uv_poll_t* h, int status, int events) {
-    Conn* c = static_cast<Conn*>(h->data);
-    Server* s = c->server;
-    uint32_t id = c->id;
-    int fd = c->fd;
-    for (int i = 0; i < 64; i++) {
-      Packet p;
-      ssize_t n = RecvPacket(fd, kMaxPayload, kMaxFds, MSG_DONTWAIT, &p);
-      if (n == -EAGAIN) {
-        if (events & UV_DISCONNECT) break;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN) Emit("error", 0, nullptr, nullptr, 0, nullptr, errno, "accept4");
         return;
       }
-      if (n <= 0) {
-        if (n < 0 && n != -ECONNRESET) {
-          int err = static_cast<int>(-n);
-          s->Emit([&](Napi::Env env, Napi::Object e) {
-            e.Set("type", "error");
-            e.Set("conn", Napi::Number::New(env, id));
-            e.Set("error", ErrnoError(env, "recvmsg", err).Value());
-          });
-        }
-        break;
+      struct ucred cred = {};
+      socklen_t len = sizeof cred;
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+      Conn* c = new Conn{this, nextId_++, fd, {}};
+      c->poll.data = c;
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env_, &loop);
+      uv_poll_init(loop, &c->poll, fd);
+      uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, [](uv_poll_t* h, int status, int events) {
+        Conn* c = static_cast<Conn*>(h->data);
+        c->server->OnReadable(c->id);
+      });
+      conns_[c->id] = c;
+      Emit("connect", c->id, &cred, nullptr, 0, nullptr, 0, nullptr);
+    }
+  }
+
+  void OnReadable(uint32_t id) {
+    std::vector<uint8_t> buf(kMaxPayload);
+    for (int i = 0; i < kReadsPerWakeup; i++) {
+      // The handler may have closed this connection or the server.
+      auto it = conns_.find(id);
+      if (closed_ || it == conns_.end()) return;
+      Received r = RecvWithFds(it->second->fd, buf.data(), buf.size(), kMaxFds);
+      if (r.n == -EAGAIN) return;
+      if (r.n < 0 && r.n != -ECONNRESET) {
+        Emit("error", id, nullptr, nullptr, 0, nullptr, static_cast<int>(-r.n), "recvmsg");
       }
-      if (p.truncated) {
-        for (int f : p.fds) close(f);
-        s->Emit([&](Napi::Env env, Napi::Object e) {
-          e.Set("type", "error");
-          e.Set("conn", Napi::Number::New(env, id));
-          Napi::Error err = ErrnoError(env, "recvmsg: message over 64 KiB or more than 16 fds", EMSGSIZE);
-          e.Set("error", err.Value());
-        });
-        if (s->conns_.count(id) == 0) return;
+      if (r.n < 0 || (r.n == 0 && r.fds.empty() && !r.truncated)) {
+        // Hang-up (a zero-length read on a seqpacket socket is end of stream here).
+        CloseConnection(id);
+        Emit("close", id, nullptr, nullptr, 0, nullptr, 0, nullptr);
+        return;
+      }
+      if (r.truncated) {
+        Emit("error", id, nullptr, nullptr, 0, nullptr, EMSGSIZE, "recvmsg (message over 64 KiB or 16 fds, dropped)");
         continue;
       }
-      s->Emit([&](Napi::Env env, Napi::Object e) {
-        e.Set("type", "message");
-        e.Set("conn", Napi::Number::New(env, id));
-        e.Set("payload", Napi::Buffer<uint8_t>::Copy(env, p.payload.data(), p.payload.size()));
-        e.Set("fds", FdArray(env, p.fds));
-      });
-      // The handler may have closed this connection (or the server).
-      if (s->closed_ || s->conns_.count(id) == 0) return;
+      Emit("message", id, nullptr, buf.data(), static_cast<size_t>(r.n), &r.fds, 0, nullptr);
     }
-    if (s->conns_.count(id) != 0 && !s->closed_) s->CloseConn(id, true);
+  }
+
+  // Calls onEvent on the main thread, outside any JS frame: a handle scope and a callback scope
+  // (so microtasks run after it). An exception from the handler goes to process 'uncaughtException'
+  // as for any event listener; it never unwinds through libuv.
+  void Emit(const char* type, uint32_t conn, const struct ucred* cred, const uint8_t* data, size_t len,
+            const std::vector<int>* fds, int err, const char* syscall) {
+    if (teardown_ || onEvent_.IsEmpty()) {
+      if (fds)
+        for (int fd : *fds) close(fd);
+      return;
+    }
+    Napi::HandleScope scope(env_);
+    try {
+      Napi::Object e = Napi::Object::New(env_);
+      e.Set("type", Napi::String::New(env_, type));
+      e.Set("conn", Napi::Number::New(env_, conn));
+      if (cred) e.Set("cred", CredObject(env_, *cred));
+      if (data) {
+        e.Set("payload", Napi::Buffer<uint8_t>::Copy(env_, data, len));
+        e.Set("fds", FdArray(env_, *fds));
+      }
+      if (syscall) e.Set("error", ErrnoError(env_, syscall, err).Value());
+      auto keep = shared_from_this();  // the handler may close the server
+      onEvent_.MakeCallback(env_.Global(), {e}, context_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env_, e.Value());
+    }
   }
 
   Napi::Env env_;
   int fd_;
   std::string path_;
-  uv_loop_t* loop_ = nullptr;
-  uv_poll_t listen_;
+  ino_t ino_ = 0;
+  Napi::AsyncContext context_;
   Napi::FunctionReference onEvent_;
+  uv_poll_t listen_;
   std::map<uint32_t, Conn*> conns_;
   uint32_t nextId_ = 1;
+  int pending_ = 0;
   bool closed_ = false;
+  bool teardown_ = false;
+  std::shared_ptr<Server> self_;
 };
 
-Server* ServerOf(const Napi::CallbackInfo& info) {
-  Server* s = static_cast<Server*>(info.Data());
-  if (s == nullptr || s->closed()) {
-    Napi::Error e = Napi::Error::New(info.Env(), "the attach socket server is closed");
-    e.Set("code", Napi::String::New(info.Env(), "ERR_CLOSED"));
-    throw e;
-  }
-  return s;
-}
-
-// seqpacketListen(path, mode, onEvent). Called from the main thread.
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
-  int32_t mode = ArgInt32(info, 1, "mode");
+  int mode = ArgInt32(info, 1, "mode");
   if (!info[2].IsFunction()) throw ArgError(env, "a function", "onEvent", info[2]);
-  sockaddr_un addr;
-  socklen_t len;
-  if (!FillAddr(path, &addr, &len)) throw ArgError(env, "a unix socket path shorter than 108 bytes", "path", info[0]);
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa;
+  int alen = MakeAddr(path, &sa);
+  if (alen < 0) throw ErrnoError(env, "bind", -alen);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw ErrnoError(env, "socket", errno);
   if (path[0] != '@') {
+    // A stale socket file from a previous run would make bind fail with EADDRINUSE.
     struct stat st;
-    // A stale socket file from a previous run: replace it (never anything else).
     if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
   }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+  const char* failed = nullptr;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), alen) < 0) failed = "bind";
+  else if (path[0] != '@' && chmod(path.c_str(), mode) < 0) failed = "chmod";
+  else if (listen(fd, 128) < 0) failed = "listen";
+  if (failed) {
     int err = errno;
     close(fd);
-    throw ErrnoError(env, "bind " + path, err);
+    throw ErrnoError(env, failed, err);
   }
-  if (path[0] != '@' && chmod(path.c_str(), static_cast<mode_t>(mode)) < 0) {
-    int err = errno;
-    close(fd);
-    throw ErrnoError(env, "chmod " + path, err);
-  }
-  if (listen(fd, 128) < 0) {
-    int err = errno;
-    close(fd);
-    throw ErrnoError(env, "listen " + path, err);
-  }
-  Server* s = new Server(env, fd, path, info[2].As<Napi::Function>());
+  auto server = std::make_shared<Server>(env, fd, info[2].As<Napi::Function>(), path);
+  struct stat st;
+  if (path[0] != '@' && stat(path.c_str(), &st) == 0) server->SetInode(st.st_ino);
+  server->Start();
+
   Napi::Object o = Napi::Object::New(env);
-  o.Set("send", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Server* s = ServerOf(info);
+  o.Set("send", Napi::Function::New(env, [server](const Napi::CallbackInfo& info) {
     uint32_t conn = static_cast<uint32_t>(ArgInt32(info, 0, "conn"));
     Napi::Buffer<uint8_t> payload = ArgBuffer(info, 1, "payload");
     std::vector<int> fds = ArgFds(info, 2);
-    s->Send(info.Env(), conn, payload.Data(), payload.Length(), fds);
-    return info.Env().Undefined();
-  }, "send", s));
-  o.Set("closeConnection", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Server* s = ServerOf(info);
-    s->CloseConn(static_cast<uint32_t>(ArgInt32(info, 0, "conn")), false);
-    return info.Env().Undefined();
-  }, "closeConnection", s));
-  o.Set("close", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    static_cast<Server*>(info.Data())->Close();
-    return info.Env().Undefined();
-  }, "close", s));
+    int r = server->Send(conn, payload.Data(), payload.Length(), fds);
+    if (r < 0) throw ErrnoError(info.Env(), "sendmsg", -r);
+  }, "send"));
+  o.Set("closeConnection", Napi::Function::New(env, [server](const Napi::CallbackInfo& info) {
+    server->CloseConnection(static_cast<uint32_t>(ArgInt32(info, 0, "conn")));
+  }, "closeConnection"));
+  o.Set("close", Napi::Function::New(env, [server](const Napi::CallbackInfo& info) { server->Close(); }, "close"));
   return o;
 }
 
-// seqpacketConnect(path) → fd (blocking, close-on-exec). Called by attaching processes.
+// ---------------------------------------------------------------------------------------------
+// Client side: blocking calls.
+
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
-  sockaddr_un addr;
-  socklen_t len;
-  if (!FillAddr(path, &addr, &len)) throw ArgError(env, "a unix socket path shorter than 108 bytes", "path", info[0]);
+  struct sockaddr_un sa;
+  int alen = MakeAddr(path, &sa);
+  if (alen < 0) throw ErrnoError(env, "connect", -alen);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, "socket", errno);
   int r;
-  do r = connect(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  do r = connect(fd, reinterpret_cast<struct sockaddr*>(&sa), alen);
   while (r < 0 && errno == EINTR);
   if (r < 0) {
     int err = errno;
     close(fd);
-    throw ErrnoError(env, "connect " + path, err);
+    throw ErrnoError(env, "connect", err);
   }
   return Napi::Number::New(env, fd);
 }
 
 Napi::Value SendFds(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int fd = ArgInt32(info, 0, "fd");
   Napi::Buffer<uint8_t> payload = ArgBuffer(info, 1, "payload");
   std::vector<int> fds = ArgFds(info, 2);
-  int r = SendPacket(fd, payload.Data(), payload.Length(), fds);
-  if (r < 0) throw ErrnoError(env, "sendmsg", -r);
-  return env.Undefined();
+  int r = SendWithFds(fd, payload.Data(), payload.Length(), fds, 0);
+  if (r < 0) throw ErrnoError(info.Env(), "sendmsg", -r);
+  return info.Env().Undefined();
 }
 
-// recvFds(fd, maxPayload, maxFds, timeoutMs) → { payload, fds } | null on timeout. Blocks up to timeoutMs.
+// Waits up to timeoutMs (-1: forever) for one message. null on timeout. A hang-up is ECONNRESET.
 Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt32(info, 0, "fd");
-  int32_t maxPayload = ArgInt32(info, 1, "maxPayload");
-  int32_t maxFds = ArgInt32(info, 2, "maxFds");
-  int32_t timeoutMs = ArgInt32(info, 3, "timeoutMs");
-  if (maxPayload < 1 || maxPayload > static_cast<int32_t>(kMaxPayload)) throw ArgError(env, "an integer from 1 to 65536", "maxPayload", info[1]);
-  if (maxFds < 0 || maxFds > static_cast<int32_t>(kMaxFds)) throw ArgError(env, "an integer from 0 to 16", "maxFds", info[2]);
+  int maxPayload = ArgInt32(info, 1, "maxPayload");
+  int maxFds = ArgInt32(info, 2, "maxFds");
+  int timeoutMs = ArgInt32(info, 3, "timeoutMs");
   struct pollfd p = {fd, POLLIN, 0};
   int r;
   do r = poll(&p, 1, timeoutMs);
   while (r < 0 && errno == EINTR);
   if (r < 0) throw ErrnoError(env, "poll", errno);
   if (r == 0) return env.Null();
-  if (p.revents & POLLNVAL) throw ErrnoError(env, "recvmsg", EBADF);
-  Packet pk;
-  ssize_t n = RecvPacket(fd, static_cast<size_t>(maxPayload), static_cast<size_t>(maxFds), MSG_DONTWAIT, &pk);
-  if (n == -EAGAIN) return env.Null();
-  if (n < 0) throw ErrnoError(env, "recvmsg", static_cast<int>(-n));
-  if (n == 0) {
-    Napi::Error e = ErrnoError(env, "recvmsg", ECONNRESET);
-    e.Set("message", Napi::String::New(env, "recvmsg: connection closed by peer (ECONNRESET)"));
-    throw e;
-  }
-  if (pk.truncated) {
-    for (int f : pk.fds) close(f);
-    throw ErrnoError(env, "recvmsg: message larger than maxPayload or more fds than maxFds", EMSGSIZE);
-  }
+  if (p.revents & POLLNVAL) throw ErrnoError(env, "poll", EBADF);
+  std::vector<uint8_t> buf(maxPayload > 0 ? maxPayload : 1);
+  Received m = RecvWithFds(fd, buf.data(), maxPayload, maxFds);
+  if (m.n == -EAGAIN) return env.Null();
+  if (m.n < 0) throw ErrnoError(env, "recvmsg", static_cast<int>(-m.n));
+  if (m.truncated) throw ErrnoError(env, "recvmsg (message larger than maxPayload or maxFds, dropped)", EMSGSIZE);
+  if (m.n == 0 && m.fds.empty() && (p.revents & POLLHUP)) throw ErrnoError(env, "recvmsg (peer closed)", ECONNRESET);
   Napi::Object o = Napi::Object::New(env);
-  o.Set("payload", Napi::Buffer<uint8_t>::Copy(env, pk.payload.data(), pk.payload.size()));
-  o.Set("fds", FdArray(env, pk.fds));
+  o.Set("payload", Napi::Buffer<uint8_t>::Copy(env, buf.data(), m.n));
+  o.Set("fds", FdArray(env, m.fds));
   return o;
 }
 
 Napi::Value PeerCred(const Napi::CallbackInfo& info) {
-  return Cred(info.Env(), ArgInt32(info, 0, "fd"));
+  struct ucred c = {};
+  socklen_t len = sizeof c;
+  if (getsockopt(ArgInt32(info, 0, "fd"), SOL_SOCKET, SO_PEERCRED, &c, &len) < 0)
+    throw ErrnoError(info.Env(), "getsockopt SO_PEERCRED", errno);
+  return CredObject(info.Env(), c);
+}
+
+// A bound unix datagram socket (path or "@abstract"), for receiving sd_notify messages in tests
+// and anything else that plays the service manager's side; read it with recvFds.
+Napi::Value DgramBind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  struct sockaddr_un sa;
+  int alen = MakeAddr(path, &sa);
+  if (alen < 0) throw ErrnoError(env, "bind", -alen);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, "socket", errno);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), alen) < 0) {
+    int err = errno;
+    close(fd);
+    throw ErrnoError(env, "bind", err);
+  }
+  return Napi::Number::New(env, fd);
 }
 
 }  // namespace
@@ -441,6 +440,7 @@ void InitFdPassing(Napi::Env env, Napi::Object exports) {
   exports.Set("sendFds", Napi::Function::New(env, SendFds, "sendFds"));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
+  exports.Set("dgramBind", Napi::Function::New(env, DgramBind, "dgramBind"));
 }
 
 }  // namespace farmem
