@@ -306,7 +306,9 @@ export function describeValue(v: unknown): string {
 }
 
 function argError(what: string, name: string, v: unknown): TypeError {
-  return new TypeError(`Expected ${what} for ${name} but received ${describeValue(v)}`);
+  const e = new TypeError(`Expected ${what} for ${name} but received ${describeValue(v)}`);
+  (e as TypeError & { code: string }).code = 'ERR_INVALID_ARG'; // as the addon's own argument errors
+  return e;
 }
 
 let cachedPageSize = 0;
@@ -559,6 +561,12 @@ export interface SeqpacketServer {
   close(): void;
 }
 
+/** A zero-length read is how a seqpacket peer's hang-up looks, so an empty message cannot be sent. */
+function checkPayload(v: unknown): Buffer {
+  if (!Buffer.isBuffer(v) || v.length === 0) throw argError('a non-empty Buffer (an empty message reads as a hang-up)', 'payload', v);
+  return v;
+}
+
 export const fdpass = {
   /**
    * Listens on a SOCK_SEQPACKET unix socket (path, or "@name" for the abstract namespace), driven by
@@ -581,7 +589,7 @@ export const fdpass = {
     return {
       send(conn: number, payload: Buffer, fds: number[] = []): void {
         checkInt(conn, 'conn', 1, 0xffffffff);
-        checkBuffer(payload, 'payload');
+        checkPayload(payload);
         checkFds(fds);
         call(() => raw.send(conn, payload, fds));
       },
@@ -600,10 +608,10 @@ export const fdpass = {
     if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
     return call(() => addon().seqpacketConnect(path), path);
   },
-  /** Sends one message with fds attached; blocking. */
+  /** Sends one message (a non-empty payload) with fds attached; blocking. */
   send(fd: number, payload: Buffer, fds: number[] = []): void {
     checkFd(fd);
-    checkBuffer(payload, 'payload');
+    checkPayload(payload);
     checkFds(fds);
     call(() => addon().sendFds(fd, payload, fds));
   },
