@@ -253,7 +253,7 @@ export interface NativeAddon {
     anyofMask: number,
     returnMask: number,
     maxPages: number,
-  ): { regions: { start: bigint; end: bigint; categories: number
+  ): { regions: { start: bigint; end: bigint; categories: number }[]; walkEnd: bigint };
 }
 
 let loaded: NativeAddon | null = null;
