@@ -213,6 +213,7 @@ export interface NativeAddon {
   uffdWake(fd: number, start: bigint, length: number): void;
   uffdWriteProtect(fd: number, start: bigint, length: number, protect: boolean, dontWake: boolean): IoctlOutcome;
   uffdContinue(fd: number, start: bigint, length: number, dontWake: boolean): CopyResult;
+  uffdPoison(fd: number, start: bigint, length: number, dontWake: boolean): CopyResult;
   uffdReadEvents(fd: number, max: number): UffdEvent[];
   // memfd.cc
   memfdCreate(name: string, size: number): number;
@@ -468,6 +469,14 @@ export const uffd = {
     checkPageLength(length, 'length');
     const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
     return call(() => addon().uffdContinue(fd, start, length, dontWake));
+  },
+  /** UFFDIO_POISON (6.6+): accesses to the range raise SIGBUS until a copy overwrites it. */
+  poison(fd: number, start: bigint, length: number, mode?: { dontWake?: boolean }): CopyResult {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdPoison(fd, start, length, dontWake));
   },
   /** Reads up to `max` pending events from a uffd opened O_NONBLOCK; [] when there are none. */
   readEvents(fd: number, max = 64): UffdEvent[] {

@@ -232,6 +232,18 @@ Napi::Value Continue(const Napi::CallbackInfo& info) {
   return CopyResult(info.Env(), r, c.mapped > 0 ? c.mapped : 0, "UFFDIO_CONTINUE");
 }
 
+// UFFDIO_POISON (6.6+): later accesses to the range raise SIGBUS until a copy overwrites it. The
+// pager uses it to answer a fault in a region created with on_unavailable=sigbus.
+Napi::Value Poison(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0);
+  struct uffdio_poison p = {};
+  p.range.start = ArgU64(info, 1, "start");
+  p.range.len = ArgU64(info, 2, "length");
+  p.mode = ArgBool(info, 3, "dontWake") ? UFFDIO_POISON_MODE_DONTWAKE : 0;
+  int r = ioctl(fd, UFFDIO_POISON, &p) == 0 ? 0 : -errno;
+  return CopyResult(info.Env(), r, p.updated > 0 ? p.updated : 0, "UFFDIO_POISON");
+}
+
 Napi::Object Range(Napi::Env env, const char* kind, uint64_t start, uint64_t end) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("kind", Napi::String::New(env, kind));
@@ -308,6 +320,7 @@ void InitUffd(Napi::Env env, Napi::Object exports) {
   exports.Set("uffdWake", Napi::Function::New(env, Wake, "uffdWake"));
   exports.Set("uffdWriteProtect", Napi::Function::New(env, WriteProtect, "uffdWriteProtect"));
   exports.Set("uffdContinue", Napi::Function::New(env, Continue, "uffdContinue"));
+  exports.Set("uffdPoison", Napi::Function::New(env, Poison, "uffdPoison"));
   exports.Set("uffdReadEvents", Napi::Function::New(env, ReadEvents, "uffdReadEvents"));
 }
 

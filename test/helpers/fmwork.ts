@@ -9,6 +9,8 @@ import { type FmworkResult, workloadBin } from './pattern';
 
 export interface FmworkExit {
   code: number | null;
+  /** The signal that ended the child, or null. */
+  signal: NodeJS.Signals | null;
   json: FmworkResult | null;
   stderr: string;
 }
@@ -54,14 +56,14 @@ export async function startFmwork(args: string[], options: { memfd?: number } = 
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<FmworkExit>((resolve) => {
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       let json: FmworkResult | null = null;
       try {
         json = JSON.parse(stdout) as FmworkResult;
       } catch {
         json = null;
       }
-      resolve({ code, json, stderr });
+      resolve({ code, signal, json, stderr });
     });
   });
   const cleanup = () => {

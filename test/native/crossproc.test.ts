@@ -202,3 +202,15 @@ test('after the child exits, ioctls on its uffd fail with ESRCH', { skip }, asyn
     message: 'UFFDIO_COPY: No such process (ESRCH)',
   });
 });
+
+test('UFFDIO_POISON answers a fault with SIGBUS (regions created with on_unavailable=sigbus)', { skip }, async (t) => {
+  const child = await startFmwork(['--pages', '2', '--op', 'read']);
+  t.after(() => child.close());
+  child.go();
+  const f = await nextFault(child);
+  assert.deepEqual(uffd.poison(child.uffd, f.address, PS), { outcome: 'done', bytes: PS });
+  const r = await child.exited;
+  assert.equal(r.signal, 'SIGBUS');
+  assert.equal(r.json, null);
+  assert.throws(() => uffd.poison(child.uffd, f.address + 1n, PS), /Expected a page-aligned/);
+});
