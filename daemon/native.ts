@@ -232,6 +232,8 @@ export interface NativeAddon {
   sendFds(fd: number, payload: Buffer, fds: number[]): void;
   recvFds(fd: number, maxPayload: number, maxFds: number, timeoutMs: number): ReceivedMessage | null;
   peerCred(fd: number): PeerCred;
+  /** A bound unix datagram socket (path or "@abstract"): the service manager's side of sd_notify, for tests. */
+  dgramBind(path: string): number;
   // sd_notify.cc
   sdNotify(state: string, fds: number[]): boolean;
   // page_cache.cc
@@ -264,3 +266,389 @@ export function toNativeError(e: unknown): unknown {
 // The typed, validated wrappers over addon() (uffd, memfd, fd passing, sd_notify, FaultThread,
 // PageCache) are added below by their owners; each validates in TS and maps errors with
 // toNativeError.
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks shared by the wrappers below: C++ only ever sees clean data.
+
+const UFFD_FEATURES: readonly UffdFeature[] = [
+  'PAGEFAULT_FLAG_WP', 'EVENT_FORK', 'EVENT_REMAP', 'EVENT_REMOVE', 'MISSING_HUGETLBFS', 'MISSING_SHMEM',
+  'EVENT_UNMAP', 'SIGBUS', 'THREAD_ID', 'MINOR_HUGETLBFS', 'MINOR_SHMEM', 'EXACT_ADDRESS',
+  'WP_HUGETLBFS_SHMEM', 'WP_UNPOPULATED', 'POISON', 'WP_ASYNC', 'MOVE',
+];
+const REGISTER_MODES: readonly RegisterMode[] = ['missing', 'wp', 'minor'];
+const U64_MAX = (1n << 64n) - 1n;
+
+/** How a bad argument is shown in `Expected ... but received <value>`. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'function') return 'a function';
+  return 'an object';
+}
+
+function argError(what: string, name: string, v: unknown): TypeError {
+  return new TypeError(`Expected ${what} for ${name} but received ${describeValue(v)}`);
+}
+
+let cachedPageSize = 0;
+function sysPageSize(): number {
+  if (cachedPageSize === 0) cachedPageSize = addon().pageSize();
+  return cachedPageSize;
+}
+
+function checkFd(v: unknown, name = 'fd'): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw argError('a file descriptor (integer >= 0)', name, v);
+  return v;
+}
+
+function checkInt(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw argError(max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, name, v);
+  }
+  return v;
+}
+
+function checkBool(v: unknown, name: string): boolean {
+  if (typeof v !== 'boolean') throw argError('a boolean', name, v);
+  return v;
+}
+
+function checkString(v: unknown, name: string): string {
+  if (typeof v !== 'string') throw argError('a string', name, v);
+  return v;
+}
+
+function checkBuffer(v: unknown, name: string): Buffer {
+  if (!Buffer.isBuffer(v)) throw argError('a Buffer', name, v);
+  return v;
+}
+
+function checkAddress(v: unknown, name: string): bigint {
+  const ps = sysPageSize();
+  if (typeof v !== 'bigint' || v < 0n || v > U64_MAX || v % BigInt(ps) !== 0n) throw argError(`a page-aligned bigint address (multiple of ${ps})`, name, v);
+  return v;
+}
+
+function checkPageLength(v: unknown, name: string): number {
+  const ps = sysPageSize();
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v % ps !== 0) throw argError(`a positive multiple of the page size (${ps})`, name, v);
+  return v;
+}
+
+function checkPageBuffer(v: unknown, name: string): Buffer {
+  const ps = sysPageSize();
+  if (!Buffer.isBuffer(v) || v.length === 0 || v.length % ps !== 0) throw argError(`a Buffer of whole pages (a positive multiple of ${ps} bytes)`, name, v);
+  return v;
+}
+
+function checkFds(v: unknown, name = 'fds'): number[] {
+  if (!Array.isArray(v) || v.length > 16 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0x7fffffff)) {
+    throw argError('an array of at most 16 file descriptors', name, v);
+  }
+  return v as number[];
+}
+
+function checkNames<T extends string>(v: unknown, name: string, allowed: readonly T[], what: string): T[] {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && (allowed as readonly string[]).includes(x))) throw argError(what, name, v);
+  return v as T[];
+}
+
+function checkOptions(v: unknown, name: string): Record<string, unknown> {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw argError('an options object', name, v);
+  return v as Record<string, unknown>;
+}
+
+function optBool(o: Record<string, unknown>, key: string, def: boolean): boolean {
+  return o[key] === undefined ? def : checkBool(o[key], key);
+}
+
+/** Calls the addon, turning its errors into NativeError; `context` (e.g. a path) is put after the syscall name. */
+function call<T>(f: () => T, context?: string): T {
+  try {
+    return f();
+  } catch (e) {
+    const n = toNativeError(e);
+    if (context !== undefined && n instanceof NativeError) {
+      const rest = n.message.startsWith(n.syscall) ? n.message.slice(n.syscall.length) : `: ${n.message}`;
+      throw new NativeError(`${n.syscall} ${context}${rest}`, n.code, n.errno, n.syscall);
+    }
+    throw n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// uffd (native/src/uffd.cc). Called on the main thread; none blocks.
+
+export const uffd = {
+  /** Opens a userfaultfd: /dev/userfaultfd, else userfaultfd(2), else (when allowed) user-mode-only. */
+  open(options?: { nonBlocking?: boolean; allowUserModeOnly?: boolean }): UffdOpened {
+    const o = checkOptions(options, 'options');
+    const nonBlocking = optBool(o, 'nonBlocking', true);
+    const allowUserModeOnly = optBool(o, 'allowUserModeOnly', false);
+    return call(() => addon().uffdOpen(nonBlocking, allowUserModeOnly));
+  },
+  /** The UFFDIO_API handshake. The kernel lists every feature it supports, not just those asked for. */
+  api(fd: number, features: UffdFeature[]): UffdApiResult {
+    checkFd(fd);
+    checkNames(features, 'features', UFFD_FEATURES, 'an array of uffd feature names');
+    return call(() => addon().uffdApi(fd, features));
+  },
+  register(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    checkNames(modes, 'modes', REGISTER_MODES, "a non-empty array of 'missing' | 'wp' | 'minor'");
+    if (modes.length === 0) throw argError("a non-empty array of 'missing' | 'wp' | 'minor'", 'modes', modes);
+    return call(() => addon().uffdRegister(fd, start, length, modes));
+  },
+  unregister(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    call(() => addon().uffdUnregister(fd, start, length));
+  },
+  /** UFFDIO_COPY of one or more whole pages. 'exists' is success (wake the range if dontWake was not the reason). */
+  copy(fd: number, dst: bigint, src: Buffer, mode?: IoctlMode): CopyResult {
+    checkFd(fd);
+    checkAddress(dst, 'dst');
+    checkPageBuffer(src, 'src');
+    const o = checkOptions(mode, 'mode');
+    const wp = optBool(o, 'wp', false);
+    const dontWake = optBool(o, 'dontWake', false);
+    return call(() => addon().uffdCopy(fd, dst, src, wp, dontWake));
+  },
+  zeropage(fd: number, dst: bigint, length: number, mode?: { dontWake?: boolean }): CopyResult {
+    checkFd(fd);
+    checkAddress(dst, 'dst');
+    checkPageLength(length, 'length');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdZeropage(fd, dst, length, dontWake));
+  },
+  wake(fd: number, start: bigint, length: number): void {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    call(() => addon().uffdWake(fd, start, length));
+  },
+  /** Sets (protect) or clears write protection; clearing wakes threads waiting in a WP fault unless dontWake. */
+  writeProtect(fd: number, start: bigint, length: number, protect: boolean, mode?: { dontWake?: boolean }): IoctlOutcome {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    checkBool(protect, 'protect');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdWriteProtect(fd, start, length, protect, dontWake));
+  },
+  /** UFFDIO_CONTINUE (minor mode): map the page-cache pages already there. */
+  continue(fd: number, start: bigint, length: number, mode?: { dontWake?: boolean }): CopyResult {
+    checkFd(fd);
+    checkAddress(start, 'start');
+    checkPageLength(length, 'length');
+    const dontWake = optBool(checkOptions(mode, 'mode'), 'dontWake', false);
+    return call(() => addon().uffdContinue(fd, start, length, dontWake));
+  },
+  /** Reads up to `max` pending events from a uffd opened O_NONBLOCK; [] when there are none. */
+  readEvents(fd: number, max = 64): UffdEvent[] {
+    checkFd(fd);
+    checkInt(max, 'max', 1, 1024);
+    return call(() => addon().uffdReadEvents(fd, max));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// memfd and fd utilities (native/src/memfd.cc). Called on the main thread.
+
+export const memfd = {
+  /** A new memfd (close-on-exec) of `size` bytes, all holes. */
+  create(name: string, size: number): number {
+    checkString(name, 'name');
+    checkInt(size, 'size', 0);
+    return call(() => addon().memfdCreate(name, size));
+  },
+  /** Maps the file MAP_SHARED into the daemon. Never load or store through a hole (see KERNEL.md): use pread. */
+  map(fd: number, length: number, options?: { writable?: boolean }): Mapping {
+    checkFd(fd);
+    checkPageLength(length, 'length');
+    const writable = optBool(checkOptions(options, 'options'), 'writable', true);
+    return call(() => addon().mmapShared(fd, length, writable));
+  },
+  /** Unmaps a mapping made by map(); its Buffer must not be used afterwards. */
+  unmap(mapping: Mapping): void {
+    checkOptions(mapping, 'mapping');
+    checkAddress(mapping.address, 'mapping.address');
+    checkPageLength(mapping.length, 'mapping.length');
+    call(() => addon().munmap(mapping.address, mapping.length));
+  },
+  /** Drops the pages in [offset, offset+length) from the file and from every mapping: the next access faults. */
+  punchHole(fd: number, offset: number, length: number): void {
+    checkFd(fd);
+    checkInt(offset, 'offset', 0);
+    checkInt(length, 'length', 1);
+    call(() => addon().punchHole(fd, offset, length));
+  },
+  /** Reads buffer.length bytes at offset (a hole reads as zeros, allocating nothing); fewer only at end of file. */
+  pread(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkInt(offset, 'offset', 0);
+    return call(() => addon().pread(fd, buffer, offset));
+  },
+  pwrite(fd: number, buffer: Buffer, offset: number): number {
+    checkFd(fd);
+    checkBuffer(buffer, 'buffer');
+    checkInt(offset, 'offset', 0);
+    return call(() => addon().pwrite(fd, buffer, offset));
+  },
+  /** Byte ranges that hold data (SEEK_DATA / SEEK_HOLE), in order. */
+  dataRanges(fd: number): DataRange[] {
+    checkFd(fd);
+    return call(() => addon().dataRanges(fd));
+  },
+  size(fd: number): number {
+    checkFd(fd);
+    return call(() => addon().fileSize(fd));
+  },
+  close(fd: number): void {
+    checkFd(fd);
+    call(() => addon().closeFd(fd));
+  },
+  pidfdOpen(pid: number): number {
+    checkInt(pid, 'pid', 1, 0x7fffffff);
+    return call(() => addon().pidfdOpen(pid));
+  },
+  /** A copy of another process's fd (needs ptrace rights over it, e.g. root). */
+  pidfdGetfd(pidfd: number, targetFd: number): number {
+    checkFd(pidfd, 'pidfd');
+    checkFd(targetFd, 'targetFd');
+    return call(() => addon().pidfdGetfd(pidfd, targetFd));
+  },
+  pageSize(): number {
+    return sysPageSize();
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// fd passing (native/src/fd_passing.cc).
+
+export interface SeqpacketServer {
+  /** Sends one message (payload + fds) on a connection; never blocks (a full socket is EAGAIN). */
+  send(conn: number, payload: Buffer, fds?: number[]): void;
+  /** Closes one connection (no 'close' event follows: that is for hang-ups by the peer). */
+  closeConnection(conn: number): void;
+  /** Closes every connection and the listening socket, and removes the socket file. */
+  close(): void;
+}
+
+export const fdpass = {
+  /**
+   * Listens on a SOCK_SEQPACKET unix socket (path, or "@name" for the abstract namespace), driven by
+   * the main loop: onEvent is called on the main thread for connect (with SO_PEERCRED), message,
+   * close (peer hang-up) and error. Received fds are the handler's to close. Keeps the process alive
+   * until close().
+   */
+  listen(path: string, mode: number, onEvent: (e: SeqpacketEvent) => void): SeqpacketServer {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    checkInt(mode, 'mode', 0, 0o7777);
+    if (typeof onEvent !== 'function') throw argError('a function', 'onEvent', onEvent);
+    const raw = call(
+      () =>
+        addon().seqpacketListen(path, mode, (e) => {
+          onEvent(e.type === 'error' ? { ...e, error: toNativeError(e.error) as NativeError } : e);
+        }),
+      path,
+    );
+    return {
+      send(conn: number, payload: Buffer, fds: number[] = []): void {
+        checkInt(conn, 'conn', 1, 0xffffffff);
+        checkBuffer(payload, 'payload');
+        checkFds(fds);
+        call(() => raw.send(conn, payload, fds));
+      },
+      closeConnection(conn: number): void {
+        checkInt(conn, 'conn', 1, 0xffffffff);
+        raw.closeConnection(conn);
+      },
+      close(): void {
+        raw.close();
+      },
+    };
+  },
+  /** Connects to a SOCK_SEQPACKET socket; blocking (a unix connect completes at once or fails). */
+  connect(path: string): number {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    return call(() => addon().seqpacketConnect(path), path);
+  },
+  /** Sends one message with fds attached; blocking. */
+  send(fd: number, payload: Buffer, fds: number[] = []): void {
+    checkFd(fd);
+    checkBuffer(payload, 'payload');
+    checkFds(fds);
+    call(() => addon().sendFds(fd, payload, fds));
+  },
+  /** Waits up to timeoutMs (-1: forever; blocks the calling thread) for one message; null on timeout. */
+  recv(fd: number, options?: { maxPayload?: number; maxFds?: number; timeoutMs?: number }): ReceivedMessage | null {
+    checkFd(fd);
+    const o = checkOptions(options, 'options');
+    const maxPayload = o.maxPayload === undefined ? 65536 : checkInt(o.maxPayload, 'maxPayload', 0, 1 << 24);
+    const maxFds = o.maxFds === undefined ? 16 : checkInt(o.maxFds, 'maxFds', 0, 253);
+    const timeoutMs = o.timeoutMs === undefined ? -1 : checkInt(o.timeoutMs, 'timeoutMs', -1, 0x7fffffff);
+    return call(() => addon().recvFds(fd, maxPayload, maxFds, timeoutMs));
+  },
+  peerCred(fd: number): PeerCred {
+    checkFd(fd);
+    return call(() => addon().peerCred(fd));
+  },
+  /** A bound unix datagram socket, for playing the service manager in tests; read it with recv(). */
+  dgramBind(path: string): number {
+    checkString(path, 'path');
+    if (path.length === 0) throw argError('a non-empty socket path', 'path', path);
+    return call(() => addon().dgramBind(path), path);
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// sd_notify (native/src/sd_notify.cc). Called on the main thread; never blocks. Each returns false
+// when $NOTIFY_SOCKET is unset (not started by systemd with Type=notify).
+
+export const sdNotify = {
+  /** Sends raw state lines ("READY=1\nSTATUS=..."), with fds for FDSTORE=1. */
+  send(state: string, fds: number[] = []): boolean {
+    checkString(state, 'state');
+    if (state.length === 0) throw argError('a non-empty state', 'state', state);
+    if (!Array.isArray(fds) || fds.length > 253 || !fds.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw argError('an array of at most 253 file descriptors', 'fds', fds);
+    }
+    return call(() => addon().sdNotify(state, fds));
+  },
+  ready(status?: string): boolean {
+    return sdNotify.send(status === undefined ? 'READY=1' : `READY=1\nSTATUS=${oneLine(status)}`);
+  },
+  status(text: string): boolean {
+    return sdNotify.send(`STATUS=${oneLine(text)}`);
+  },
+  stopping(): boolean {
+    return sdNotify.send('STOPPING=1');
+  },
+  watchdog(): boolean {
+    return sdNotify.send('WATCHDOG=1');
+  },
+  /** Hands fds to the service manager to keep across a restart (FDSTORE=1), under a name. */
+  fdStore(name: string, fds: number[]): boolean {
+    checkString(name, 'name');
+    if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(name)) throw argError('an fd name of 1-255 letters, digits, "_.:-"', 'name', name);
+    return sdNotify.send(`FDSTORE=1\nFDNAME=${name}`, fds);
+  },
+};
+
+function oneLine(text: unknown): string {
+  if (typeof text !== 'string' || text.includes('\n')) throw argError('a string without newlines', 'status', text);
+  return text;
+}
