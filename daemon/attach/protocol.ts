@@ -163,9 +163,20 @@ function decodeWith<T>(what: string, payload: Buffer, f: (b: Uint8Array) => T): 
   }
 }
 
-function safeInt(what: string, v: number | null | undefined): number {
-  const n = v ?? 0;
-  if (!Number.isSafeInteger(n) || n < 0) throw new AttachProtocolError(`Expected a non-negative integer below 2^53 for ${what} but received ${n}`);
+// protobufjs hands a uint64 back as a Long when the long package is present, whatever --force-number says.
+function toNumber(v: unknown): unknown {
+  if (v === null || v === undefined) return 0;
+  if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  if (typeof v === 'object' && 'low' in v && 'high' in v) {
+    const { low, high } = v as { low: number; high: number };
+    return (high >>> 0) * 2 ** 32 + (low >>> 0);
+  }
+  return v;
+}
+
+function safeInt(what: string, v: unknown): number {
+  const n = toNumber(v);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new AttachProtocolError(`Expected a non-negative integer below 2^53 for ${what} but received ${String(n)}`);
   return n;
 }
 
