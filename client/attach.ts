@@ -109,7 +109,7 @@ export function attach(name: string, opts: AttachOptions = {}): Attachment {
       writeProtect: u.writeProtect,
       userModeOnly: u.userModeOnly,
     };
-    const rr = request(ctx, conn, reg, 'register_reply', 0);
+    const rr = request(ctx, conn, reg, 'register_reply', 0, [u.fd]);
     const ctl = new Int32Array(new SharedArrayBuffer(8));
     const worker = new Worker(__filename, {
       workerData: {
