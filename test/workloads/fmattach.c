@@ -1,0 +1,127 @@
+/* fmattach: the test workload that attaches a region through libfarmem (the real application path)
+ * and touches its pages with fmwork's per-page pattern (fmwork_pattern.h), one JSON line per op.
+ *
+ * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
+ *          [--pattern seq|reverse|stride:K|random:SEED] [--socket PATH] [--pause] [--no-detach]
+ *
+ * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
+ * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are the
+ * first N of the region; the page size is the region's.
+ *
+ * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "farmem.h"
+#include "fmwork_pattern.h"
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("fmattach: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(2);
+}
+
+static uint64_t parse_u64(const char *what, const char *s) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 0);
+  if (errno || *s == '\0' || *end != '\0' || *s == '-') die("expected an unsigned integer for %s but received \"%s\"", what, s);
+  return v;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+  const char *region = NULL, *ops = "read", *pattern = "seq";
+  uint64_t pages = 0, seed = 0;
+  int pause_ = 0, detach = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED() do { if (!v) die("missing value for %s", a); i++; } while (0)
+    if (!strcmp(a, "--region")) { NEED(); region = v; }
+    else if (!strcmp(a, "--pages")) { NEED(); pages = parse_u64("--pages", v); }
+    else if (!strcmp(a, "--op")) { NEED(); ops = v; }
+    else if (!strcmp(a, "--seed")) { NEED(); seed = parse_u64("--seed", v); }
+    else if (!strcmp(a, "--pattern")) { NEED(); pattern = v; }
+    else if (!strcmp(a, "--socket")) { NEED(); setenv("FARMEM_ATTACH_SOCKET", v, 1); }
+    else if (!strcmp(a, "--pause")) pause_ = 1;
+    else if (!strcmp(a, "--no-detach")) detach = 0;
+    else die("unknown argument \"%s\"", a);
+#undef NEED
+  }
+  if (!region) die("--region NAME is required");
+  if (pages == 0) die("--pages N (N > 0) is required");
+  enum fm_pattern_kind kind;
+  uint64_t parg;
+  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED for --pattern but received \"%s\"", pattern);
+  char *oplist = strdup(ops);
+  for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save))
+    if (strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "verify")) die("expected read|write|verify for --op but received \"%s\"", op);
+
+  size_t len;
+  char *mem = farmem_attach(region, &len);
+  if (!mem) {
+    int e = errno;
+    die("%s (errno %s)", farmem_strerror(), strerrorname_np(e) ? strerrorname_np(e) : "?");
+  }
+  /* The page size is not returned by farmem_attach: fmattach assumes the machine's, which is the
+   * default region page size; a larger one only makes each "page" span several pages. */
+  uint64_t page_size = 4096;
+  if (pages * page_size > len) die("--pages %" PRIu64 " exceeds the region (%zu bytes)", pages, len);
+  uint64_t *order = malloc(pages * sizeof *order);
+  if (!order) die("out of memory");
+  fm_order(kind, parg, pages, order);
+
+  int worst = 0;
+  strcpy(oplist, ops);
+  for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
+    if (pause_) {
+      printf("{\"ready\":\"%s\"}\n", op);
+      fflush(stdout);
+      char line[64];
+      if (!fgets(line, sizeof line, stdin)) die("stdin closed while paused before %s", op);
+    }
+    int opk = !strcmp(op, "read") ? 0 : !strcmp(op, "write") ? 1 : 2;
+    uint64_t words = page_size / 8, hash = FM_FNV_OFFSET, mismatches = 0;
+    volatile uint64_t sink = 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t k = 0; k < pages; k++) {
+      uint64_t p = order[k];
+      volatile uint64_t *w = (volatile uint64_t *)(mem + p * page_size);
+      if (opk == 0) {
+        uint64_t sum = 0;
+        for (uint64_t i = 0; i < words; i++) sum += w[i];
+        sink += sum;
+      } else if (opk == 1) {
+        for (uint64_t i = 0; i < words; i++) w[i] = fm_word(seed, p, i);
+      } else {
+        int bad = 0;
+        for (uint64_t i = 0; i < words && !bad; i++) bad = w[i] != fm_word(seed, p, i);
+        mismatches += bad;
+      }
+      hash = fm_fnv1a(hash, (const void *)w, page_size);
+    }
+    (void)sink;
+    printf("{\"pages\":%" PRIu64 ",\"op\":\"%s\",\"checksum\":\"%016" PRIx64 "\",\"mismatches\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"region_bytes\":%zu}\n",
+           pages, op, hash, mismatches, now_ns() - t0, len);
+    fflush(stdout);
+    if (mismatches) worst = 1;
+  }
+  if (detach && farmem_detach(mem) < 0) die("%s", farmem_strerror());
+  return worst;
+}
