@@ -247,6 +247,7 @@ export class Evictor {
         continue;
       }
       out.push(p);
+      picked.add(p);
     }
     return out;
   }

@@ -24,6 +24,8 @@ export interface FakeMapping {
   waiters: Map<number, Set<{ wake: () => void; fail: (e: Error) => void }>>;
   dead: boolean;
   thread: FakeFaultThread | null;
+  /** Faults raised while no fault thread reads this uffd: read when one is added (if still blocked). */
+  unread: { page: number; write: boolean; wp: boolean; waiter: object }[];
 }
 
 interface FakeMemfd {
@@ -63,7 +65,7 @@ export class FakeKernel implements PagerOps {
     const uffd = this.nextFd++;
     const m: FakeMapping = {
       uffd, memfd, base: 0x7f00_0000_0000n + BigInt(uffd) * 0x1_0000_0000n, length: mf.size,
-      wpCapable: opts.writeProtect ?? true, wp: new Set(), poison: new Set(), waiters: new Map(), dead: false, thread: null,
+      wpCapable: opts.writeProtect ?? true, wp: new Set(), poison: new Set(), waiters: new Map(), dead: false, thread: null, unread: [],
     };
     this.mappings.set(uffd, m);
     return m;
@@ -136,7 +138,8 @@ export class FakeKernel implements PagerOps {
       const w = { wake: resolve, fail: reject };
       set.add(w);
       // Queued after the waiter exists, as in the kernel: a wake before the handler reads it still wakes.
-      m.thread?.raise(m, page, write, wp);
+      if (m.thread !== null) m.thread.raise(m, page, write, wp);
+      else m.unread.push({ page, write, wp, waiter: w });
     });
   }
 
@@ -300,6 +303,10 @@ export class FakeFaultThread implements NativeFaultThread {
     if (m === undefined) throw new Error(`no mapping for uffd ${reg.uffd}`);
     this.regs.set(reg.uffd, reg);
     m.thread = this;
+    // A fault woken before anyone read it is not delivered (the kernel builds the message at read time).
+    const unread = m.unread;
+    m.unread = [];
+    for (const u of unread) if (m.waiters.get(u.page)?.has(u.waiter as never)) this.raise(m, u.page, u.write, u.wp);
   }
 
   remove(attachment: number): void {

@@ -22,6 +22,8 @@ export class FakeStore implements PageStore {
   writeDelayMs = 0;
   private held: { resolve: () => void }[] | null = null;
   private heldWaiters: (() => void)[] = [];
+  /** Called when a write arrives; the ack waits for what it returns (a test may touch the pages meanwhile). */
+  onWrite: ((pages: readonly number[]) => Promise<unknown> | void) | null = null;
   /** Writes waiting on holdWrites(). */
   pendingWrites = 0;
 
@@ -78,6 +80,8 @@ export class FakeStore implements PageStore {
   async write(region: RegionRef, pages: readonly number[], data: Buffer): Promise<void> {
     if (data.length !== pages.length * region.pageSize) throw new PageStoreError('invalid', 'bad write length');
     const copy = Buffer.from(data);
+    const meanwhile = this.onWrite?.(pages);
+    if (meanwhile) await meanwhile;
     if (this.held !== null) {
       this.pendingWrites++;
       const waiters = this.heldWaiters;
