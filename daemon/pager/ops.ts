@@ -1,0 +1,58 @@
+// The native mechanism the pager drives: the handful of uffd and memfd calls it needs, as one
+// interface so tests can put a fake kernel behind it (test/helpers/fake-native.ts) and the daemon
+// the real addon (nativeOps()). All are called from the JS (main) thread.
+//
+// Errors: an ioctl on a uffd whose process is gone throws a NativeError with code ESRCH (or EBADF
+// for a closed fd); the pager treats those as "tear the attachment down", never as failures.
+
+import { addon, toNativeError, type CopyResult, type DataRange, type IoctlOutcome } from '../native';
+
+export interface PagerOps {
+  /** UFFDIO_COPY of whole pages; wp installs write-protected (UFFDIO_COPY_MODE_WP). */
+  copy(uffd: number, dst: bigint, data: Buffer, wp: boolean, dontWake: boolean): CopyResult;
+  /** UFFDIO_ZEROPAGE: installs a zeroed page, writable (there is no WP mode for it). */
+  zeropage(uffd: number, dst: bigint, length: number, dontWake: boolean): CopyResult;
+  wake(uffd: number, start: bigint, length: number): void;
+  /** UFFDIO_WRITEPROTECT; on shmem a protect of a page with no pte installs a marker. */
+  writeProtect(uffd: number, start: bigint, length: number, protect: boolean, dontWake: boolean): IoctlOutcome;
+  /**
+   * UFFDIO_POISON (Linux 6.6+): a later access raises SIGBUS; a later copy overwrites it. null when
+   * the addon does not offer it (then 'sigbus' regions fall back to waiting, with a log line).
+   */
+  poison: ((uffd: number, start: bigint, length: number, dontWake: boolean) => CopyResult) | null;
+  pread(memfd: number, buffer: Buffer, offset: number): number;
+  punchHole(memfd: number, offset: number, length: number): void;
+  dataRanges(memfd: number): DataRange[];
+}
+
+function wrap<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
+  return (...a: A) => {
+    try {
+      return f(...a);
+    } catch (e) {
+      throw toNativeError(e);
+    }
+  };
+}
+
+/** PagerOps over the real addon (build/Release/farmem_native.node). */
+export function nativeOps(): PagerOps {
+  const n = addon();
+  const maybePoison = (n as unknown as { uffdPoison?: (fd: number, start: bigint, length: number, dontWake: boolean) => CopyResult }).uffdPoison;
+  return {
+    copy: wrap((fd, dst, data, wp, dontWake) => n.uffdCopy(fd, dst, data, wp, dontWake)),
+    zeropage: wrap((fd, dst, len, dontWake) => n.uffdZeropage(fd, dst, len, dontWake)),
+    wake: wrap((fd, start, len) => n.uffdWake(fd, start, len)),
+    writeProtect: wrap((fd, start, len, protect, dontWake) => n.uffdWriteProtect(fd, start, len, protect, dontWake)),
+    poison: typeof maybePoison === 'function' ? wrap((fd: number, s: bigint, l: number, d: boolean) => maybePoison.call(n, fd, s, l, d)) : null,
+    pread: wrap((fd, buf, off) => n.pread(fd, buf, off)),
+    punchHole: wrap((fd, off, len) => n.punchHole(fd, off, len)),
+    dataRanges: wrap((fd) => n.dataRanges(fd)),
+  };
+}
+
+/** true for the errors that mean "the attached process (or its uffd) is gone". */
+export function isGone(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ESRCH' || code === 'EBADF';
+}

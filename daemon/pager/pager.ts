@@ -1,0 +1,662 @@
+// The pager: policy over the native fault mechanism. The FaultThread hands it batches of faults it
+// could not answer from the native page cache; the pager dedupes them (one fetch per page however
+// many threads and attachments wait on it), fetches misses from the region's PageStore in batches,
+// installs them with UFFDIO_COPY / UFFDIO_ZEROPAGE, tracks which pages are resident and dirty, and
+// feeds the prefetcher. Everything here runs on the JS thread; the ops it calls are synchronous.
+//
+// Invariants the evictor relies on (see evictor.ts):
+// - a resident page that is not DIRTY is write-protected in every attachment, so a write to it
+//   raises a WP fault before it changes a byte;
+// - the native page cache never holds a page that is resident (the memfd is the truth then);
+// - a region with an attachment that cannot write-protect treats every resident page as dirty.
+
+import type { FaultEvent, NativePageCache } from '../native';
+import type { FaultInfo } from '../prefetch/types';
+import { PageStoreError } from '../remote/types';
+import { Evictor, type AccessSource, type DrainResult, type EvictorOptions, type SyncProgress } from './evictor';
+import { isGone, type PagerOps } from './ops';
+import { regionStats, type RegionStats } from './stats';
+import {
+  addressOf, budgetPagesOf, DIRTY, PREF, REF, RES,
+  RegionState, type Attachment, type AttachmentInfo, type InFlight, type RegionConfig,
+} from './state';
+
+/** The subset of a pino logger the pager uses (pino.Logger fits). */
+export interface PagerLog {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface PagerOptions extends EvictorOptions {
+  ops: PagerOps;
+  /** The native page cache shared with the FaultThread, or null for none. */
+  cache: NativePageCache | null;
+  log: PagerLog;
+  /** Most pages in one PageStore.read (default 64). */
+  maxBatchPages?: number;
+  /** Most prefetched pages in flight per region (default 256). */
+  maxPrefetchInFlight?: number;
+  /** After this long without an answer from the store, log loudly and (sigbus regions) poison (default 10000). */
+  unavailableAfterMs?: number;
+  /** Backoff between retries of a failed read or write: initial and cap, in ms (default 5 and 1000). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** Source of real accessed bits (PAGEMAP_SCAN) for CLOCK and prefetch accounting; null = fault history only. */
+  accessSource?: AccessSource | null;
+  /** Called after the pager tore an attachment down (ESRCH/EBADF or a 'gone' event): remove it from the FaultThread, close fds. */
+  onAttachmentGone?: (attachment: number, reason: string) => void;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class Pager {
+  readonly ops: PagerOps;
+  readonly cache: NativePageCache | null;
+  readonly log: PagerLog;
+  readonly evictor: Evictor;
+  readonly regions = new Map<number, RegionState>();
+  private readonly attachments = new Map<number, Attachment>();
+  private readonly maxBatch: number;
+  private readonly maxPrefetchInFlight: number;
+  private readonly unavailableAfterMs: number;
+  readonly retryInitialMs: number;
+  readonly retryMaxMs: number;
+  private readonly onGone: (attachment: number, reason: string) => void;
+  readonly now: () => number;
+  readonly sleep: (ms: number) => Promise<void>;
+  /** Pages waiting to be read, per region (flushed once per event batch / tick, or at maxBatch). */
+  private readonly pending = new Map<RegionState, number[]>();
+  private flushScheduled = false;
+  private readsInFlight = 0;
+  /** Installs waiting for room under a budget; run in order as the evictor frees pages. */
+  private roomWaiters: { r: RegionState; run: () => void }[] = [];
+  /** Installs to retry after EAGAIN (an event for the range is pending in the uffd). */
+  private againQueue: (() => void)[] = [];
+  private zero: Buffer | null = null;
+
+  constructor(opts: PagerOptions) {
+    this.ops = opts.ops;
+    this.cache = opts.cache;
+    this.log = opts.log;
+    this.maxBatch = opts.maxBatchPages ?? 64;
+    this.maxPrefetchInFlight = opts.maxPrefetchInFlight ?? 256;
+    this.unavailableAfterMs = opts.unavailableAfterMs ?? 10_000;
+    this.retryInitialMs = opts.retryInitialMs ?? 5;
+    this.retryMaxMs = opts.retryMaxMs ?? 1000;
+    this.onGone = opts.onAttachmentGone ?? (() => {});
+    this.now = opts.now ?? Date.now;
+    this.sleep = opts.sleep ?? defaultSleep;
+    this.evictor = new Evictor(this, opts);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Regions and attachments.
+
+  /**
+   * Starts managing a region. Pages that already hold data in the memfd (a daemon restart re-adopting
+   * it) are taken as resident and dirty: nobody can tell whether they were written back.
+   */
+  addRegion(cfg: RegionConfig): void {
+    if (this.regions.has(cfg.key)) throw new Error(`Expected an unused region key for region "${cfg.name}" but received ${cfg.key}`);
+    const r = new RegionState(cfg);
+    for (const d of this.ops.dataRanges(cfg.memfd)) {
+      const first = Math.floor(d.offset / r.pageSize);
+      const end = Math.min(r.pages, Math.ceil((d.offset + d.length) / r.pageSize));
+      for (let p = first; p < end; p++) r.setFlag(p, RES | DIRTY);
+    }
+    this.regions.set(cfg.key, r);
+    this.evictor.kick();
+  }
+
+  /** Forgets a region (its attachments must be gone; dirty pages are not written back: sync first). */
+  removeRegion(key: number): void {
+    const r = this.region(key);
+    for (const a of [...r.attachments.values()]) this.detach(a.attachment);
+    r.removed = true;
+    this.regions.delete(key);
+    this.pending.delete(r);
+    this.roomWaiters = this.roomWaiters.filter((w) => w.r !== r);
+    if (this.cache !== null) this.cache.dropRegion(key);
+  }
+
+  /** Changes a region's resident budget (bytes, 0 = unlimited); eviction catches up in the background. */
+  setBudget(key: number, residentBytes: number): void {
+    const r = this.region(key);
+    r.budgetPages = budgetPagesOf(residentBytes, r.pageSize);
+    this.evictor.kick();
+  }
+
+  /**
+   * Adds an attachment (the caller also adds it to the FaultThread). The process must not touch the
+   * region before this returns: write-protecting the whole range here is what makes its first write
+   * to an already resident page raise a WP fault.
+   */
+  attach(info: AttachmentInfo): void {
+    const r = this.region(info.region);
+    if (this.attachments.has(info.attachment)) {
+      throw new Error(`Expected an unused attachment id for region "${r.cfg.name}" but received ${info.attachment}`);
+    }
+    const a: Attachment = { ...info, state: r };
+    if (a.writeProtect) {
+      // Protects resident pages and leaves a marker on the others (shmem), so writes through this
+      // mapping to pages installed through another one fault first.
+      this.ops.writeProtect(a.uffd, a.base, a.length, true, true);
+    } else {
+      // Writes through this mapping are invisible: no resident page can be called clean any more.
+      for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
+      this.log.warn({ region: r.cfg.name, pid: a.pid, attachment: a.attachment },
+        'attachment without write-protect: every resident page of the region counts as dirty and the region cannot be evicted while it is attached');
+    }
+    r.attachments.set(a.attachment, a);
+    this.attachments.set(a.attachment, a);
+  }
+
+  /** Removes an attachment (detach, or its process exited). Threads waiting in it are gone with it. */
+  detach(attachment: number): boolean {
+    const a = this.attachments.get(attachment);
+    if (a === undefined) return false;
+    this.attachments.delete(attachment);
+    a.state.attachments.delete(attachment);
+    for (const f of a.state.inFlight.values()) {
+      f.waiters.delete(a);
+      f.writers.delete(a);
+    }
+    this.evictor.kick();
+    return true;
+  }
+
+  /** An ioctl said the process is gone (ESRCH/EBADF): clean teardown, not an error. */
+  teardown(a: Attachment, reason: string): void {
+    if (!this.detach(a.attachment)) return;
+    this.log.info({ region: a.state.cfg.name, pid: a.pid, attachment: a.attachment, reason }, 'attachment gone');
+    this.onGone(a.attachment, reason);
+  }
+
+  /** Writes back every dirty page of the region (they stay resident, clean), then PageStore.sync. */
+  sync(key: number, onProgress?: (p: SyncProgress) => void): Promise<void> {
+    return this.evictor.sync(this.region(key), onProgress);
+  }
+
+  /** Drops every clean resident page of the region now; returns how many. */
+  evictAll(key: number): number {
+    return this.evictor.evictAll(this.region(key));
+  }
+
+  /** SIGTERM: writes back every dirty page of every region, bounded by timeoutMs. */
+  drain(timeoutMs: number): Promise<DrainResult> {
+    return this.evictor.drain(timeoutMs);
+  }
+
+  stats(key: number): RegionStats {
+    return regionStats(this.region(key));
+  }
+
+  allStats(): RegionStats[] {
+    return [...this.regions.values()].map(regionStats);
+  }
+
+  /** true while anything is queued, in flight or being evicted (tests wait for false). */
+  busy(): boolean {
+    if (this.flushScheduled || this.readsInFlight > 0 || this.roomWaiters.length > 0 || this.againQueue.length > 0) return true;
+    for (const r of this.regions.values()) if (r.inFlight.size > 0) return true;
+    return this.evictor.busy();
+  }
+
+  region(key: number): RegionState {
+    const r = this.regions.get(key);
+    if (r === undefined) throw new Error(`Expected a known region key but received ${key}`);
+    return r;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Events from the FaultThread (called on the JS thread with one batch).
+
+  readonly onEvents = (events: FaultEvent[]): void => {
+    for (const e of events) {
+      try {
+        this.onEvent(e);
+      } catch (err) {
+        this.log.error({ err, event: e.kind, attachment: e.attachment }, 'fault event handling failed');
+      }
+    }
+    this.scheduleFlush();
+    this.evictor.kick();
+  };
+
+  private onEvent(e: FaultEvent): void {
+    const a = this.attachments.get(e.attachment);
+    if (a === undefined) return; // a late event of an attachment already torn down
+    switch (e.kind) {
+      case 'pagefault':
+        if (e.page < 0 || e.page >= a.state.pages || !Number.isInteger(e.page)) {
+          this.log.warn({ region: a.state.cfg.name, pid: a.pid, page: e.page }, 'fault outside the region: ignored');
+          return;
+        }
+        if (e.resolved === 'cache') this.onCacheInstalled(a, e.page, e.write, e.tid);
+        else if (e.wp) this.onWriteProtectFault(a, e.page);
+        else this.onMissing(a, e.page, e.write, e.tid);
+        return;
+      case 'gone':
+        this.teardown(a, e.detail === null ? e.reason : `${e.reason}: ${e.detail}`);
+        return;
+      case 'remap':
+        if (e.from === a.base) a.base = e.to;
+        return;
+      case 'unmap':
+      case 'remove':
+        // The process dropped part of its mapping; the memfd (shared) keeps the pages. A page the
+        // process punched itself (MADV_REMOVE) is found missing by the next fault's EEXIST-free copy.
+        this.log.debug({ region: a.state.cfg.name, pid: a.pid, kind: e.kind }, 'mapping event');
+        return;
+      case 'fork':
+        this.log.warn({ region: a.state.cfg.name, pid: a.pid }, 'attached process forked: the child is not paged by this attachment');
+        return;
+    }
+  }
+
+  /** The FaultThread already installed the page from the native cache. */
+  private onCacheInstalled(a: Attachment, p: number, write: boolean, tid: number): void {
+    const r = a.state;
+    r.counters.faultsCacheHit++;
+    const f = r.inFlight.get(p);
+    if (f !== undefined) f.stale = true; // its bytes may be older than what is now mapped
+    r.setFlag(p, RES | REF);
+    // Installed unprotected for a write, or through a mapping that cannot protect: dirty.
+    if (write || !a.writeProtect || !r.allWriteProtect()) r.setFlag(p, DIRTY);
+    r.cacheDelete(this.cache, p);
+    if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+    this.notePrefetch(a, { page: p, hit: true, tid, write });
+  }
+
+  private onWriteProtectFault(a: Attachment, p: number): void {
+    const r = a.state;
+    r.counters.faultsWp++;
+    if (!r.has(p, RES)) {
+      // Stale: the page was punched after this fault was raised. Wake the writer: it faults
+      // MISSING next and gets the saved bytes.
+      this.wakeOne(a, p);
+      return;
+    }
+    // Mark before lifting the protection: the evictor's re-dirty check reads this flag.
+    r.setFlag(p, DIRTY | REF);
+    if (r.prefResident.delete(p)) this.prefetchUsed(r, p);
+    r.clearFlag(p, PREF);
+    try {
+      this.ops.writeProtect(a.uffd, addressOf(a, p), r.pageSize, false, false);
+    } catch (e) {
+      if (isGone(e)) this.teardown(a, (e as Error).message);
+      else throw e;
+    }
+  }
+
+  private onMissing(a: Attachment, p: number, write: boolean, tid: number): void {
+    const r = a.state;
+    if (r.has(p, RES)) {
+      // Installed since the fault was raised (through another attachment, or a cache hit racing).
+      r.setFlag(p, REF);
+      this.wakeOne(a, p);
+      this.notePrefetch(a, { page: p, hit: true, tid, write });
+      return;
+    }
+    let f = r.inFlight.get(p);
+    const hit = f !== undefined;
+    if (f === undefined) {
+      f = newInFlight(p, false);
+      r.inFlight.set(p, f);
+      f.waiters.add(a);
+      if (write) f.writers.add(a);
+      // Staged in the cache after the FaultThread looked (a guess that landed meanwhile).
+      const cached = this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
+      if (cached !== null) {
+        f.fromCache = true;
+        r.counters.faultsCacheHit++;
+        if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+        this.complete(r, f, cached);
+        this.notePrefetch(a, { page: p, hit: true, tid, write });
+        return;
+      }
+      this.enqueueRead(r, p);
+    } else {
+      r.counters.faultsJoined++;
+      if (f.prefetch && f.waiters.size === 0) {
+        // A guess that paid: the fetch was already out when the process asked.
+        f.prefetch = false;
+        this.prefetchUsed(r, p);
+      }
+    }
+    f.waiters.add(a);
+    if (write) f.writers.add(a);
+    this.notePrefetch(a, { page: p, hit, tid, write });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Prefetching.
+
+  private notePrefetch(a: Attachment, info: FaultInfo): void {
+    const r = a.state;
+    const pf = r.cfg.prefetcher;
+    if (pf === null) return;
+    const guesses = pf.onFault(info);
+    let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
+    for (const p of guesses) {
+      if (room <= 0) break;
+      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
+      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
+      if (this.cache === null && !this.evictor.hasPrefetchRoom(r)) break;
+      r.inFlight.set(p, newInFlight(p, true));
+      r.counters.prefetchIssued++;
+      this.enqueueRead(r, p);
+      room--;
+    }
+  }
+
+  prefetchUsed(r: RegionState, p: number): void {
+    r.counters.prefetchUsed++;
+    r.cfg.prefetcher?.onPrefetchUsed(p);
+  }
+
+  prefetchWasted(r: RegionState, p: number): void {
+    r.counters.prefetchWasted++;
+    r.cfg.prefetcher?.onPrefetchWasted(p);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Fetching: one PageStore.read per region per batch.
+
+  private enqueueRead(r: RegionState, p: number): void {
+    let q = this.pending.get(r);
+    if (q === undefined) this.pending.set(r, (q = []));
+    q.push(p);
+    if (q.length >= this.maxBatch) {
+      this.pending.delete(r);
+      this.startRead(r, q);
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.pending.size === 0) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const all = [...this.pending];
+      this.pending.clear();
+      for (const [r, q] of all) this.startRead(r, q);
+    });
+  }
+
+  private startRead(r: RegionState, pages: number[]): void {
+    this.readsInFlight++;
+    this.readLoop(r, pages)
+      .catch((err) => this.log.error({ err, region: r.cfg.name }, 'page read failed'))
+      .finally(() => this.readsInFlight--);
+  }
+
+  /** Reads a batch until the store answers; retries with backoff, never installs unverified bytes. */
+  private async readLoop(r: RegionState, batch: number[]): Promise<void> {
+    let delay = this.retryInitialMs;
+    let pages = batch;
+    for (;;) {
+      if (r.removed) return;
+      try {
+        const res = await r.cfg.store.read(r.cfg.ref, pages);
+        checkReadResult(r, pages, res.present, res.absent);
+        if (r.readUnavailableSince !== null) {
+          this.log.warn({ region: r.cfg.name, afterMs: this.now() - r.readUnavailableSince }, 'memory servers answer again');
+          r.readUnavailableSince = null;
+          r.readUnavailableLogged = false;
+        }
+        for (const p of pages) {
+          const f = r.inFlight.get(p);
+          if (f === undefined) continue;
+          const data = res.present.get(p) ?? null;
+          if (data !== null) r.counters.remoteBytesIn += data.length;
+          this.complete(r, f, data);
+        }
+        return;
+      } catch (err) {
+        if (r.removed) return;
+        pages = this.onReadFailure(r, pages, err);
+        if (pages.length === 0) return;
+        await this.sleep(delay);
+        delay = Math.min(this.retryMaxMs, delay * 2);
+      }
+    }
+  }
+
+  /** Drops guesses, counts the episode, and after the timeout logs loudly / poisons sigbus regions. Returns the pages to retry. */
+  private onReadFailure(r: RegionState, pages: number[], err: unknown): number[] {
+    const now = this.now();
+    if (r.readUnavailableSince === null) {
+      r.readUnavailableSince = now;
+      r.counters.readStalls++;
+    }
+    const keep: number[] = [];
+    for (const p of pages) {
+      const f = r.inFlight.get(p);
+      if (f === undefined) continue;
+      if (f.waiters.size === 0) {
+        r.inFlight.delete(p); // a prefetch guess is not worth waiting for
+        continue;
+      }
+      if (f.failingSince === null) f.failingSince = now;
+      keep.push(p);
+    }
+    if (now - r.readUnavailableSince >= this.unavailableAfterMs) {
+      const sigbus = r.cfg.onUnavailable === 'sigbus' && this.ops.poison !== null;
+      if (!r.readUnavailableLogged) {
+        r.readUnavailableLogged = true;
+        this.log.error({
+          region: r.cfg.name, waitingPages: keep.length, sinceMs: now - r.readUnavailableSince,
+          err: err instanceof PageStoreError ? `${err.kind}: ${err.message}` : String(err),
+        }, sigbus
+          ? 'no memory server answers: faulting threads get SIGBUS (region created with onUnavailable=sigbus)'
+          : r.cfg.onUnavailable === 'sigbus'
+            ? 'no memory server answers: faulting processes wait (onUnavailable=sigbus needs UFFDIO_POISON, which this addon lacks)'
+            : 'no memory server answers: faulting processes wait until one does');
+      }
+      if (sigbus) {
+        return keep.filter((p) => {
+          const f = r.inFlight.get(p)!;
+          if (this.now() - f.failingSince! < this.unavailableAfterMs) return true;
+          this.poisonWaiters(r, f);
+          return false;
+        });
+      }
+    }
+    return keep;
+  }
+
+  /** sigbus regions: answer the fault with UFFDIO_POISON, so the woken thread gets SIGBUS. */
+  private poisonWaiters(r: RegionState, f: InFlight): void {
+    r.inFlight.delete(f.page);
+    for (const a of f.waiters) {
+      try {
+        this.ops.poison!(a.uffd, addressOf(a, f.page), r.pageSize, false);
+        r.counters.poisoned++;
+      } catch (e) {
+        if (isGone(e)) this.teardown(a, (e as Error).message);
+        else this.log.error({ err: e, region: r.cfg.name, pid: a.pid, page: f.page }, 'poison failed');
+      }
+    }
+  }
+
+  /** A fetch finished: install for the waiters, or place a guess (installed if there is room, else cached). */
+  private complete(r: RegionState, f: InFlight, data: Buffer | null): void {
+    if (f.stale || r.has(f.page, RES)) {
+      r.inFlight.delete(f.page);
+      for (const a of f.waiters) this.wakeOne(a, f.page);
+      return;
+    }
+    if (f.waiters.size > 0) {
+      // Over budget: evict a clean page now, or wait for a write-back; install over budget only
+      // when nothing in reach can be evicted (so a fault never waits for nothing).
+      const room = this.evictor.hasRoom(r) ? 'room' : this.evictor.makeRoom(r);
+      if (room === 'wait') this.roomWaiters.push({ r, run: () => this.complete(r, f, data) });
+      else this.installDemand(r, f, data);
+      return;
+    }
+    // A guess nobody asked for yet.
+    r.inFlight.delete(f.page);
+    if (r.attachments.size > 0 && this.evictor.hasPrefetchRoom(r)) {
+      const a = r.attachments.values().next().value as Attachment;
+      if (this.install(r, f.page, data, [a], null) === 'done') {
+        r.clearFlag(f.page, REF);
+        r.setFlag(f.page, PREF);
+        r.prefResident.add(f.page);
+        return;
+      }
+    }
+    if (this.cache !== null && r.allWriteProtect()) {
+      this.armMarkers(r, f.page);
+      if (this.cache.put(r.cfg.key, f.page, data ?? this.zeroPage(r.pageSize))) r.cachedPrefetch.add(f.page);
+      else this.prefetchWasted(r, f.page);
+    } else {
+      this.prefetchWasted(r, f.page);
+    }
+  }
+
+  /** Runs installs that waited for room, in order, while their regions have room. */
+  roomFreed(): void {
+    if (this.roomWaiters.length === 0) return;
+    const waiting = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiting) {
+      if (w.r.removed) continue;
+      if (this.evictor.hasRoom(w.r)) w.run();
+      else this.roomWaiters.push(w);
+    }
+  }
+
+  /** Pages waiting for room in region r (the evictor frees that many more). */
+  roomWanted(r: RegionState): number {
+    let n = 0;
+    for (const w of this.roomWaiters) if (w.r === r) n++;
+    return n;
+  }
+
+  private installDemand(r: RegionState, f: InFlight, data: Buffer | null): void {
+    // A writer installs unprotected and the page is dirty at once: one round trip, not two.
+    const order = [...f.writers, ...[...f.waiters].filter((a) => !f.writers.has(a))];
+    const out = this.install(r, f.page, data, order, f);
+    if (out === 'again') {
+      this.againQueue.push(() => this.complete(r, f, data));
+      if (this.againQueue.length === 1) setImmediate(() => this.runAgain());
+      return;
+    }
+    r.inFlight.delete(f.page);
+    if (out === 'done' && !f.fromCache) {
+      if (data === null) r.counters.faultsZero++;
+      else r.counters.faultsRemote++;
+    }
+  }
+
+  private runAgain(): void {
+    const q = this.againQueue;
+    this.againQueue = [];
+    for (const run of q) run();
+  }
+
+  /**
+   * Installs page p through the first live attachment of `order` and wakes every waiter of f.
+   * 'done': installed (or found installed: EEXIST); 'again': retry later; 'none': nobody left to install for.
+   */
+  private install(r: RegionState, p: number, data: Buffer | null, order: Attachment[], f: InFlight | null): 'done' | 'again' | 'none' {
+    const ps = r.pageSize;
+    for (const a of order) {
+      if (!r.attachments.has(a.attachment)) continue;
+      const write = f !== null && f.writers.has(a);
+      const wp = !write && r.allWriteProtect();
+      try {
+        // Protect the page in the other mappings first, so none of them can write it unseen once
+        // it exists (WP is per mapping; on shmem this leaves a marker where there is no pte).
+        if (wp) for (const b of r.attachments.values()) if (b !== a) this.protect(b, p, true);
+        const res = data !== null
+          ? this.ops.copy(a.uffd, addressOf(a, p), data, wp, false)
+          // UFFDIO_ZEROPAGE cannot install write-protected: a read of a never-written page gets a
+          // protected copy of zeros instead, or its first write would go unseen.
+          : wp ? this.ops.copy(a.uffd, addressOf(a, p), this.zeroPage(ps), true, false)
+            : this.ops.zeropage(a.uffd, addressOf(a, p), ps, false);
+        if (res.outcome === 'again') return 'again';
+        if (res.outcome === 'exists') {
+          // Installed by another path meanwhile; its own bookkeeping (a cache event) follows.
+          this.wakeOne(a, p);
+          r.setFlag(p, RES);
+          if (!r.allWriteProtect()) r.setFlag(p, DIRTY);
+        } else {
+          r.setFlag(p, wp ? RES | REF : RES | REF | DIRTY);
+        }
+        r.cacheDelete(this.cache, p);
+        if (f !== null) for (const b of f.waiters) if (b !== a) this.wakeOne(b, p);
+        return 'done';
+      } catch (e) {
+        if (!isGone(e)) throw e;
+        this.teardown(a, (e as Error).message);
+      }
+    }
+    return 'none';
+  }
+
+  /** UFFDIO_WRITEPROTECT of one page through one attachment (no wake); false if it is gone. */
+  protect(a: Attachment, p: number, on: boolean): boolean {
+    if (!a.writeProtect) return true;
+    try {
+      this.ops.writeProtect(a.uffd, addressOf(a, p), a.state.pageSize, on, true);
+      return true;
+    } catch (e) {
+      if (!isGone(e)) throw e;
+      this.teardown(a, (e as Error).message);
+      return false;
+    }
+  }
+
+  /**
+   * Before a page goes into the native cache of a region with several attachments: protect it in all
+   * of them, so that when the FaultThread installs it through one, the others still fault on a write.
+   */
+  armMarkers(r: RegionState, p: number): void {
+    if (r.attachments.size < 2) return;
+    for (const a of [...r.attachments.values()]) this.protect(a, p, true);
+  }
+
+  wakeOne(a: Attachment, p: number): void {
+    try {
+      this.ops.wake(a.uffd, addressOf(a, p), a.state.pageSize);
+    } catch (e) {
+      if (!isGone(e)) throw e;
+      this.teardown(a, (e as Error).message);
+    }
+  }
+
+  private zeroPage(size: number): Buffer {
+    if (this.zero === null || this.zero.length !== size) this.zero = Buffer.alloc(size);
+    return this.zero;
+  }
+}
+
+function newInFlight(page: number, prefetch: boolean): InFlight {
+  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null };
+}
+
+function countPrefetchInFlight(r: RegionState): number {
+  let n = 0;
+  for (const f of r.inFlight.values()) if (f.prefetch) n++;
+  return n;
+}
+
+/** A store answer that does not account for every page exactly once with page-size bytes is refused. */
+function checkReadResult(r: RegionState, pages: number[], present: Map<number, Buffer>, absent: number[]): void {
+  const abs = new Set(absent);
+  for (const p of pages) {
+    const d = present.get(p);
+    if (d !== undefined && abs.has(p)) throw new PageStoreError('corrupt', `page ${p} of region "${r.cfg.name}" came back both present and absent`);
+    if (d === undefined && !abs.has(p)) throw new PageStoreError('corrupt', `page ${p} of region "${r.cfg.name}" is missing from the answer`);
+    if (d !== undefined && d.length !== r.pageSize) {
+      throw new PageStoreError('corrupt', `Expected ${r.pageSize} bytes for page ${p} of region "${r.cfg.name}" but received ${d.length}`);
+    }
+  }
+}

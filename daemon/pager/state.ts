@@ -1,0 +1,177 @@
+// What the pager knows about one region: its pages' state (one byte of flags per page), its
+// attachments and the fetches in flight. Shared by the fault path (pager.ts), the fetcher and the
+// evictor; all of it lives on the JS thread.
+
+import type { NativePageCache } from '../native';
+import type { Prefetcher } from '../prefetch/types';
+import type { OnUnavailable } from '../regions/types';
+import type { PageStore, RegionRef } from '../remote/types';
+
+/** Page flags. */
+export const RES = 1; // in the memfd (as far as the pager knows)
+export const DIRTY = 2; // written since last acknowledged write-back
+export const PREF = 4; // brought in by the prefetcher and not touched yet
+export const REF = 8; // CLOCK reference bit (a fault touched it since the hand last passed)
+export const WB = 16; // write-back in flight: protected in every attachment, DIRTY again = re-dirtied
+
+export interface RegionConfig {
+  /** u32 key shared with the native page cache and FaultRegistration.region. */
+  key: number;
+  name: string;
+  /** Region id and page size, as the PageStore knows it. */
+  ref: RegionRef;
+  sizeBytes: number;
+  /** Resident budget in bytes; 0 = unlimited (the daemon-wide cap still applies). */
+  residentBytes: number;
+  onUnavailable: OnUnavailable;
+  /** The daemon's fd of the region's memfd. */
+  memfd: number;
+  store: PageStore;
+  prefetcher: Prefetcher | null;
+}
+
+export interface AttachmentInfo {
+  /** The id given to the FaultThread (FaultRegistration.attachment). */
+  attachment: number;
+  region: number;
+  uffd: number;
+  pid: number;
+  /** Where region offset 0 is mapped in the process. */
+  base: bigint;
+  length: number;
+  /** The mapping is registered for write-protect (dirty tracking by WP faults). */
+  writeProtect: boolean;
+}
+
+export interface Attachment extends AttachmentInfo {
+  state: RegionState;
+}
+
+/** A fetch of one page: every fault on the page while it is in flight waits on this one fetch. */
+export interface InFlight {
+  page: number;
+  /** Attachments with a thread blocked on the page (insertion order: first = preferred installer). */
+  waiters: Set<Attachment>;
+  /** Some waiter faulted for a write: install unprotected through it and mark dirty. */
+  writers: Set<Attachment>;
+  /** Issued by the prefetcher (no waiter when issued). */
+  prefetch: boolean;
+  /** The page became resident another way while this fetch was out: its bytes must not be installed. */
+  stale: boolean;
+  /** The bytes came from the native cache (counted as a cache hit, not a remote fault). */
+  fromCache: boolean;
+  /** When the first attempt failed (ms), for the unavailability timeout. */
+  failingSince: number | null;
+}
+
+export interface RegionCounters {
+  faultsCacheHit: number;
+  faultsRemote: number;
+  faultsZero: number;
+  faultsWp: number;
+  faultsJoined: number;
+  remoteBytesIn: number;
+  remoteBytesOut: number;
+  prefetchIssued: number;
+  prefetchUsed: number;
+  prefetchWasted: number;
+  evictedClean: number;
+  evictedDirty: number;
+  writeBackBatches: number;
+  writeBackPages: number;
+  writeBackStalls: number;
+  readStalls: number;
+  poisoned: number;
+}
+
+export function newCounters(): RegionCounters {
+  return {
+    faultsCacheHit: 0, faultsRemote: 0, faultsZero: 0, faultsWp: 0, faultsJoined: 0,
+    remoteBytesIn: 0, remoteBytesOut: 0,
+    prefetchIssued: 0, prefetchUsed: 0, prefetchWasted: 0,
+    evictedClean: 0, evictedDirty: 0, writeBackBatches: 0, writeBackPages: 0, writeBackStalls: 0,
+    readStalls: 0, poisoned: 0,
+  };
+}
+
+export class RegionState {
+  readonly cfg: RegionConfig;
+  readonly pageSize: number;
+  readonly pages: number;
+  readonly flags: Uint8Array;
+  readonly attachments = new Map<number, Attachment>();
+  readonly inFlight = new Map<number, InFlight>();
+  /** Prefetched pages staged in the native page cache, not yet used. */
+  readonly cachedPrefetch = new Set<number>();
+  /** Prefetched pages installed directly and not touched yet (evicted first). */
+  readonly prefResident = new Set<number>();
+  /** Per page: the sequence number of the last acknowledged write-back capture (see Evictor.sync). */
+  readonly ackSeq: Uint32Array;
+  /** Write-backs in flight for this region. */
+  readonly writeBacks = new Set<Promise<void>>();
+  /** Pages picked or being written back for eviction (QUEUED or WB with mode 'evict'). */
+  evicting = 0;
+  readonly counters = newCounters();
+  budgetPages: number;
+  resident = 0;
+  dirty = 0;
+  /** CLOCK hand. */
+  hand = 0;
+  /** Unavailability episode (reads): start time, or null when the store answers. */
+  readUnavailableSince: number | null = null;
+  readUnavailableLogged = false;
+  /** Write-back stall episode: start time, or null. */
+  writeStalledSince: number | null = null;
+  /** Set when an attachment without write-protect made eviction unsafe (logged once). */
+  noWpLogged = false;
+  removed = false;
+
+  constructor(cfg: RegionConfig) {
+    this.cfg = cfg;
+    this.pageSize = cfg.ref.pageSize;
+    this.pages = Math.floor(cfg.sizeBytes / cfg.ref.pageSize);
+    this.flags = new Uint8Array(this.pages);
+    this.ackSeq = new Uint32Array(this.pages);
+    this.budgetPages = budgetPagesOf(cfg.residentBytes, cfg.ref.pageSize);
+  }
+
+  /** Every attachment tracks dirtiness by WP faults: only then may a resident page be called clean. */
+  allWriteProtect(): boolean {
+    for (const a of this.attachments.values()) if (!a.writeProtect) return false;
+    return true;
+  }
+
+  setFlag(p: number, f: number): void {
+    const old = this.flags[p]!;
+    if ((old & f) === f) return;
+    if (f & RES && !(old & RES)) this.resident++;
+    if (f & DIRTY && !(old & DIRTY)) this.dirty++;
+    this.flags[p] = old | f;
+  }
+
+  clearFlag(p: number, f: number): void {
+    const old = this.flags[p]!;
+    if (!(old & f)) return;
+    if (f & RES && old & RES) this.resident--;
+    if (f & DIRTY && old & DIRTY) this.dirty--;
+    this.flags[p] = old & ~f;
+  }
+
+  has(p: number, f: number): boolean {
+    return (this.flags[p]! & f) !== 0;
+  }
+
+  cacheDelete(cache: NativePageCache | null, p: number): void {
+    if (cache !== null) cache.delete(this.cfg.key, p);
+  }
+}
+
+export function budgetPagesOf(bytes: number, pageSize: number): number {
+  return bytes > 0 ? Math.max(1, Math.floor(bytes / pageSize)) : Infinity;
+}
+
+export function addressOf(a: Attachment, page: number): bigint {
+  return a.base + BigInt(page) * BigInt(a.state.pageSize);
+}
+
+export const QUEUED = 32; // picked for write-back by the evictor, not yet protected

@@ -1,0 +1,77 @@
+// The prefetcher hook: guesses ride in the fault's batch, go in directly when there is room, else
+// wait in the cache; used and wasted guesses are reported back.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { FaultInfo, Prefetcher } from '../../daemon/prefetch/types';
+import { page, Rig } from './rig';
+
+/** Guesses the next `n` pages after every fault, and records the feedback. */
+class NextN implements Prefetcher {
+  readonly name = 'next-n';
+  readonly used: number[] = [];
+  readonly wasted: number[] = [];
+  readonly faults: FaultInfo[] = [];
+  constructor(private readonly n: number) {}
+  onFault(f: FaultInfo): number[] {
+    this.faults.push(f);
+    return Array.from({ length: this.n }, (_, i) => f.page + 1 + i);
+  }
+  onPrefetchUsed(p: number): void { this.used.push(p); }
+  onPrefetchWasted(p: number): void { this.wasted.push(p); }
+  reset(): void {}
+}
+
+test('guesses are fetched in the same read as the fault and installed directly when there is room', async () => {
+  const pf = new NextN(3);
+  const rig = new Rig({ pages: 32, prefetcher: pf });
+  rig.store.data.set(rig.regionId, new Map([[0, page(1)], [1, page(2)], [2, page(3)], [3, page(4)]]));
+  const a = rig.attach();
+  assert.deepEqual(await rig.done(rig.read(a, 0)), page(1));
+  assert.equal(rig.store.reads, 1);
+  assert.equal(rig.store.readPages, 4);
+  assert.equal(rig.stats().residentPages, 4);
+  assert.equal(rig.stats().prefetch.issued, 3);
+  // A write to a guessed page is the first sign it was used.
+  await rig.done(rig.write(a, 2, Buffer.from([9])));
+  assert.deepEqual(pf.used, [2]);
+  assert.equal(pf.faults[0]!.hit, false);
+  // Unused guesses are evicted first, and reported wasted.
+  assert.equal(rig.pager.evictAll(rig.key), 3);
+  assert.deepEqual(pf.wasted.sort(), [1, 3]);
+  const s = rig.stats();
+  assert.equal(s.prefetch.used, 1);
+  assert.equal(s.prefetch.wasted, 2);
+  assert.equal(s.prefetch.accuracy, 1 / 3);
+});
+
+test('without room under the budget, guesses wait in the cache; a hit there counts as used', async () => {
+  const pf = new NextN(2);
+  const rig = new Rig({ pages: 32, budgetPages: 2, prefetcher: pf });
+  rig.store.data.set(rig.regionId, new Map([[5, page(5)], [6, page(6)], [7, page(7)]]));
+  const a = rig.attach();
+  await rig.done(rig.read(a, 5));
+  assert.equal(rig.stats().residentPages, 1);
+  assert.ok(rig.cache!.has(rig.key, 6) && rig.cache!.has(rig.key, 7));
+  assert.deepEqual(await rig.done(rig.read(a, 6)), page(6));
+  // 6 came from the cache (fault thread); the only new read is the next guess, 8 (7 is cached).
+  assert.equal(rig.store.readPages, 4);
+  assert.deepEqual(pf.used, [6]);
+  assert.equal(pf.faults[1]!.hit, true);
+  assert.equal(rig.stats().faults.cacheHit, 1);
+  assert.equal(rig.stats().prefetch.coverage, 1 / 2);
+});
+
+test('a fault on a page whose guess is still in flight joins it and counts as used', async () => {
+  const pf = new NextN(1);
+  const rig = new Rig({ pages: 8, prefetcher: pf });
+  rig.store.readDelayMs = 2;
+  const a = rig.attach();
+  const r0 = rig.read(a, 0);
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  const r1 = rig.read(a, 1);
+  await rig.done(Promise.all([r0, r1]));
+  assert.equal(rig.store.readPages, 3); // 0 + guess 1, then 2 guessed on the fault at 1
+  assert.deepEqual(pf.used, [1]);
+  assert.equal(rig.stats().faults.joined, 1);
+});
