@@ -23,9 +23,21 @@ const outJs = path.join(outDir, 'farmem.js');
 const outDts = path.join(outDir, 'farmem.d.ts');
 const newest = Math.max(...protos.map((p) => fs.statSync(p).mtimeMs), fs.statSync(__filename).mtimeMs);
 const fresh = [outJs, outDts].every((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs > newest);
-if (fresh) process.exit(0);
+
+// tsc never emits proto/gen/farmem.js (farmem.d.ts next to it takes precedence over the .js), so
+// the compiled code's require('../proto/gen/farmem') needs a copy in dist/.
+function copyToDist() {
+  const distDir = path.join(root, '..', 'dist', 'proto', 'gen');
+  fs.mkdirSync(distDir, { recursive: true });
+  fs.copyFileSync(outJs, path.join(distDir, 'farmem.js'));
+}
+if (fresh) {
+  copyToDist();
+  process.exit(0);
+}
 
 fs.mkdirSync(outDir, { recursive: true });
 execFileSync(process.execPath, [pbjs, '-t', 'static-module', '-w', 'commonjs', '--force-number', '-p', root, '-o', outJs, ...protos], { stdio: 'inherit' });
 execFileSync(process.execPath, [pbts, '-o', outDts, outJs], { stdio: 'inherit' });
+copyToDist();
 console.log(`proto: generated ${path.relative(process.cwd(), outJs)} from ${protos.length} file(s)`);

@@ -209,6 +209,11 @@ export const customCodec: PageCodec = {
   },
 };
 
+/** protobufjs decodes 64-bit fields as Long when the long package is present. */
+export function toNum(v: number | { toNumber(): number } | null | undefined): number {
+  return v === null || v === undefined ? 0 : typeof v === 'number' ? v : v.toNumber();
+}
+
 function asBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
@@ -229,8 +234,8 @@ export const generatedCodec: PageCodec = {
       if (d.op === undefined) return malformedRequest('no read or write op');
       const w = d.op === 'write' ? d.write! : null;
       return {
-        requestId: d.requestId, region: d.region, pageSize: d.pageSize, op: d.op,
-        pages: ((w ?? d.read)!.pages ?? []) as number[],
+        requestId: toNum(d.requestId), region: d.region, pageSize: d.pageSize, op: d.op,
+        pages: ((w ?? d.read)!.pages ?? []).map(toNum),
         data: w === null ? null : asBuffer(w.data ?? Buffer.alloc(0)),
         malformed: null,
       };
@@ -253,8 +258,8 @@ export const generatedCodec: PageCodec = {
     try {
       const d = farmem.v1.PageResponse.decode(b);
       return {
-        requestId: d.requestId, code: d.code, message: d.message, present: d.present as number[],
-        data: d.data.length === 0 ? null : asBuffer(d.data), absent: d.absent as number[], written: d.written, malformed: null,
+        requestId: toNum(d.requestId), code: d.code, message: d.message, present: d.present.map(toNum),
+        data: d.data.length === 0 ? null : asBuffer(d.data), absent: d.absent.map(toNum), written: d.written, malformed: null,
       };
     } catch (e) {
       return malformedResponse(e instanceof Error ? e.message : String(e));
