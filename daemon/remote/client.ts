@@ -154,7 +154,7 @@ export class MemoryServerClient implements PageStore {
     const s = await this.unary<farmem.v1.IStatsRequest, farmem.v1.StatsResponse>('Stats', {}, 'stats', deadlineMs);
     return {
       capacityBytes: toNum(s.capacityBytes), usedBytes: toNum(s.usedBytes), durable: s.durable,
-      regions: s.regions.map((r) => ({ region: r.region, pages: toNum(r.pages), pageSize: r.pageSize })),
+      regions: s.regions.map((r) => ({ region: r.region ?? '', pages: toNum(r.pages), pageSize: r.pageSize ?? 0 })),
       readsPerSecond: s.readsPerSecond, writesPerSecond: s.writesPerSecond, readsTotal: toNum(s.readsTotal), writesTotal: toNum(s.writesTotal),
       pagesReadTotal: toNum(s.pagesReadTotal), pagesWrittenTotal: toNum(s.pagesWrittenTotal), metricsText: s.metricsText,
     };
