@@ -163,12 +163,16 @@ export class MemoryServer {
       if (--st.holds === 0 && !st.ended && !this.draining) call.resume();
     };
     let backedUp = false;
+    let reported = false;
     const finish = (why: string | null) => {
-      if (st.ended) return;
-      st.ended = true;
-      this.streams.delete(st);
-      this.metrics.streams.dec();
-      if (why !== null) {
+      if (!st.ended) {
+        st.ended = true;
+        this.streams.delete(st);
+        this.metrics.streams.dec();
+      }
+      // A vanished client may show as a half-close first and a cancel after: report the cancel.
+      if (why !== null && !reported) {
+        reported = true;
         this.metrics.streamErrors.inc({ reason: why });
         this.opts.logger.info({ peer: call.getPeer(), reason: why }, 'page stream ended early');
       }

@@ -1,8 +1,12 @@
 // Pages off the JS heap: per page size, large slabs (Buffers allocated outside the heap) cut into slots;
-// per region, a Map page index → slot number (small integers, no object per page).
+// per region, a Map page index → slot number (small integers, no object per page). A size class's
+// slabs grow geometrically (1 MiB, 2 MiB, ... up to 64 MiB), so a page size in use holds at most one
+// partly used slab, and the capacity is not stranded in one class's empty slots; all slabs together
+// never exceed the capacity (empty slabs are given back when another page size needs room).
 import { formatBytes } from './units';
 
 const DEFAULT_SLAB_BYTES = 64 * 1024 * 1024;
+const FIRST_SLAB_BYTES = 1024 * 1024;
 
 export interface Refusal {
   /** gRPC status code. */
@@ -65,7 +69,8 @@ export class SlabStore {
       this.releaseEmptySlabs();
       room = this.capacityBytes - this.allocatedBytes;
     }
-    const slots = Math.min(c.slotsPerSlab, Math.floor(room / c.pageSize));
+    const grow = Math.max(c.pageSize, Math.min(c.slotsPerSlab * c.pageSize, FIRST_SLAB_BYTES * 2 ** c.slabs.length));
+    const slots = Math.min(grow / c.pageSize, Math.floor(room / c.pageSize));
     if (slots < 1) return null;
     const slab = c.slabs.length;
     c.slabs.push(Buffer.allocUnsafeSlow(slots * c.pageSize));
