@@ -14,12 +14,13 @@ export interface TlsFiles {
 
 class StaticCertificates implements grpc.experimental.CertificateProvider {
   constructor(private readonly ca: Buffer | null, private readonly identity: { certificate: Buffer; privateKey: Buffer } | null) {}
+  // grpc-js registers its watcher only after adding the listener: answer on the next tick, like a real provider.
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    l(this.ca ? { caCertificate: this.ca } : null);
+    process.nextTick(() => l(this.ca ? { caCertificate: this.ca } : null));
   }
   removeCaCertificateListener(): void {}
   addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    l(this.identity);
+    process.nextTick(() => l(this.identity));
   }
   removeIdentityCertificateListener(): void {}
 }
@@ -36,7 +37,9 @@ export function serverCredentials(tls: TlsFiles | null): grpc.ServerCredentials 
   if (tls === null) return grpc.ServerCredentials.createInsecure();
   const ca = readPem(tls.ca, 'tls ca');
   const identity = { certificate: readPem(tls.cert, 'tls cert'), privateKey: readPem(tls.key, 'tls key') };
-  return grpc.experimental.createCertificateProviderServerCredentials(new StaticCertificates(ca, null), new StaticCertificates(null, identity), false);
+  // One provider for both roles: grpc-js 1.14 passes the two providers to its constructor swapped.
+  const certs = new StaticCertificates(ca, identity);
+  return grpc.experimental.createCertificateProviderServerCredentials(certs, certs, false);
 }
 
 export class Authorizer {
