@@ -35,8 +35,10 @@ const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
   return n;
 });
-const address = z.string().refine((s) => s.startsWith('unix:') || /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(s), {
-  message: 'Expected host:port or unix:/path',
+const address = z.string().superRefine((s, ctx) => {
+  if (!(s.startsWith('unix:') || /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(s))) {
+    ctx.addIssue({ code: 'custom', message: `Expected host:port or unix:/path but received ${JSON.stringify(s)}` });
+  }
 });
 
 const fileSchema = z.object({
