@@ -28,9 +28,7 @@ export class PageHandler {
   handle(m: PageRequestMsg): PageResponseMsg {
     const t0 = process.hrtime.bigint();
     const r = this.serve(m);
-    const op = m.op;
-    this.metrics.requests.inc({ op, code: String(r.code) });
-    this.metrics.seconds.observe({ op }, Number(process.hrtime.bigint() - t0) / 1e9);
+    this.metrics.request(m.op, r.code, Number(process.hrtime.bigint() - t0) / 1e9);
     return r;
   }
 
@@ -63,8 +61,6 @@ export class PageHandler {
       const r = this.store.read(m.region, m.pages);
       this.metrics.readsTotal++;
       this.metrics.pagesRead += r.present.length;
-      this.metrics.pages.inc({ op: 'read' }, r.present.length);
-      this.metrics.bytes.inc({ op: 'read' }, r.present.length * m.pageSize);
       return {
         requestId: id, code: 0, message: '', present: r.present, data: null, absent: r.absent, written: 0,
         fill: r.fill, dataLength: r.present.length * m.pageSize, malformed: null,
@@ -79,9 +75,7 @@ export class PageHandler {
     this.journal?.appendWrite(m.region, m.pageSize, m.pages, data);
     this.metrics.writesTotal++;
     this.metrics.pagesWritten += n;
-    this.metrics.pages.inc({ op: 'write' }, n);
-    this.metrics.bytes.inc({ op: 'write' }, data.length);
-    this.metrics.used.set(this.store.usedBytes);
+    this.metrics.usedBytes = this.store.usedBytes;
     return { requestId: id, code: 0, message: '', present: [], data: null, absent: [], written: n, malformed: null };
   }
 }

@@ -33,19 +33,26 @@ async function main(argv: string[]): Promise<void> {
   };
   const cfg = resolveConfig(o.config !== undefined ? readConfigFile(o.config) : {}, flags);
   const logger = pino({ name: 'farmem-memserver', level: cfg.logLevel });
-  const server = await MemoryServer.start({ ...cfg, logger });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: finishing in-flight requests');
+  // Signals are owned from the start: a SIGTERM during startup stops the server once it is up.
+  let server: MemoryServer | null = null;
+  let stopping: string | null = null;
+  const stop = () => {
+    if (server === null || stopping === null) return;
+    logger.info({ signal: stopping }, 'stopping: finishing in-flight requests');
     server.stop(10_000).then(() => process.exit(0), (e: unknown) => {
       logger.error({ err: e }, 'stop failed');
       process.exit(1);
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      if (stopping !== null) return;
+      stopping = sig;
+      stop();
+    });
+  }
+  server = await MemoryServer.start({ ...cfg, logger });
+  stop();
 }
 
 main(process.argv).catch((e: unknown) => {

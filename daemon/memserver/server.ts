@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type pino from 'pino';
 import type { farmem } from '../../proto/gen/farmem';
+import { installServerPreframe } from '../remote/preframe';
 import { memoryServerService, REGION_ID_RE } from '../remote/service';
 import type { PageRequestMsg, PageResponseMsg } from '../remote/wire';
 import { Authorizer, serverCredentials, type TlsFiles } from './auth';
@@ -57,7 +58,7 @@ function sessionOf(call: unknown): import('node:http2').Http2Session | null {
 }
 
 export class MemoryServer {
-  readonly metrics = new ServerMetrics();
+  readonly metrics: ServerMetrics;
   private readonly streams = new Set<StreamState>();
   private readonly tuned = new WeakSet<object>();
   private readonly auth: Authorizer;
@@ -74,10 +75,10 @@ export class MemoryServer {
     private readonly journal: Journal | null,
     private readonly server: grpc.Server,
   ) {
+    this.metrics = new ServerMetrics(opts.capacityBytes);
     this.auth = new Authorizer(opts.tls !== null, opts.token);
     this.handler = new PageHandler(store, journal, this.metrics, opts.maxMessageBytes);
-    this.metrics.capacity.set(opts.capacityBytes);
-    this.metrics.used.set(store.usedBytes);
+    this.metrics.usedBytes = store.usedBytes;
   }
 
   static async start(o: MemoryServerOptions): Promise<MemoryServer> {
@@ -87,6 +88,7 @@ export class MemoryServer {
       windowBytes: o.windowBytes ?? 16 * 1024 * 1024, metricsListen: o.metricsListen ?? null,
     };
     const log = o.logger;
+    if (!installServerPreframe()) log.warn('grpc-js changed shape: responses are framed with an extra copy');
     const store = new SlabStore(opts.capacityBytes);
     const journal = opts.dataDir === null ? null : await Journal.open(opts.dataDir, store, log);
     const creds = serverCredentials(opts.tls);
@@ -122,7 +124,7 @@ export class MemoryServer {
   private refused(call: { getAuthContext(): { sslPeerCertificate?: unknown }; metadata: grpc.Metadata; getPeer(): string }, method: string): grpc.ServiceError | null {
     const why = this.auth.refusal(call);
     if (why === null) return null;
-    this.metrics.refused.inc();
+    this.metrics.unauthenticated++;
     this.opts.logger.warn({ peer: call.getPeer(), method, reason: why }, 'refused unauthenticated call');
     return Object.assign(new Error(why), { code: grpc.status.UNAUTHENTICATED, details: `farmem-memserver: ${why}`, metadata: new grpc.Metadata() });
   }
@@ -152,11 +154,11 @@ export class MemoryServer {
     this.tune(call);
     const st: StreamState = { call, queuedBytes: 0, holds: 0, ended: false };
     this.streams.add(st);
-    this.metrics.streams.inc();
+    this.metrics.openStreams++;
     const hold = () => {
       if (st.holds++ === 0) {
         call.pause();
-        this.metrics.backpressure.inc();
+        this.metrics.pauses++;
       }
     };
     const release = () => {
@@ -168,19 +170,19 @@ export class MemoryServer {
       if (!st.ended) {
         st.ended = true;
         this.streams.delete(st);
-        this.metrics.streams.dec();
+        this.metrics.openStreams--;
       }
       // A vanished client may show as a half-close first and a cancel after: report the cancel.
       if (why !== null && !reported) {
         reported = true;
-        this.metrics.streamErrors.inc({ reason: why });
+        this.metrics.streamError(why);
         this.opts.logger.info({ peer: call.getPeer(), reason: why }, 'page stream ended early');
       }
     };
     call.on('data', (m: PageRequestMsg) => {
       if (st.ended) return;
       if (m.malformed !== null) {
-        this.metrics.streamErrors.inc({ reason: 'malformed' });
+        this.metrics.streamError('malformed');
         this.opts.logger.warn({ peer: call.getPeer(), error: m.malformed }, 'malformed PageRequest: ending the stream');
         finish(null);
         call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `malformed PageRequest: ${m.malformed}` });
@@ -224,7 +226,7 @@ export class MemoryServer {
     const freed = this.store.deleteRegion(region);
     if (freed === null) return cb({ code: grpc.status.NOT_FOUND, details: `region "${region}" has no pages on this server` });
     this.journal?.appendDelete(region);
-    this.metrics.used.set(this.store.usedBytes);
+    this.metrics.usedBytes = this.store.usedBytes;
     this.opts.logger.info({ region, pages: freed }, 'region deleted');
     cb(null, { pagesFreed: freed });
   }

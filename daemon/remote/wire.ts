@@ -3,6 +3,7 @@
 // and decodes `data` as a view of the received buffer (the page bytes are copied once, not twice).
 // Both follow proto/farmem/v1/memory.proto, the contract; the bench case `memserver-codec` compares them.
 import { farmem } from '../../proto/gen/farmem';
+import { preframed } from './preframe';
 import { Cursor, varintSize, writeVarint } from './varint';
 
 export interface PageRequestMsg {
@@ -151,7 +152,7 @@ export const customCodec: PageCodec = {
     if (dataLen > 0) total += lenField(dataLen);
     if (m.absent.length > 0) total += lenField(absentSize);
     if (m.written !== 0) total += 1 + varintSize(m.written);
-    const buf = Buffer.allocUnsafe(total);
+    const buf = preframed(total);
     let at = 0;
     buf[at++] = 0x08;
     at = writeVarint(buf, at, m.requestId);

@@ -110,7 +110,7 @@ test('a client that never reads its responses makes the server stop reading that
   const served = server.metrics.readsTotal;
   // at most: the stream buffer, both HTTP/2 windows, and the socket buffers worth of responses
   assert.ok(served < sent / 2, `served ${served} of ${sent} while the client read nothing`);
-  assert.ok((await server.metrics.backpressure.get()).values[0]!.value >= 1, 'the stream was paused');
+  assert.ok(server.metrics.pauses >= 1, 'the stream was paused');
   const other = await c.read({ id: 'slow', pageSize: 4096 }, [1]);
   assert.equal(other.present.size, 1);
   // once the client reads, every response arrives, intact
