@@ -1,0 +1,197 @@
+// Pages off the JS heap: per page size, large slabs (Buffers allocated outside the heap) cut into slots;
+// per region, a Map page index → slot number (small integers, no object per page). A size class's
+// slabs grow geometrically (1 MiB, 2 MiB, ... up to 64 MiB), so a page size in use holds at most one
+// partly used slab, and the capacity is not stranded in one class's empty slots; all slabs together
+// never exceed the capacity (empty slabs are given back when another page size needs room).
+import { formatBytes } from './units';
+
+const DEFAULT_SLAB_BYTES = 64 * 1024 * 1024;
+const FIRST_SLAB_BYTES = 1024 * 1024;
+
+export interface Refusal {
+  /** gRPC status code. */
+  code: number;
+  message: string;
+}
+
+export interface RegionIndex {
+  pageSize: number;
+  pages: Map<number, number>;
+}
+
+class SizeClass {
+  readonly slotsPerSlab: number;
+  readonly slabs: (Buffer | null)[] = [];
+  readonly used: number[] = [];
+  readonly free: number[] = [];
+  constructor(readonly pageSize: number, slabBytes: number) {
+    this.slotsPerSlab = Math.max(1, Math.floor(slabBytes / pageSize));
+  }
+  slabOf(slot: number): Buffer {
+    return this.slabs[Math.floor(slot / this.slotsPerSlab)]!;
+  }
+  offsetOf(slot: number): number {
+    return (slot % this.slotsPerSlab) * this.pageSize;
+  }
+}
+
+const RESOURCE_EXHAUSTED = 8;
+
+export class SlabStore {
+  readonly regions = new Map<string, RegionIndex>();
+  private readonly classes = new Map<number, SizeClass>();
+  usedBytes = 0;
+  allocatedBytes = 0;
+
+  constructor(readonly capacityBytes: number, private readonly slabBytes = DEFAULT_SLAB_BYTES) {}
+
+  private sizeClass(pageSize: number): SizeClass {
+    let c = this.classes.get(pageSize);
+    if (c === undefined) {
+      c = new SizeClass(pageSize, Math.min(this.slabBytes, Math.max(pageSize, this.capacityBytes)));
+      this.classes.set(pageSize, c);
+    }
+    return c;
+  }
+
+  /** A free slot, allocating a slab within the capacity if needed; null when none can be had. */
+  private takeSlot(c: SizeClass): number | null {
+    for (;;) {
+      const s = c.free.pop();
+      if (s === undefined) break;
+      const slab = Math.floor(s / c.slotsPerSlab);
+      if (c.slabs[slab] === null) continue; // released slab: its slots are stale
+      c.used[slab]!++;
+      return s;
+    }
+    let room = this.capacityBytes - this.allocatedBytes;
+    if (room < c.pageSize) {
+      this.releaseEmptySlabs();
+      room = this.capacityBytes - this.allocatedBytes;
+    }
+    const grow = Math.max(c.pageSize, Math.min(c.slotsPerSlab * c.pageSize, FIRST_SLAB_BYTES * 2 ** c.slabs.length));
+    const slots = Math.min(grow / c.pageSize, Math.floor(room / c.pageSize));
+    if (slots < 1) return null;
+    const slab = c.slabs.length;
+    c.slabs.push(Buffer.allocUnsafeSlow(slots * c.pageSize));
+    c.used.push(1);
+    this.allocatedBytes += slots * c.pageSize;
+    const base = slab * c.slotsPerSlab;
+    for (let i = slots - 1; i >= 1; i--) c.free.push(base + i);
+    return base;
+  }
+
+  private freeSlot(c: SizeClass, slot: number): void {
+    c.used[Math.floor(slot / c.slotsPerSlab)]!--;
+    c.free.push(slot);
+  }
+
+  /** Gives the capacity held by empty slabs back, so another page size can use it. */
+  private releaseEmptySlabs(): void {
+    for (const c of this.classes.values()) {
+      let released = false;
+      for (let i = 0; i < c.slabs.length; i++) {
+        const slab = c.slabs[i];
+        if (slab && c.used[i] === 0) {
+          this.allocatedBytes -= slab.length;
+          c.slabs[i] = null;
+          released = true;
+        }
+      }
+      if (released) {
+        const keep = c.free.filter((s) => c.slabs[Math.floor(s / c.slotsPerSlab)] !== null);
+        c.free.length = 0;
+        c.free.push(...keep);
+      }
+    }
+  }
+
+  /**
+   * Stores pages (data = pages.length * pageSize bytes in order), all or nothing: when the capacity
+   * cannot hold the new pages, nothing changes and the refusal names the capacity.
+   * The caller has validated region, page size, indexes and length.
+   */
+  write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer): Refusal | null {
+    let region = this.regions.get(regionId);
+    const created = region === undefined;
+    if (region === undefined) region = { pageSize, pages: new Map() };
+    const c = this.sizeClass(pageSize);
+    const map = region.pages;
+    const added: number[] = [];
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i]!;
+      if (map.has(p)) continue;
+      const slot = this.usedBytes + (added.length + 1) * pageSize <= this.capacityBytes ? this.takeSlot(c) : null;
+      if (slot === null) {
+        for (const q of added) {
+          this.freeSlot(c, map.get(q)!);
+          map.delete(q);
+        }
+        return {
+          code: RESOURCE_EXHAUSTED,
+          message: `write of ${pages.length} pages (${formatBytes(pages.length * pageSize)}) to region "${regionId}": capacity ${formatBytes(this.capacityBytes)} exhausted (${formatBytes(this.usedBytes)} used)`,
+        };
+      }
+      map.set(p, slot);
+      added.push(p);
+    }
+    if (created) this.regions.set(regionId, region);
+    this.usedBytes += added.length * pageSize;
+    for (let i = 0; i < pages.length; i++) {
+      const slot = map.get(pages[i]!)!;
+      data.copy(c.slabOf(slot), c.offsetOf(slot), i * pageSize, (i + 1) * pageSize);
+    }
+    return null;
+  }
+
+  /**
+   * Looks pages up. present/absent keep the order asked; fill() copies the present pages' bytes,
+   * concatenated, into out at `at` (call it before any later write or delete).
+   */
+  read(regionId: string, pages: readonly number[]): { present: number[]; absent: number[]; fill: (out: Buffer, at: number) => void } {
+    const region = this.regions.get(regionId);
+    const present: number[] = [];
+    const absent: number[] = [];
+    const slots: number[] = [];
+    if (region === undefined) return { present, absent: pages.slice(), fill: () => undefined };
+    for (let i = 0; i < pages.length; i++) {
+      const slot = region.pages.get(pages[i]!);
+      if (slot === undefined) absent.push(pages[i]!);
+      else {
+        present.push(pages[i]!);
+        slots.push(slot);
+      }
+    }
+    const c = this.sizeClass(region.pageSize);
+    const ps = region.pageSize;
+    const fill = (out: Buffer, at: number) => {
+      for (let i = 0; i < slots.length; i++) {
+        const off = c.offsetOf(slots[i]!);
+        c.slabOf(slots[i]!).copy(out, at + i * ps, off, off + ps);
+      }
+    };
+    return { present, absent, fill };
+  }
+
+  /** One page's bytes as a view of its slab (valid until the next write or delete). */
+  view(regionId: string, page: number): Buffer | null {
+    const region = this.regions.get(regionId);
+    const slot = region?.pages.get(page);
+    if (region === undefined || slot === undefined) return null;
+    const c = this.sizeClass(region.pageSize);
+    const off = c.offsetOf(slot);
+    return c.slabOf(slot).subarray(off, off + region.pageSize);
+  }
+
+  /** Frees every page of a region; returns how many, or null when it does not exist. */
+  deleteRegion(regionId: string): number | null {
+    const region = this.regions.get(regionId);
+    if (region === undefined) return null;
+    const c = this.sizeClass(region.pageSize);
+    for (const slot of region.pages.values()) this.freeSlot(c, slot);
+    const n = region.pages.size;
+    this.usedBytes -= n * region.pageSize;
+    this.regions.delete(regionId);
+    return n;
+  }
+}

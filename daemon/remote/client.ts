@@ -1,0 +1,348 @@
+// MemoryServerClient: the PageStore of one memory server. Reads and writes are pipelined over a few
+// long-lived Pages streams (requests carry ids; responses may come in any order), bounded by the bytes
+// in flight, each with its own deadline. A broken stream fails its requests as 'unavailable' and is
+// reopened on next use after an exponential backoff. A response that does not match its request
+// (wrong page set, wrong byte count) is 'corrupt' and never returned as data.
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type pino from 'pino';
+import { farmem } from '../../proto/gen/farmem';
+import { kindOf } from './errors';
+import { healthCheckMethod, type HealthStatus } from './health';
+import { memoryServerService } from './service';
+import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
+import { toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
+
+/** Stats of one memory server, numbers as numbers. */
+export interface MemoryServerStats {
+  capacityBytes: number;
+  usedBytes: number;
+  durable: boolean;
+  regions: { region: string; pages: number; pageSize: number }[];
+  readsPerSecond: number;
+  writesPerSecond: number;
+  readsTotal: number;
+  writesTotal: number;
+  pagesReadTotal: number;
+  pagesWrittenTotal: number;
+  metricsText: string;
+}
+
+export interface ClientTls {
+  /** PEM files: the CA that signed the server's certificate, and this client's certificate and key. */
+  ca: string;
+  cert: string;
+  key: string;
+  /** Name to check the server certificate against, when it differs from the address's host. */
+  serverName?: string;
+}
+
+export interface MemoryServerClientOptions {
+  /** host:port or unix:/path. */
+  address: string;
+  tls?: ClientTls | null;
+  token?: string | null;
+  /** Pages streams to spread requests over (default 2), on this many connections (default 1). */
+  streams?: number;
+  connections?: number;
+  /** Page bytes of requests in flight at once (default 64 MiB); further requests wait. */
+  maxInFlightBytes?: number;
+  /** Default deadline of a request (default 10 s). */
+  deadlineMs?: number;
+  /** Reopen backoff after a stream fails: first delay and cap (default 50 ms, 5 s). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  maxMessageBytes?: number;
+  windowBytes?: number;
+  logger?: pino.Logger | null;
+}
+
+interface Pending {
+  op: 'read' | 'write';
+  region: RegionRef;
+  pages: readonly number[];
+  cost: number;
+  stream: PageStream;
+  timer: NodeJS.Timeout;
+  resolve(r: PageResponseMsg): void;
+  reject(e: PageStoreError): void;
+}
+
+interface PageStream {
+  call: grpc.ClientDuplexStream<PageRequestMsg, PageResponseMsg>;
+  pending: Map<number, Pending>;
+  broken: boolean;
+}
+
+const ServiceClient = grpc.makeGenericClientConstructor(memoryServerService(), 'farmem.v1.MemoryServer');
+
+export class MemoryServerClient implements PageStore {
+  readonly address: string;
+  private readonly clients: grpc.Client[] = [];
+  private readonly streams: (PageStream | null)[];
+  private readonly metadata = new grpc.Metadata();
+  private readonly maxInFlight: number;
+  private readonly deadlineMs: number;
+  private readonly backoffInitialMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly logger: pino.Logger | null;
+  private inFlightBytes = 0;
+  private waiters: { cost: number; go(): void }[] = [];
+  private nextId = 1;
+  private rr = 0;
+  private failures = 0;
+  private retryAt = 0;
+  private closed = false;
+
+  constructor(opts: MemoryServerClientOptions) {
+    this.address = opts.address;
+    this.maxInFlight = opts.maxInFlightBytes ?? 64 * 1024 * 1024;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.backoffInitialMs = opts.backoffInitialMs ?? 50;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 5000;
+    this.logger = opts.logger ?? null;
+    if (opts.token) this.metadata.set('authorization', `Bearer ${opts.token}`);
+    const maxMsg = opts.maxMessageBytes ?? 64 * 1024 * 1024;
+    const window = opts.windowBytes ?? 16 * 1024 * 1024;
+    const channelOptions: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': maxMsg,
+      'grpc.max_send_message_length': maxMsg,
+      'grpc-node.flow_control_window': window,
+      'grpc-node.max_session_memory': Number.MAX_SAFE_INTEGER,
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': this.backoffInitialMs,
+      'grpc.max_reconnect_backoff_ms': this.backoffMaxMs,
+      'grpc.keepalive_time_ms': 30_000,
+    };
+    if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
+    const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();
+    for (let i = 0; i < Math.max(1, opts.connections ?? 1); i++) this.clients.push(new ServiceClient(opts.address, creds, channelOptions));
+    this.streams = new Array<PageStream | null>(Math.max(1, opts.streams ?? 2)).fill(null);
+  }
+
+  async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
+    const r = await this.request('read', region, pages, null, opts?.deadlineMs);
+    return this.verifyRead(region, pages, r);
+  }
+
+  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+    if (data.length !== pages.length * region.pageSize) {
+      throw new PageStoreError('invalid', `Expected ${pages.length * region.pageSize} bytes (${pages.length} pages of ${region.pageSize}) for data but received ${data.length}`, this.address);
+    }
+    const r = await this.request('write', region, pages, data, opts?.deadlineMs);
+    if (r.written !== pages.length) {
+      throw this.corrupt('write', region, pages, `server acknowledged ${r.written} pages, expected ${pages.length}`);
+    }
+  }
+
+  async sync(region: RegionRef): Promise<void> {
+    await this.unary<farmem.v1.ISyncRequest, farmem.v1.ISyncResponse>('Sync', { region: region.id }, `sync region "${region.id}"`);
+  }
+
+  async deleteRegion(regionId: string): Promise<void> {
+    try {
+      await this.unary<farmem.v1.IDeleteRegionRequest, farmem.v1.IDeleteRegionResponse>('DeleteRegion', { region: regionId }, `delete region "${regionId}"`);
+    } catch (e) {
+      // Nothing stored there: the region is as deleted as it gets.
+      if (e instanceof PageStoreError && (e as PageStoreError & { code?: number }).code === grpc.status.NOT_FOUND) return;
+      throw e;
+    }
+  }
+
+  /** The server's Stats (capacity, usage, per-region pages, rates). */
+  async stats(deadlineMs?: number): Promise<MemoryServerStats> {
+    const s = await this.unary<farmem.v1.IStatsRequest, farmem.v1.StatsResponse>('Stats', {}, 'stats', deadlineMs);
+    return {
+      capacityBytes: toNum(s.capacityBytes), usedBytes: toNum(s.usedBytes), durable: s.durable,
+      regions: s.regions.map((r) => ({ region: r.region ?? '', pages: toNum(r.pages), pageSize: r.pageSize ?? 0 })),
+      readsPerSecond: s.readsPerSecond, writesPerSecond: s.writesPerSecond, readsTotal: toNum(s.readsTotal), writesTotal: toNum(s.writesTotal),
+      pagesReadTotal: toNum(s.pagesReadTotal), pagesWrittenTotal: toNum(s.pagesWrittenTotal), metricsText: s.metricsText,
+    };
+  }
+
+  /** The standard gRPC health check (service '' = the whole server). */
+  health(service = '', deadlineMs = 2000): Promise<HealthStatus> {
+    return new Promise((resolve, reject) => {
+      this.clients[0]!.makeUnaryRequest(healthCheckMethod.path, healthCheckMethod.requestSerialize, healthCheckMethod.responseDeserialize, service,
+        this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(this.statusError('health check', err)) : resolve(res!)));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (let i = 0; i < this.streams.length; i++) {
+      const s = this.streams[i];
+      if (s) this.breakStream(s, new PageStoreError('unavailable', `client for ${this.address} closed`, this.address));
+    }
+    for (const w of this.waiters.splice(0)) w.go();
+    for (const c of this.clients) c.close();
+  }
+
+  // --- requests -----------------------------------------------------------------------------------
+
+  private async request(op: 'read' | 'write', region: RegionRef, pages: readonly number[], data: Buffer | null, deadlineMs?: number): Promise<PageResponseMsg> {
+    if (this.closed) throw new PageStoreError('unavailable', `${op} region "${region.id}" on ${this.address}: client closed`, this.address);
+    const deadline = Date.now() + (deadlineMs ?? this.deadlineMs);
+    const cost = Math.max(1, pages.length * region.pageSize);
+    await this.acquire(cost, op, region, pages, deadline);
+    try {
+      const stream = await this.pickStream(op, region, pages, deadline);
+      return await new Promise<PageResponseMsg>((resolve, reject) => {
+        const requestId = this.nextId++;
+        const timer = setTimeout(() => {
+          stream.pending.delete(requestId);
+          reject(new PageStoreError('deadline', `${this.what(op, region, pages)}: deadline of ${deadlineMs ?? this.deadlineMs} ms exceeded`, this.address));
+        }, Math.max(0, deadline - Date.now()));
+        stream.pending.set(requestId, { op, region, pages, cost, stream, timer, resolve, reject });
+        stream.call.write({ requestId, region: region.id, pageSize: region.pageSize, op, pages: pages as number[], data, malformed: null });
+      });
+    } finally {
+      this.releaseBytes(cost);
+    }
+  }
+
+  private what(op: string, region: RegionRef, pages: readonly number[]): string {
+    return `${op} ${pages.length} page${pages.length === 1 ? '' : 's'} of region "${region.id}" on ${this.address}`;
+  }
+
+  private acquire(cost: number, op: string, region: RegionRef, pages: readonly number[], deadline: number): Promise<void> {
+    if (this.inFlightBytes === 0 || (this.waiters.length === 0 && this.inFlightBytes + cost <= this.maxInFlight)) {
+      this.inFlightBytes += cost;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const w = {
+        cost,
+        go: () => {
+          clearTimeout(t);
+          if (this.closed) return reject(new PageStoreError('unavailable', `${this.what(op, region as RegionRef, pages)}: client closed`, this.address));
+          this.inFlightBytes += cost;
+          resolve();
+        },
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new PageStoreError('deadline', `${this.what(op, region, pages)}: deadline exceeded waiting for in-flight bytes`, this.address));
+      }, Math.max(0, deadline - Date.now()));
+      this.waiters.push(w);
+    });
+  }
+
+  private releaseBytes(cost: number): void {
+    this.inFlightBytes -= cost;
+    while (this.waiters.length > 0 && (this.inFlightBytes === 0 || this.inFlightBytes + this.waiters[0]!.cost <= this.maxInFlight)) {
+      this.waiters.shift()!.go();
+    }
+  }
+
+  private async pickStream(op: string, region: RegionRef, pages: readonly number[], deadline: number): Promise<PageStream> {
+    const i = this.rr++ % this.streams.length;
+    const s = this.streams[i];
+    if (s && !s.broken) return s;
+    const wait = this.retryAt - Date.now();
+    if (wait > 0) {
+      if (Date.now() + wait > deadline) {
+        throw new PageStoreError('unavailable', `${this.what(op, region, pages)}: server unavailable (next reconnect in ${wait} ms, after the deadline)`, this.address);
+      }
+      await new Promise((r) => setTimeout(r, wait));
+      const again = this.streams[i];
+      if (again && !again.broken) return again;
+    }
+    if (this.closed) throw new PageStoreError('unavailable', `${this.what(op, region, pages)}: client closed`, this.address);
+    return this.openStream(i);
+  }
+
+  private openStream(i: number): PageStream {
+    const client = this.clients[i % this.clients.length]!;
+    const m = memoryServerService().Pages;
+    const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, this.metadata.clone(), {});
+    const s: PageStream = { call, pending: new Map(), broken: false };
+    this.streams[i] = s;
+    call.on('data', (r: PageResponseMsg) => this.onResponse(s, r));
+    call.on('error', (e: grpc.ServiceError) => this.breakStream(s, this.statusError('page stream', e)));
+    call.on('end', () => this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address)));
+    return s;
+  }
+
+  private onResponse(s: PageStream, r: PageResponseMsg): void {
+    if (r.malformed !== null) {
+      this.breakStream(s, new PageStoreError('corrupt', `page stream to ${this.address}: malformed PageResponse: ${r.malformed}`, this.address));
+      return;
+    }
+    const p = s.pending.get(r.requestId);
+    if (p === undefined) return; // its deadline passed
+    s.pending.delete(r.requestId);
+    clearTimeout(p.timer);
+    this.failures = 0;
+    if (r.code !== 0) {
+      const e = new PageStoreError(kindOf(r.code), `${this.what(p.op, p.region, p.pages)}: ${r.message}`, this.address);
+      (e as PageStoreError & { code?: number }).code = r.code;
+      p.reject(e);
+    } else p.resolve(r);
+  }
+
+  private breakStream(s: PageStream, e: PageStoreError): void {
+    if (s.broken) return;
+    s.broken = true;
+    const idx = this.streams.indexOf(s);
+    if (idx >= 0) this.streams[idx] = null;
+    if (!this.closed) {
+      this.failures++;
+      const delay = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** Math.min(20, this.failures - 1));
+      this.retryAt = Date.now() + delay * (0.8 + 0.4 * Math.random());
+      this.logger?.warn({ server: this.address, error: e.message, retryInMs: delay }, 'page stream failed');
+    }
+    for (const p of s.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new PageStoreError(e.kind, `${this.what(p.op, p.region, p.pages)}: ${e.message}`, this.address));
+    }
+    s.pending.clear();
+    try {
+      s.call.cancel();
+    } catch {
+      /* already finished */
+    }
+  }
+
+  private verifyRead(region: RegionRef, pages: readonly number[], r: PageResponseMsg): ReadResult {
+    const ps = region.pageSize;
+    const dataLen = r.data === null ? 0 : r.data.length;
+    if (r.present.length + r.absent.length !== pages.length) {
+      throw this.corrupt('read', region, pages, `answered ${r.present.length} present + ${r.absent.length} absent pages for ${pages.length} asked`);
+    }
+    if (dataLen !== r.present.length * ps) {
+      throw this.corrupt('read', region, pages, `sent ${dataLen} bytes for ${r.present.length} pages of ${ps}`);
+    }
+    const asked = new Set(pages);
+    const present = new Map<number, Buffer>();
+    for (let i = 0; i < r.present.length; i++) {
+      const p = r.present[i]!;
+      if (!asked.has(p) || present.has(p)) throw this.corrupt('read', region, pages, `answered page ${p}, which was not asked or came twice`);
+      present.set(p, r.data!.subarray(i * ps, (i + 1) * ps));
+    }
+    for (const p of r.absent) {
+      if (!asked.has(p) || present.has(p)) throw this.corrupt('read', region, pages, `answered page ${p} absent, which was not asked or came twice`);
+    }
+    return { present, absent: r.absent };
+  }
+
+  private corrupt(op: string, region: RegionRef, pages: readonly number[], why: string): PageStoreError {
+    this.logger?.error({ server: this.address, region: region.id, why }, 'corrupt response from memory server');
+    return new PageStoreError('corrupt', `${this.what(op, region, pages)}: corrupt response: ${why}`, this.address);
+  }
+
+  private statusError(what: string, e: grpc.ServiceError): PageStoreError {
+    const err = new PageStoreError(kindOf(e.code), `${what} on ${this.address}: ${grpc.status[e.code] ?? e.code}: ${e.details}`, this.address);
+    (err as PageStoreError & { code?: number }).code = e.code;
+    return err;
+  }
+
+  private unary<Req, Res>(name: 'Sync' | 'DeleteRegion' | 'Stats', req: Req, what: string, deadlineMs?: number): Promise<Res> {
+    const m = memoryServerService()[name] as unknown as grpc.MethodDefinition<Req, Res>;
+    return new Promise((resolve, reject) => {
+      this.clients[0]!.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, this.metadata.clone(),
+        { deadline: Date.now() + (deadlineMs ?? this.deadlineMs) }, (err, res) => (err ? reject(this.statusError(what, err)) : resolve(res!)));
+    });
+  }
+}
