@@ -28,9 +28,12 @@ export function pageMapWindow(d: Daemon, caller: Caller, r: farmem.v1.IRegionPag
       d.runtime.serving ? `${op}: the pager (${d.runtime.description}) keeps no page map of this region` : `${op}: ${NO_PAGER_DETAIL}, so there is no page map to draw`,
     );
   }
-  if (map.state.length !== map.pages || map.faults.length !== map.pages) {
+  const pages = spec.sizeBytes / spec.pageSize;
+  if (map.pages !== pages || map.pageSize !== spec.pageSize || map.state.length !== pages || map.faults.length !== pages) {
     // A broken runtime, not a bad request: INTERNAL with the numbers.
-    throw new Error(`${op}: the pager returned ${map.state.length} states and ${map.faults.length} fault counts for ${map.pages} pages`);
+    throw new Error(
+      `${op}: the pager returned ${map.state.length} states and ${map.faults.length} fault counts for ${map.pages} pages of ${map.pageSize} bytes; the region has ${pages} pages of ${spec.pageSize} bytes`,
+    );
   }
   const first = Number(r.firstPage ?? 0);
   if (!(first <= map.pages)) throw new RegionError('invalid', `Expected a page from 0 to ${map.pages} for first_page but received ${first}`);
