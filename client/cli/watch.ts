@@ -30,6 +30,16 @@ export interface WatchOptions {
   json: boolean;
   tty: boolean;
   write: (s: string) => void;
+  /** The terminal's size when tty: the view is cut to fit, as a line that wraps or scrolls would break the redraw. */
+  screen?: () => { rows: number; columns: number };
+}
+
+export function fit(text: string, screen: { rows: number; columns: number } | undefined): string[] {
+  const lines = text.split('\n');
+  if (!screen || !(screen.rows > 1 && screen.columns > 1)) return lines;
+  const cut = lines.slice(0, screen.rows - 1).map((l) => (l.length > screen.columns ? `${l.slice(0, screen.columns - 1)}…` : l));
+  if (lines.length > screen.rows - 1) cut[cut.length - 1] = `… ${lines.length - screen.rows + 2} more lines (a taller terminal shows them)`.slice(0, screen.columns);
+  return cut;
 }
 
 const HOME = '\x1b[H';
@@ -73,7 +83,7 @@ export async function runWatch(c: ControlClient, o: WatchOptions): Promise<numbe
         lastOk = false;
         text = o.json ? JSON.stringify({ time: new Date().toISOString(), error: e.message }) : `farmem: ${e.message}\n(trying again every refresh)`;
       }
-      if (o.tty) o.write(`${HOME}${text.split('\n').join(`${CLEAR_LINE_END}\n`)}${CLEAR_LINE_END}\n${CLEAR_BELOW}`);
+      if (o.tty) o.write(`${HOME}${fit(text, o.screen?.()).join(`${CLEAR_LINE_END}\n`)}${CLEAR_LINE_END}\n${CLEAR_BELOW}`);
       else o.write(o.json ? `${text}\n` : `${text}\n\n`);
       if (o.count !== null && done + 1 >= o.count) break;
       let timer: NodeJS.Timeout | undefined;
