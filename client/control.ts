@@ -85,6 +85,10 @@ export class ControlClient {
   private fail(e: grpc.ServiceError): ControlError {
     const code = grpc.status[e.code] ?? String(e.code);
     if (e.code === grpc.status.UNAVAILABLE && !e.details.includes('farmemd is stopping')) {
+      // grpc-js words a lost daemon as "No connection established. Last error: Error: connect
+      // ECONNREFUSED ..."; say it as the first connect would have.
+      const errno = /\bconnect (E[A-Z]+)\b/.exec(e.details)?.[1];
+      if (errno !== undefined) return new ControlError(`connect ${this.socket}: ${errno}${ADVICE[errno] ? ` — ${ADVICE[errno]}` : ''}`, code);
       return new ControlError(`connect ${this.socket}: ${e.details} — is farmemd running? start it with: npm start (or systemctl start farmemd)`, code);
     }
     return new ControlError(e.details || e.message, code);
