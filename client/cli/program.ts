@@ -92,7 +92,7 @@ export function buildProgram(): Command {
     .requiredOption('--size <size>', 'size of the region, e.g. 1GiB (a multiple of the page size)', sizeArg('--size'))
     .option('--page-size <size>', 'page size, a power of two from 4KiB to 2MiB (default: the daemon config)', sizeArg('--page-size'))
     .option('--resident <size>', 'resident budget on this host (default 0 = unlimited)', sizeArg('--resident'))
-    .option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more (default: the daemon pool)', collect, [])
+    .addOption(new Option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more').argParser(collect).default([], 'the daemon pool'))
     .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
     .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
     .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
