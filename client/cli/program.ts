@@ -249,7 +249,7 @@ export function buildProgram(): Command {
       if (!o.watch && (o.interval !== undefined || o.count !== undefined)) cmd.error('error: --interval and --count need --watch', { exitCode: 2 });
       if (o.watch) {
         const code = await withClient(cmd, (c, out) =>
-          runWatch(c, { intervalMs: o.interval ?? 1000, count: o.count ?? null, json: out.json, tty: process.stdout.isTTY === true, write: (t) => process.stdout.write(t), screen: () => ({ rows: process.stdout.rows, columns: process.stdout.columns }) }),
+          runWatch(c, { intervalMs: o.interval ?? 1000, count: o.count ?? null, json: out.json, tty: process.stdout.isTTY === true && !out.json, write: (t) => process.stdout.write(t), screen: () => ({ rows: process.stdout.rows, columns: process.stdout.columns }) }),
         );
         if (code !== 0) throw new CliError('stats --watch: the last refresh could not reach farmemd', code);
         return;
