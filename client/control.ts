@@ -10,6 +10,16 @@ import { clientSocketPath } from '../daemon/util/paths';
 export { farmem };
 export type Region = farmem.v1.IRegion;
 
+/** A region's whole page map, as client/heatmap.ts draws it. */
+export interface FetchedPageMap {
+  region: Region;
+  pageSize: number;
+  pages: number;
+  /** One byte per page: bit 0 resident, bit 1 dirty. */
+  state: Uint8Array;
+  faults: Uint32Array;
+}
+
 /** A failed control call. `code`: the errno of the connect ('ECONNREFUSED', ...) or the gRPC status name ('NOT_FOUND', ...). */
 export class ControlError extends Error {
   readonly code: string;
@@ -75,6 +85,10 @@ export class ControlClient {
   private fail(e: grpc.ServiceError): ControlError {
     const code = grpc.status[e.code] ?? String(e.code);
     if (e.code === grpc.status.UNAVAILABLE && !e.details.includes('farmemd is stopping')) {
+      // grpc-js words a lost daemon as "No connection established. Last error: Error: connect
+      // ECONNREFUSED ..."; say it as the first connect would have.
+      const errno = /\bconnect (E[A-Z]+)\b/.exec(e.details)?.[1];
+      if (errno !== undefined) return new ControlError(`connect ${this.socket}: ${errno}${ADVICE[errno] ? ` — ${ADVICE[errno]}` : ''}`, code);
       return new ControlError(`connect ${this.socket}: ${e.details} — is farmemd running? start it with: npm start (or systemctl start farmemd)`, code);
     }
     return new ControlError(e.details || e.message, code);
@@ -128,5 +142,34 @@ export class ControlClient {
   }
   async listServers(): Promise<farmem.v1.IServerInfo[]> {
     return (await this.unary(DaemonService.ListServers, farmem.v1.ListServersRequest.create())).servers;
+  }
+  /** One window of a region's page map (farmemd caps a window at 256 Ki pages). */
+  regionPageMapWindow(name: string, firstPage = 0, maxPages: number | null = null): Promise<farmem.v1.RegionPageMapResponse> {
+    return this.unary(DaemonService.RegionPageMap, farmem.v1.RegionPageMapRequest.create({ name, firstPage, maxPages }));
+  }
+  /** The whole page map, window after window (each window is its own snapshot, moments apart). */
+  async regionPageMap(name: string): Promise<FetchedPageMap> {
+    let out: FetchedPageMap | null = null;
+    let first = 0;
+    do {
+      const w = await this.regionPageMapWindow(name, first);
+      const pages = Number(w.pages);
+      if (out === null) {
+        out = { region: w.region!, pageSize: w.pageSize, pages, state: new Uint8Array(pages), faults: new Uint32Array(pages) };
+      } else if (pages !== out.pages) {
+        throw new ControlError(`heatmap region "${name}": the region changed from ${out.pages} to ${pages} pages while its page map was read; try again`, 'ABORTED');
+      }
+      const n = w.state.length;
+      if (Number(w.firstPage) !== first || w.faults.length !== n || (n === 0 && first < pages) || first + n > pages) {
+        throw new ControlError(
+          `heatmap region "${name}": farmemd answered pages ${Number(w.firstPage)}+${n} with ${w.faults.length} fault counts when asked for page ${first} of ${pages}`,
+          'INTERNAL',
+        );
+      }
+      out.state.set(w.state, first);
+      out.faults.set(w.faults, first);
+      first += n;
+    } while (first < out.pages);
+    return out;
   }
 }

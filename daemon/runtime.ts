@@ -57,6 +57,19 @@ export interface RuntimeStats {
   writebacks: number;
 }
 
+/** Per-page picture of a region (for the heatmap). Arrays have `pages` entries. */
+export interface RegionPageMap {
+  pageSize: number;
+  pages: number;
+  /** One byte per page: bit 0 resident, bit 1 dirty (PAGE_RESIDENT, PAGE_DIRTY). */
+  state: Uint8Array;
+  /** Faults per page since the region was created, saturating at 2^32 - 1. */
+  faults: Uint32Array;
+}
+
+export const PAGE_RESIDENT = 1;
+export const PAGE_DIRTY = 2;
+
 export interface Progress {
   pagesDone: number;
   pagesTotal: number;
@@ -89,6 +102,11 @@ export interface RegionRuntime {
   sync(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress>;
   /** Drops every clean resident page now. */
   evict(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress>;
+  /**
+   * A snapshot of the region's per-page state and fault counts, or null when the runtime keeps none.
+   * The caller may keep the arrays (return a copy, not live memory the fault path writes to).
+   */
+  pageMap(spec: RegionSpec): RegionPageMap | null;
 }
 
 export const NO_PAGER_DETAIL = 'no pager is attached to this daemon: faults are not served and nothing is counted';
@@ -109,6 +127,9 @@ export class NoPagerRuntime implements RegionRuntime {
     return 0;
   }
   stats(): RuntimeStats | null {
+    return null;
+  }
+  pageMap(): RegionPageMap | null {
     return null;
   }
   sync(spec: RegionSpec): Promise<Progress> {

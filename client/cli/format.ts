@@ -60,10 +60,10 @@ function pagerStats(s: farmem.v1.IRegionStats) {
   };
 }
 
-/** Left-aligned columns, two spaces apart; numbers right-aligned. */
-export function table(header: string[], rows: Array<Array<string | number>>): string {
+/** Left-aligned columns, two spaces apart; numbers (and the columns named in `right`) right-aligned. */
+export function table(header: string[], rows: Array<Array<string | number>>, right: string[] = []): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const numeric = header.map((h, i) => right.includes(h) || (rows.length > 0 && rows.every((r) => typeof r[i] === 'number')));
   const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   return cells
     .map((r) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd())

@@ -3,6 +3,11 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ControlClient, ControlError, farmem } from '../control';
 import { SIZE_EXPECTED, tryParseSize } from '../../daemon/util/size';
 import { faultsJson, fields, pct, regionJson, size, statsJson, table } from './format';
+import { CliError } from './errors';
+import { writeHeatmap } from './heatmap';
+import { runWatch } from './watch';
+import { intervalLabel } from './watch-view';
+import { tryParseDurationMs } from '../../daemon/util/duration';
 
 const EXIT_CODES = `
 Exit codes:
@@ -22,6 +27,15 @@ function intArg(name: string, min: number, max: number) {
     const x = /^\d+$/.test(v) ? Number(v) : NaN;
     if (!(x >= min && x <= max)) throw new InvalidArgumentError(`Expected an integer from ${min} to ${max} for ${name} but received ${JSON.stringify(v)}`);
     return x;
+  };
+}
+function durationArg(name: string, minMs: number, maxMs: number) {
+  return (v: string): number => {
+    const ms = tryParseDurationMs(v);
+    if (ms === null || ms < minMs || ms > maxMs) {
+      throw new InvalidArgumentError(`Expected a duration from ${intervalLabel(minMs)} to ${intervalLabel(maxMs)} (e.g. 1s, 500ms, 2m) for ${name} but received ${JSON.stringify(v)}`);
+    }
+    return ms;
   };
 }
 function modeArg(v: string): number {
@@ -78,7 +92,7 @@ export function buildProgram(): Command {
     .requiredOption('--size <size>', 'size of the region, e.g. 1GiB (a multiple of the page size)', sizeArg('--size'))
     .option('--page-size <size>', 'page size, a power of two from 4KiB to 2MiB (default: the daemon config)', sizeArg('--page-size'))
     .option('--resident <size>', 'resident budget on this host (default 0 = unlimited)', sizeArg('--resident'))
-    .option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more (default: the daemon pool)', collect, [])
+    .addOption(new Option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more').argParser(collect).default([], 'the daemon pool'))
     .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
     .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
     .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
@@ -210,12 +224,37 @@ export function buildProgram(): Command {
       );
   }
 
+  region
+    .command('heatmap <name>')
+    .description('draw which pages of a region are resident, dirty and hot, as an SVG picture')
+    .option('-o, --output <file>', 'where to write the SVG; - for stdout (default: NAME-heatmap.svg)')
+    .option('--columns <n>', 'cells across (default 64)', intArg('--columns', 1, 4096))
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await writeHeatmap(c, name, { output: o.output ?? null, columns: o.columns ?? null });
+        if (r.file === '-') return;
+        print(out, r, () => `wrote ${r.file}: region "${name}", ${r.pages} pages of ${size(r.pageSize)}, ${r.residentPages} resident, ${r.dirtyPages} dirty, ${r.faults} faults`);
+      }),
+    );
+
   program
     .command('stats')
-    .description("the daemon's numbers")
-    .option('--json', 'print JSON')
-    .action(async (o, cmd: Command) =>
-      withClient(cmd, async (c, out) => {
+    .description("the daemon's numbers; --watch: a live view of rates, regions and memory servers")
+    .option('--json', 'print JSON (with --watch: one JSON object per line and refresh)')
+    .option('-w, --watch', 'refresh every --interval until Ctrl-C (redraws in place on a terminal, one block per refresh otherwise)')
+    .option('--interval <duration>', 'time between refreshes with --watch, from 100ms to 1h (default 1s)', durationArg('--interval', 100, 3_600_000))
+    .option('--count <n>', 'with --watch: stop after N refreshes', intArg('--count', 1, 1_000_000_000))
+    .action(async (o, cmd: Command) => {
+      if (!o.watch && (o.interval !== undefined || o.count !== undefined)) cmd.error('error: --interval and --count need --watch', { exitCode: 2 });
+      if (o.watch) {
+        const code = await withClient(cmd, (c, out) =>
+          runWatch(c, { intervalMs: o.interval ?? 1000, count: o.count ?? null, json: out.json, tty: process.stdout.isTTY === true && !out.json, write: (t) => process.stdout.write(t), screen: () => ({ rows: process.stdout.rows, columns: process.stdout.columns }) }),
+        );
+        if (code !== 0) throw new CliError('stats --watch: the last refresh could not reach farmemd', code);
+        return;
+      }
+      return withClient(cmd, async (c, out) => {
         const s = await c.daemonStats();
         const json = {
           version: s.version,
@@ -266,8 +305,8 @@ export function buildProgram(): Command {
             ['remote in / out', `${size(json.remoteBytesIn)} / ${size(json.remoteBytesOut)}`],
           ]);
         });
-      }),
-    );
+      });
+    });
 
   program
     .command('servers')
@@ -309,6 +348,10 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof CliError) {
+      process.stderr.write(`farmem: ${e.message}\n`);
+      return e.exitCode;
+    }
     if (e instanceof ControlError) {
       process.stderr.write(`farmem: ${e.message}\n`);
       return e.code === 'INVALID_ARGUMENT' ? 2 : 1;

@@ -15,6 +15,7 @@ export const DaemonService = {
   EvictRegion: method(S, 'EvictRegion', v1.EvictRegionRequest, v1.OperationProgress, true),
   DaemonStats: method(S, 'DaemonStats', v1.DaemonStatsRequest, v1.DaemonStatsResponse),
   ListServers: method(S, 'ListServers', v1.ListServersRequest, v1.ListServersResponse),
+  RegionPageMap: method(S, 'RegionPageMap', v1.RegionPageMapRequest, v1.RegionPageMapResponse),
 } as const;
 
 export type DaemonMethod = keyof typeof DaemonService;

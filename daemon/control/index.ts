@@ -3,3 +3,4 @@ export { DaemonService, type DaemonMethod } from './definition';
 export { listenControl, groupId, type ControlServer } from './server';
 export { daemonHandlers, regionToPb, callerOf } from './service';
 export { peerTag, parsePeerTag } from './peer';
+export { pageMapWindow, PAGE_MAP_WINDOW, type PageMapWindow } from './pagemap';

@@ -8,6 +8,7 @@ import type { Daemon, RegionView } from '../daemon';
 import type { Progress, RegionStatsSnapshot } from '../runtime';
 import { NO_PAGER_DETAIL } from '../runtime';
 import type { DaemonMethod } from './definition';
+import { pageMapWindow } from './pagemap';
 
 const v1 = farmem.v1;
 
@@ -213,5 +214,17 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
       });
     }),
     ListServers: unary('ListServers', async () => v1.ListServersResponse.create({ servers: await d.listServers() })),
+    RegionPageMap: unary<farmem.v1.RegionPageMapRequest>('RegionPageMap', (caller, r) => {
+      const { spec, map, first, end } = pageMapWindow(d, caller, r);
+      return v1.RegionPageMapResponse.create({
+        region: regionToPb(spec),
+        pageSize: map.pageSize,
+        pages: map.pages,
+        firstPage: first,
+        state: map.state.subarray(first, end),
+        // protobufjs encodes any array-like: no copy of the window.
+        faults: map.faults.subarray(first, end) as unknown as number[],
+      });
+    }),
   };
 }
