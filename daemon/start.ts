@@ -10,6 +10,9 @@ import { Daemon } from './daemon';
 import { DaemonService, daemonHandlers, listenControl } from './control';
 import { startEmbeddedServer } from './embedded';
 import { clientSocketPath } from './util/paths';
+import { AttachServer } from './attach';
+import { PagingRuntime } from './serving/runtime';
+import { Stores } from './serving/stores';
 import type * as grpc from '@grpc/grpc-js';
 
 
@@ -40,6 +43,32 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   } else if (daemon.servers.length === 0) {
     logger.warn('no memory server configured and the embedded one is disabled: regions can be created but their pages have nowhere to go');
   }
+
+  // The fault path: pools of memory servers, the pager with its fault threads, the attach socket.
+  // Stop order (reverse of registration): drain dirty pages, the attach socket, then the pools.
+  const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null });
+  lifecycle.onStop('memory server pools', () => stores.close());
+  const runtime = new PagingRuntime({
+    logger,
+    cacheBytes: config.cacheBytes,
+    residentCapBytes: config.residentCapBytes,
+    faultThreads: config.fault.threads,
+    pin: config.fault.pin,
+    unavailableAfterMs: config.fault.unavailableTimeoutMs,
+    storeFor: (spec) => stores.storeFor(spec),
+  });
+  runtime.lookup = (name) => registry.get(name);
+  await daemon.useRuntime(runtime);
+  const attach = new AttachServer({ path: config.attachSocket, host: runtime, logger, mode: 0o666 });
+  daemon.attachSocket = config.attachSocket;
+  lifecycle.onStop('attach socket', () => attach.close());
+  // Runs before the attach socket closes: processes keep being served while dirty pages drain.
+  lifecycle.onStop('pager', async (signal) => {
+    const r = await runtime.drain(config.drainTimeoutMs);
+    await runtime.stop();
+    if (!r.complete && !signal.aborted) throw new Error(`drain: ${r.dirtyLeft} dirty page(s) could not be written back`);
+  });
+  logger.info({ attachSocket: config.attachSocket, runtime: runtime.description }, `attach socket ${config.attachSocket}; ${runtime.description}`);
 
   let metricsAddress: string | null = null;
   if (config.metricsAddress !== null) {

@@ -144,7 +144,8 @@ export class Pager {
     if (a.writeProtect) {
       // Protects resident pages and leaves a marker on the others (shmem), so writes through this
       // mapping to pages installed through another one fault first.
-      this.ops.writeProtect(a.uffd, a.base, a.length, true, true);
+      // (The kernel refuses DONTWAKE together with protect: EINVAL; protecting wakes no one anyway.)
+      this.ops.writeProtect(a.uffd, a.base, a.length, true, false);
     } else {
       // Writes through this mapping are invisible: no resident page can be called clean any more.
       for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
@@ -236,6 +237,7 @@ export class Pager {
           this.log.warn({ region: a.state.cfg.name, pid: a.pid, page: e.page }, 'fault outside the region: ignored');
           return;
         }
+        if (a.state.faults[e.page]! < 0xffffffff) a.state.faults[e.page]!++;
         if (e.resolved === 'cache') this.onCacheInstalled(a, e.page, e.write, e.tid);
         else if (e.wp) this.onWriteProtectFault(a, e.page);
         else this.onMissing(a, e.page, e.write, e.tid);
@@ -605,7 +607,8 @@ export class Pager {
   protect(a: Attachment, p: number, on: boolean): boolean {
     if (!a.writeProtect) return true;
     try {
-      this.ops.writeProtect(a.uffd, addressOf(a, p), a.state.pageSize, on, true);
+      // DONTWAKE only when lifting protection: the kernel refuses it with protect (EINVAL).
+      this.ops.writeProtect(a.uffd, addressOf(a, p), a.state.pageSize, on, !on);
       return true;
     } catch (e) {
       if (!isGone(e)) throw e;

@@ -99,6 +99,8 @@ export class RegionState {
   readonly pageSize: number;
   readonly pages: number;
   readonly flags: Uint8Array;
+  /** Faults per page since the region was loaded (saturating): the heatmap's heat. */
+  readonly faults: Uint32Array;
   readonly attachments = new Map<number, Attachment>();
   readonly inFlight = new Map<number, InFlight>();
   /** Prefetched pages staged in the native page cache, not yet used. */
@@ -131,6 +133,7 @@ export class RegionState {
     this.pageSize = cfg.ref.pageSize;
     this.pages = Math.floor(cfg.sizeBytes / cfg.ref.pageSize);
     this.flags = new Uint8Array(this.pages);
+    this.faults = new Uint32Array(this.pages);
     this.ackSeq = new Uint32Array(this.pages);
     this.budgetPages = budgetPagesOf(cfg.residentBytes, cfg.ref.pageSize);
   }

@@ -198,6 +198,8 @@ export class FakeKernel implements PagerOps {
 
   writeProtect(uffd: number, start: bigint, length: number, protect: boolean, dontWake: boolean): IoctlOutcome {
     const { m, first, count } = this.range('writeProtect', uffd, start, length);
+    // As the kernel (userfaultfd_writeprotect): protect with DONTWAKE is EINVAL.
+    if (protect && dontWake) throw Object.assign(new Error('UFFDIO_WRITEPROTECT: Invalid argument (EINVAL)'), { code: 'EINVAL', errno: 22, syscall: 'UFFDIO_WRITEPROTECT' });
     if (this.injected('writeProtect', uffd) === 'again') return 'again';
     for (let p = first; p < first + count; p++) {
       if (protect) m.wp.add(p);
@@ -309,13 +311,16 @@ export class FakeFaultThread implements NativeFaultThread {
     for (const u of unread) if (m.waiters.get(u.page)?.has(u.waiter as never)) this.raise(m, u.page, u.write, u.wp);
   }
 
-  remove(attachment: number): void {
+  remove(attachment: number): boolean {
+    let found = false;
     for (const [uffd, reg] of this.regs) {
       if (reg.attachment !== attachment) continue;
+      found = true;
       this.regs.delete(uffd);
       const m = this.kernel.mappings.get(uffd);
       if (m !== undefined) m.thread = null;
     }
+    return found;
   }
 
   setAffinity(): void {}

@@ -1,0 +1,307 @@
+// The parts that make regions live, wired together: each region gets a memfd and a place in the
+// pager; attaching processes (AttachServer) hand over their uffds, which go to one pinned fault
+// thread per vCPU and to the pager; misses are read through the region's PageStore (the pool of
+// memory servers). This is the RegionRuntime the control plane talks to and the AttachHost the
+// attach server talks to.
+import os from 'node:os';
+import fs from 'node:fs';
+import { FaultThread, memfd, PageCache, type FaultEvent } from '../native';
+
+const closeFd = (fd: number) => memfd.close(fd);
+import { Pager, nativeOps, type RegionStats } from '../pager';
+import { createPrefetcher } from '../prefetch';
+import type { Prefetcher } from '../prefetch/types';
+import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
+import type { AttachHost, DetachReason, NewAttachment, ResolveRequest, Resolution } from '../attach/host';
+import type { Logger } from '../log';
+import { PAGE_DIRTY, PAGE_RESIDENT, type AttachmentInfo, type Progress, type RegionPageMap, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from '../runtime';
+import { DIRTY, RES } from '../pager/state';
+import type { PageStore } from '../remote/types';
+
+export interface PagingOptions {
+  logger: Logger;
+  /** Page cache budget in bytes. */
+  cacheBytes: number;
+  /** Daemon-wide resident cap in bytes (0 = none). */
+  residentCapBytes: number;
+  /** Fault threads: 0 = one per vCPU. */
+  faultThreads: number;
+  /** Pin fault thread i to CPU i (KERNEL.md: a handler on the faulting vCPU is 4–8× faster). */
+  pin: boolean;
+  unavailableAfterMs: number;
+  /** Where a region's pages live (the pool for its servers). */
+  storeFor(spec: RegionSpec): PageStore;
+}
+
+interface LiveRegion {
+  spec: RegionSpec;
+  key: number;
+  memfd: number;
+  prefetcher: Prefetcher | null;
+}
+
+interface LiveAttachment {
+  id: number;
+  region: LiveRegion;
+  uffd: number;
+  pidfd: number | null;
+  pid: number;
+  uid: number;
+  since: string;
+  comm: string;
+}
+
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+export class PagingRuntime implements RegionRuntime, AttachHost {
+  readonly serving = true;
+  readonly description: string;
+  readonly pager: Pager;
+  readonly cache: PageCache;
+  private readonly threads: FaultThread[] = [];
+  private readonly regions = new Map<string, LiveRegion>(); // by region id
+  private readonly attachments = new Map<number, LiveAttachment>();
+  private nextKey = 1;
+  private nextAttachment = 1;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: PagingOptions) {
+    this.log = opts.logger.child({ part: 'paging' });
+    this.cache = new PageCache(opts.cacheBytes);
+    this.pager = new Pager({
+      ops: nativeOps(),
+      cache: this.cache.native,
+      log: this.log,
+      globalCapBytes: opts.residentCapBytes,
+      unavailableAfterMs: opts.unavailableAfterMs,
+      onAttachmentGone: (id, reason) => this.endAttachment(id, reason),
+    });
+    const cpus = os.availableParallelism();
+    const n = opts.faultThreads > 0 ? opts.faultThreads : cpus;
+    for (let i = 0; i < n; i++) {
+      this.threads.push(new FaultThread({ cpu: opts.pin ? i % cpus : null, cache: this.cache, onEvents: (events: FaultEvent[]) => this.pager.onEvents(events) }));
+    }
+    this.description = `pager (${n} fault thread${n === 1 ? '' : 's'}${opts.pin ? ', pinned' : ''})`;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // RegionRuntime
+
+  async onRegionCreated(spec: RegionSpec): Promise<void> {
+    if (this.regions.has(spec.id)) return;
+    const fd = memfd.create(`farmem:${spec.name}`, spec.sizeBytes);
+    this.adopt(spec, fd);
+  }
+
+  /** Starts serving a region over an existing memfd (a fresh one, or one a re-attaching process kept). */
+  private adopt(spec: RegionSpec, fd: number): LiveRegion {
+    const key = this.nextKey++;
+    const pages = spec.sizeBytes / spec.pageSize;
+    const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: 64, pageSize: spec.pageSize });
+    const live: LiveRegion = { spec, key, memfd: fd, prefetcher };
+    this.pager.addRegion({
+      key,
+      name: spec.name,
+      ref: { id: spec.id, pageSize: spec.pageSize },
+      sizeBytes: spec.sizeBytes,
+      residentBytes: spec.residentBytes,
+      onUnavailable: spec.onUnavailable,
+      memfd: fd,
+      store: this.opts.storeFor(spec),
+      prefetcher,
+    });
+    this.regions.set(spec.id, live);
+    return live;
+  }
+
+  async onRegionUpdated(spec: RegionSpec): Promise<void> {
+    const r = this.regions.get(spec.id);
+    if (!r) return this.onRegionCreated(spec);
+    r.spec = spec;
+    this.pager.setBudget(r.key, spec.residentBytes);
+  }
+
+  async onRegionDeleted(spec: RegionSpec): Promise<{ pagesFreed: number }> {
+    const r = this.regions.get(spec.id);
+    if (r) {
+      const attached = [...this.attachments.values()].filter((a) => a.region === r);
+      if (attached.length > 0) {
+        throw new RegionError('precondition', `delete region "${spec.name}": ${attached.length} process(es) attached (pid ${attached.map((a) => a.pid).join(', ')}); detach them first`);
+      }
+      this.pager.removeRegion(r.key);
+      this.cache.dropRegion(r.key);
+      closeFd(r.memfd);
+      this.regions.delete(spec.id);
+    }
+    const store = this.opts.storeFor(spec);
+    await store.deleteRegion(spec.id);
+    return { pagesFreed: 0 };
+  }
+
+  regionStats(spec: RegionSpec): RegionStatsSnapshot | null {
+    const r = this.regions.get(spec.id);
+    if (!r) return null;
+    const s: RegionStats = this.pager.stats(r.key);
+    const attachments: AttachmentInfo[] = [...this.attachments.values()].filter((a) => a.region === r).map((a) => ({ pid: a.pid, uid: a.uid, since: a.since, comm: a.comm }));
+    return {
+      residentPages: s.residentPages,
+      dirtyPages: s.dirtyPages,
+      faults: { cacheHit: s.faults.cacheHit, remote: s.faults.remote, zero: s.faults.zero, writeProtect: s.faults.wp, sigbus: s.poisoned },
+      cacheHits: s.faults.cacheHit,
+      cacheMisses: s.faults.remote + s.faults.zero,
+      prefetchAccuracy: s.prefetch.accuracy ?? 0,
+      prefetchCoverage: s.prefetch.coverage ?? 0,
+      prefetchedPages: s.prefetch.issued,
+      evictedPages: s.evicted.clean + s.evicted.dirty,
+      writtenBackPages: s.writeBack.pages,
+      remoteBytesIn: s.remoteBytesIn,
+      remoteBytesOut: s.remoteBytesOut,
+      attachments,
+      faultP50Us: 0,
+      faultP99Us: 0,
+    };
+  }
+
+  pageMap(spec: RegionSpec): RegionPageMap | null {
+    const r = this.regions.get(spec.id);
+    if (!r) return null;
+    const st = this.pager.region(r.key);
+    const state = new Uint8Array(st.pages);
+    for (let p = 0; p < st.pages; p++) {
+      const f = st.flags[p]!;
+      state[p] = (f & RES ? PAGE_RESIDENT : 0) | (f & DIRTY ? PAGE_DIRTY : 0);
+    }
+    return { pageSize: st.pageSize, pages: st.pages, state, faults: st.faults.slice() };
+  }
+
+  attachmentCount(spec: RegionSpec): number {
+    const r = this.regions.get(spec.id);
+    return r ? [...this.attachments.values()].filter((a) => a.region === r).length : 0;
+  }
+
+  stats(): RuntimeStats | null {
+    const all = this.pager.allStats();
+    const c = this.cache.stats();
+    const sum = (f: (s: RegionStats) => number) => all.reduce((t, s) => t + f(s), 0);
+    return {
+      attachments: this.attachments.size,
+      cacheCapacityBytes: c.capacityBytes,
+      cacheBytes: c.bytes,
+      cacheHits: c.hits,
+      cacheMisses: c.misses,
+      residentBytes: sum((s) => s.residentPages * s.pageSize),
+      faults: { cacheHit: sum((s) => s.faults.cacheHit), remote: sum((s) => s.faults.remote), zero: sum((s) => s.faults.zero), writeProtect: sum((s) => s.faults.wp), sigbus: sum((s) => s.poisoned) },
+      remoteBytesIn: sum((s) => s.remoteBytesIn),
+      remoteBytesOut: sum((s) => s.remoteBytesOut),
+      dirtyPages: sum((s) => s.dirtyPages),
+      evictions: sum((s) => s.evicted.clean + s.evicted.dirty),
+      writebacks: sum((s) => s.writeBack.pages),
+    };
+  }
+
+  async sync(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress> {
+    const r = this.live(spec, 'sync');
+    let last: Progress = { pagesDone: 0, pagesTotal: 0, bytesDone: 0, message: 'nothing dirty' };
+    const report = (done: number, total: number) => {
+      last = { pagesDone: done, pagesTotal: total, bytesDone: done * spec.pageSize, message: `written back ${done} of ${total} dirty page(s)` };
+      progress(last);
+    };
+    if (signal.aborted) throw new RegionError('precondition', `sync region "${spec.name}": cancelled`);
+    await this.pager.sync(r.key, (p) => report(p.done, p.total));
+    return { ...last, message: `synced: ${last.pagesTotal} dirty page(s) written back and made durable` };
+  }
+
+  async evict(spec: RegionSpec, progress: (p: Progress) => void): Promise<Progress> {
+    const r = this.live(spec, 'evict');
+    const n = this.pager.evictAll(r.key);
+    const p: Progress = { pagesDone: n, pagesTotal: n, bytesDone: n * spec.pageSize, message: `dropped ${n} clean page(s)` };
+    progress(p);
+    return p;
+  }
+
+  /** SIGTERM: writes back every dirty page, bounded by timeoutMs. */
+  async drain(timeoutMs: number): Promise<{ complete: boolean; dirtyLeft: number }> {
+    return this.pager.drain(timeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    for (const id of [...this.attachments.keys()]) this.endAttachment(id, 'shutdown');
+    for (const t of this.threads) t.stop();
+  }
+
+  private live(spec: RegionSpec, op: string): LiveRegion {
+    const r = this.regions.get(spec.id);
+    if (!r) throw new RegionError('precondition', `${op} region "${spec.name}": the region is not loaded in the pager`);
+    return r;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // AttachHost
+
+  /** Set by the daemon: region lookup by name. */
+  lookup: (name: string) => RegionSpec | null = () => null;
+
+  resolveRegion(req: ResolveRequest): Resolution {
+    const spec = this.lookup(req.name);
+    if (spec === null) return { ok: false, code: 'NOT_FOUND', reason: 'not found' };
+    try {
+      check(spec, { pid: req.cred.pid, uid: req.cred.uid, gid: req.cred.gid, groups: groupsOf(req.cred.pid) }, 'use', 'attach');
+    } catch (e) {
+      return { ok: false, code: 'PERMISSION_DENIED', reason: (e as Error).message.replace(/^attach region "[^"]*": /, '') };
+    }
+    let r = this.regions.get(spec.id);
+    if (req.reattach !== null && req.reattach.regionId === spec.id && (r === undefined || !this.hasAttachments(r))) {
+      // A daemon restarted after a crash: the process kept the region's memfd (with every page
+      // written before the crash); adopt it instead of the empty one we made at start-up.
+      if (r !== undefined) {
+        this.pager.removeRegion(r.key);
+        this.cache.dropRegion(r.key);
+        closeFd(r.memfd);
+        this.regions.delete(spec.id);
+      }
+      r = this.adopt(spec, req.reattach.memfd);
+      this.log.info({ region: spec.name, pid: req.cred.pid }, `region "${spec.name}": adopted the memfd of re-attaching pid ${req.cred.pid}`);
+    }
+    if (r === undefined) return { ok: false, code: 'UNAVAILABLE', reason: 'not loaded in the pager' };
+    return { ok: true, spec, memfd: r.memfd, writeProtect: true };
+  }
+
+  private hasAttachments(r: LiveRegion): boolean {
+    for (const a of this.attachments.values()) if (a.region === r) return true;
+    return false;
+  }
+
+  onRegistered(att: NewAttachment): number {
+    const r = this.regions.get(att.spec.id);
+    if (!r) throw new Error(`region "${att.spec.name}" is not loaded in the pager`);
+    const id = this.nextAttachment++;
+    this.pager.attach({ attachment: id, region: r.key, uffd: att.uffd, pid: att.pid, base: att.start, length: att.length, writeProtect: att.writeProtect });
+    for (const t of this.threads) {
+      t.add({ attachment: id, uffd: att.uffd, pidfd: att.pidfd, region: r.key, start: att.start, length: att.length, pageSize: att.spec.pageSize, writeProtect: att.writeProtect });
+    }
+    this.attachments.set(id, { id, region: r, uffd: att.uffd, pidfd: att.pidfd, pid: att.pid, uid: att.uid, since: new Date().toISOString(), comm: comm(att.pid) });
+    this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach }, `region "${att.spec.name}": pid ${att.pid} attached`);
+    return id;
+  }
+
+  onDetached(id: number, reason: DetachReason): void {
+    this.endAttachment(id, reason);
+  }
+
+  private endAttachment(id: number, reason: string): void {
+    const a = this.attachments.get(id);
+    if (!a) return;
+    this.attachments.delete(id);
+    for (const t of this.threads) t.remove(id);
+    this.pager.detach(id);
+    closeFd(a.uffd);
+    if (a.pidfd !== null) closeFd(a.pidfd);
+    this.log.info({ region: a.region.spec.name, pid: a.pid, attachment: id, reason }, `region "${a.region.spec.name}": pid ${a.pid} detached (${reason})`);
+  }
+}

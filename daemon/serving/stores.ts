@@ -1,0 +1,60 @@
+// Where regions' pages live: one MemoryPool per distinct set of memory servers (the daemon's
+// configured pool for regions that name none), each member a MemoryServerClient.
+import fs from 'node:fs';
+import type { Logger } from '../log';
+import type { KnownServer } from '../servers';
+import type { RegionSpec } from '../regions/types';
+import { MemoryServerClient } from '../remote';
+import { MemoryPool, type PoolMember } from '../remote/pool';
+import type { PageStore } from '../remote/types';
+
+export interface StoreOptions {
+  logger: Logger;
+  /** The daemon's servers (configured and embedded), looked up at each new pool. */
+  servers: () => KnownServer[];
+  /** Default replicas for regions (min(2, servers) when null). */
+  replicas: number | null;
+}
+
+function member(s: KnownServer, logger: Logger): PoolMember {
+  const read = (f: string | null, what: string) => {
+    if (f === null) throw new Error(`memory server ${s.address}: tls.${what} is required for mutual TLS`);
+    return fs.readFileSync(f, 'utf8');
+  };
+  const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
+  const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ server: s.address }) });
+  return { id: s.address, weight: s.weight, store: client, health: async () => (await client.health()) === 'SERVING' };
+}
+
+export class Stores {
+  private readonly pools = new Map<string, MemoryPool>();
+  constructor(private readonly opts: StoreOptions) {}
+
+  /** The pool for a region's servers (its own list, or every server the daemon knows). */
+  poolFor(spec: RegionSpec): MemoryPool {
+    const known = this.opts.servers();
+    const chosen = spec.servers.length > 0 ? spec.servers.map((a) => known.find((k) => k.address === a) ?? { address: a, weight: 1, token: null, tls: null, embedded: false }) : known;
+    if (chosen.length === 0) throw new Error(`region "${spec.name}": no memory server is configured`);
+    const key = chosen.map((s) => s.address).sort().join(',');
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = new MemoryPool(chosen.map((s) => member(s, this.opts.logger)), { logger: this.opts.logger.child({ part: 'pool' }), replicas: this.opts.replicas });
+      pool.start();
+      this.pools.set(key, pool);
+    }
+    pool.setRegion({ id: spec.id, pageSize: spec.pageSize }, spec.replicas);
+    return pool;
+  }
+
+  storeFor(spec: RegionSpec): PageStore {
+    return this.poolFor(spec);
+  }
+
+  all(): MemoryPool[] {
+    return [...this.pools.values()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+  }
+}
