@@ -60,12 +60,14 @@ export class Journal {
     size: number,
     /** Above this many queued bytes, callers should wait for whenDrained() (backpressure). */
     readonly highWaterBytes: number,
+    /** Compact once the file exceeds twice the live pages plus this. */
+    private readonly compactMinBytes: number,
   ) {
     this.size = size;
   }
 
   /** Opens (creating) dir/journal, replays it into the store, and compacts it when worthwhile. */
-  static async open(dir: string, store: SlabStore, logger: pino.Logger, highWaterBytes = 64 * 1024 * 1024): Promise<Journal> {
+  static async open(dir: string, store: SlabStore, logger: pino.Logger, highWaterBytes = 64 * 1024 * 1024, compactMinBytes = COMPACT_MIN_BYTES): Promise<Journal> {
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'journal');
     const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
@@ -76,7 +78,7 @@ export class Journal {
       fs.fdatasyncSync(fd);
     }
     logger.info({ file, records, bytes: end, pages: store.usedBytes, regions: store.regions.size }, 'journal: replayed');
-    const j = new Journal(fd, file, store, logger, end, highWaterBytes);
+    const j = new Journal(fd, file, store, logger, end, highWaterBytes, compactMinBytes);
     if (j.shouldCompact()) await j.compact();
     return j;
   }
@@ -144,7 +146,7 @@ export class Journal {
   }
 
   private shouldCompact(): boolean {
-    return this.size > COMPACT_MIN_BYTES && this.size > 2 * this.store.usedBytes + COMPACT_MIN_BYTES;
+    return this.size > 2 * this.store.usedBytes + this.compactMinBytes;
   }
 
   /** Rewrites the journal from the live pages. Appends queued meanwhile go to the new file after. */

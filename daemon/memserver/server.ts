@@ -32,6 +32,8 @@ export interface MemoryServerOptions {
   windowBytes?: number;
   /** host:port for an HTTP /metrics endpoint, or null. */
   metricsListen?: string | null;
+  /** The journal is rewritten once it exceeds twice the live pages plus this (default 64 MiB). */
+  journalCompactBytes?: number;
 }
 
 type PagesCall = grpc.ServerDuplexStream<PageRequestMsg, PageResponseMsg>;
@@ -69,8 +71,11 @@ export class MemoryServer {
   private lastRates = { at: Date.now(), reads: 0, writes: 0 };
   address = '';
 
+  /** host:port of the HTTP /metrics endpoint, or null. */
+  metricsAddress: string | null = null;
+
   private constructor(
-    private readonly opts: Required<Omit<MemoryServerOptions, 'token' | 'tls' | 'metricsListen'>> & { token: string | null; tls: TlsFiles | null; metricsListen: string | null },
+    private readonly opts: Required<Omit<MemoryServerOptions, 'token' | 'tls' | 'metricsListen' | 'journalCompactBytes'>> & { token: string | null; tls: TlsFiles | null; metricsListen: string | null },
     private readonly store: SlabStore,
     private readonly journal: Journal | null,
     private readonly server: grpc.Server,
@@ -90,7 +95,7 @@ export class MemoryServer {
     const log = o.logger;
     if (!installServerPreframe()) log.warn('grpc-js changed shape: responses are framed with an extra copy');
     const store = new SlabStore(opts.capacityBytes);
-    const journal = opts.dataDir === null ? null : await Journal.open(opts.dataDir, store, log);
+    const journal = opts.dataDir === null ? null : await Journal.open(opts.dataDir, store, log, 64 * 1024 * 1024, o.journalCompactBytes);
     const creds = serverCredentials(opts.tls);
     const server = new grpc.Server({
       'grpc.max_receive_message_length': opts.maxMessageBytes,
@@ -113,7 +118,11 @@ export class MemoryServer {
       throw new Error(`listen ${opts.listen}: ${e instanceof Error ? e.message : String(e)}`);
     }
     ms.address = opts.listen.startsWith('unix:') ? opts.listen : `${opts.listen.slice(0, opts.listen.lastIndexOf(':'))}:${port}`;
-    if (opts.metricsListen !== null) ms.metricsServer = await ms.serveMetrics(opts.metricsListen);
+    if (opts.metricsListen !== null) {
+      ms.metricsServer = await ms.serveMetrics(opts.metricsListen);
+      const a = ms.metricsServer.address() as import('node:net').AddressInfo;
+      ms.metricsAddress = `${a.address}:${a.port}`;
+    }
     log.info({
       address: ms.address, capacity: formatBytes(opts.capacityBytes), durable: journal !== null, dataDir: opts.dataDir,
       tls: opts.tls !== null, token: opts.token !== null, storedBytes: store.usedBytes,

@@ -113,6 +113,8 @@ export class MemoryServerClient implements PageStore {
       'grpc.initial_reconnect_backoff_ms': this.backoffInitialMs,
       'grpc.max_reconnect_backoff_ms': this.backoffMaxMs,
       'grpc.keepalive_time_ms': 30_000,
+      // Retries are ours (typed errors, failover): grpc-js's retry layer only buffers and copies.
+      'grpc.enable_retries': 0,
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
     const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();

@@ -148,3 +148,28 @@ test('SIGTERM finishes in-flight writes, flushes the journal and exits 0; withou
   mem.child.kill('SIGTERM');
   assert.deepEqual(await exited(mem.child), { code: 0, signal: null });
 });
+
+test('the journal is compacted when it outgrows the live pages, and replays the same', async (t) => {
+  const dir = tmpDir(t);
+  const region = { id: 'churn', pageSize: 4096 };
+  let last = randomPages(16, 4096);
+  const pages = Array.from({ length: 16 }, (_, i) => i);
+  {
+    const { server, lines } = await startServer(t, { dataDir: dir, journalCompactBytes: 256 * 1024 });
+    const c = new MemoryServerClient({ address: server.address });
+    for (let i = 0; i < 40; i++) {
+      last = randomPages(16, 4096);
+      await c.write(region, pages, last); // the same 64 KiB over and over: 2.5 MiB of journal
+    }
+    await c.sync(region);
+    assert.ok(lines.some((l) => l.msg === 'journal: compacted'));
+    assert.ok(fs.statSync(path.join(dir, 'journal')).size < 2 * 64 * 1024 + 256 * 1024);
+    await c.close();
+    await server.stop();
+  }
+  const { server } = await startServer(t, { dataDir: dir });
+  const c = new MemoryServerClient({ address: server.address });
+  t.after(() => c.close());
+  const r = await c.read(region, pages);
+  pages.forEach((p) => assert.ok(r.present.get(p)!.equals(last.subarray(p * 4096, (p + 1) * 4096)), `page ${p}`));
+});

@@ -29,7 +29,7 @@ test('random pages round-trip at 4 KiB and 64 KiB, never-written pages come back
 });
 
 test('concurrent clients on many regions keep every page apart', async (t) => {
-  const { server } = await startServer(t);
+  const { server } = await startServer(t, { metricsListen: '127.0.0.1:0' });
   const clients = Array.from({ length: 4 }, () => new MemoryServerClient({ address: server.address, streams: 2 }));
   t.after(() => Promise.all(clients.map((c) => c.close())));
   const expected = new Map<string, Buffer>();
@@ -53,6 +53,9 @@ test('concurrent clients on many regions keep every page apart', async (t) => {
   assert.equal(stats.regions.length, 32);
   assert.equal(stats.durable, false);
   assert.match(stats.metricsText, /farmem_memserver_requests_total\{op="write",code="0"\} 128/);
+  const scraped = await (await fetch(`http://${server.metricsAddress}/metrics`)).text();
+  assert.match(scraped, /farmem_memserver_pages_total\{op="write"\} 2048/);
+  assert.match(scraped, /farmem_memserver_used_bytes 8388608/);
 });
 
 test('a write past the capacity is refused whole with RESOURCE_EXHAUSTED naming the capacity; stored pages are unharmed', async (t) => {
