@@ -59,16 +59,6 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   });
   runtime.lookup = (name) => registry.get(name);
   await daemon.useRuntime(runtime);
-  const attach = new AttachServer({ path: config.attachSocket, host: runtime, logger, mode: 0o666 });
-  daemon.attachSocket = config.attachSocket;
-  lifecycle.onStop('attach socket', () => attach.close());
-  // Runs before the attach socket closes: processes keep being served while dirty pages drain.
-  lifecycle.onStop('pager', async (signal) => {
-    const r = await runtime.drain(config.drainTimeoutMs);
-    await runtime.stop();
-    if (!r.complete && !signal.aborted) throw new Error(`drain: ${r.dirtyLeft} dirty page(s) could not be written back`);
-  });
-  logger.info({ attachSocket: config.attachSocket, runtime: runtime.description }, `attach socket ${config.attachSocket}; ${runtime.description}`);
 
   let metricsAddress: string | null = null;
   if (config.metricsAddress !== null) {
@@ -87,6 +77,17 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     logger,
   });
   lifecycle.onStop('control socket', () => control.close(Math.min(2000, config.drainTimeoutMs)));
+
+  const attach = new AttachServer({ path: config.attachSocket, host: runtime, logger, mode: 0o666 });
+  daemon.attachSocket = config.attachSocket;
+  lifecycle.onStop('attach socket', () => attach.close());
+  // Runs before the attach socket closes: processes keep being served while dirty pages drain.
+  lifecycle.onStop('pager', async (signal) => {
+    const r = await runtime.drain(config.drainTimeoutMs);
+    await runtime.stop();
+    if (!r.complete && !signal.aborted) throw new Error(`drain: ${r.dirtyLeft} dirty page(s) could not be written back`);
+  });
+  logger.info({ attachSocket: config.attachSocket, runtime: runtime.description }, `attach socket ${config.attachSocket}; ${runtime.description}`);
 
   const hint = clientSocketPath() === config.socket ? '' : ` --socket ${config.socket}`;
   lifecycle.ready(`serving ${registry.list().length} region(s) on ${config.socket}`);

@@ -398,6 +398,7 @@ export class Evictor {
       for (;;) {
         try {
           await r.cfg.store.write(r.cfg.ref, pages, data);
+          r.unsynced = true;
           break;
         } catch (err) {
           if (r.removed) return;
@@ -433,7 +434,7 @@ export class Evictor {
    * call began was acknowledged, or once it is clean or gone — so a process that keeps writing cannot
    * keep sync from finishing.
    */
-  async sync(r: RegionState, onProgress?: (p: SyncProgress) => void): Promise<void> {
+  async sync(r: RegionState, onProgress?: (p: SyncProgress) => void, opts: { onlyIfWritten?: boolean } = {}): Promise<void> {
     const start = ++this.seq;
     const todo = new Set<number>();
     for (let p = 0; p < r.pages; p++) if (r.has(p, RES) && r.flags[p]! & (DIRTY | WB | QUEUED)) todo.add(p);
@@ -450,6 +451,9 @@ export class Evictor {
       if (ready.length > 0) await this.writeBack(r, ready, 'sync');
       else await Promise.race(r.writeBacks); // the rest are out in an eviction's write-back
     }
+    // A drain with nothing written since the last sync asks no server anything (it may be gone).
+    if (opts.onlyIfWritten === true && !r.unsynced) return;
+    r.unsynced = false;
     await r.cfg.store.sync(r.cfg.ref);
   }
 
@@ -472,7 +476,7 @@ export class Evictor {
   async drain(timeoutMs: number): Promise<DrainResult> {
     let timer: NodeJS.Timeout | null = null;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-    const work = Promise.all([...this.pager.regions.values()].map((r) => this.sync(r))).then(() => 'done' as const);
+    const work = Promise.all([...this.pager.regions.values()].map((r) => this.sync(r, undefined, { onlyIfWritten: true }))).then(() => 'done' as const);
     try {
       const res = await Promise.race([work, timeout]);
       const dirtyLeft = [...this.pager.regions.values()].reduce((n, r) => n + r.dirty, 0);

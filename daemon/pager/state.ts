@@ -127,6 +127,8 @@ export class RegionState {
   /** Set when an attachment without write-protect made eviction unsafe (logged once). */
   noWpLogged = false;
   removed = false;
+  /** A write-back was acknowledged since the store last made the region durable (sync). */
+  unsynced = false;
 
   constructor(cfg: RegionConfig) {
     this.cfg = cfg;
