@@ -6,7 +6,26 @@ import type { KnownServer } from '../servers';
 import type { RegionSpec } from '../regions/types';
 import { MemoryServerClient } from '../remote';
 import { MemoryPool, type PoolMember } from '../remote/pool';
-import type { PageStore } from '../remote/types';
+import { PageStoreError, type PageStore, type ReadResult } from '../remote/types';
+
+/** The store of regions with nowhere to put pages: every call fails as unavailable (faults wait). */
+class NoServerStore implements PageStore {
+  constructor(private readonly why: string) {}
+  private fail(): never {
+    throw new PageStoreError('unavailable', this.why);
+  }
+  async read(): Promise<ReadResult> {
+    this.fail();
+  }
+  async write(): Promise<void> {
+    this.fail();
+  }
+  async sync(): Promise<void> {
+    this.fail();
+  }
+  async deleteRegion(): Promise<void> {}
+  async close(): Promise<void> {}
+}
 
 export interface StoreOptions {
   logger: Logger;
@@ -47,6 +66,11 @@ export class Stores {
   }
 
   storeFor(spec: RegionSpec): PageStore {
+    const known = this.opts.servers();
+    if (spec.servers.length === 0 && known.length === 0) {
+      // Region creation still works; its faults wait (logged loudly) until a server is configured.
+      return new NoServerStore(`region "${spec.name}": no memory server is configured (name one with --memory-server or [[memory_servers]] and restart farmemd)`);
+    }
     return this.poolFor(spec);
   }
 
