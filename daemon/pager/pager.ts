@@ -342,7 +342,12 @@ export class Pager {
     const r = a.state;
     const pf = r.cfg.prefetcher;
     if (pf === null) return;
-    const guesses = pf.onFault(info);
+    this.issueGuesses(r, pf.onFault(info));
+  }
+
+  /** Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound. */
+  private issueGuesses(r: RegionState, guesses: readonly number[]): void {
+    if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
     for (const p of guesses) {
       if (room <= 0) break;
@@ -359,7 +364,11 @@ export class Pager {
 
   prefetchUsed(r: RegionState, p: number): void {
     r.counters.prefetchUsed++;
-    r.cfg.prefetcher?.onPrefetchUsed(p);
+    // A policy may answer a use with its next window (the stream reached its marker). It counts those
+    // pages as asked for, so a later fault on one is taken as a use and asks for nothing: dropping
+    // them here would leave a hole that faults page by page until the stream passes it.
+    const next = r.cfg.prefetcher?.onPrefetchUsed(p);
+    if (next) this.issueGuesses(r, next);
   }
 
   prefetchWasted(r: RegionState, p: number): void {
