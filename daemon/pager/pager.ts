@@ -345,16 +345,24 @@ export class Pager {
     this.issueGuesses(r, pf.onFault(info));
   }
 
-  /** Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound. */
+  /**
+   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound.
+   * Guesses past the bound (or past the budget with no cache) are handed back to the policy as dropped:
+   * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
+   * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
+   */
   private issueGuesses(r: RegionState, guesses: readonly number[]): void {
     if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
-    for (const p of guesses) {
-      if (room <= 0) break;
+    for (let i = 0; i < guesses.length; i++) {
+      const p = guesses[i]!;
+      if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
+        for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
+        return;
+      }
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
       if (r.has(p, RES) || r.inFlight.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
-      if (this.cache === null && !this.evictor.hasPrefetchRoom(r)) break;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
       this.enqueueRead(r, p);

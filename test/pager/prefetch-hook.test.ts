@@ -100,3 +100,15 @@ test('pages a policy returns from a use are fetched too (its next window), not l
   assert.equal(rig.store.readPages, 4); // 4 was resident: no new read
   assert.deepEqual(faults, [0]);
 });
+
+test('guesses past the in-flight bound go back to the policy as dropped, so a later fault on one asks again', async () => {
+  const pf = new NextN(4);
+  const rig = new Rig({ pages: 32, prefetcher: pf, pager: { maxPrefetchInFlight: 2 } });
+  const a = rig.attach();
+  await rig.done(rig.read(a, 0));
+  // 1 and 2 went out; 3 and 4 did not fit and were handed back.
+  assert.equal(rig.stats().prefetch.issued, 2);
+  assert.equal(rig.store.readPages, 3);
+  assert.deepEqual(pf.wasted, [3, 4]);
+  assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
+});
