@@ -342,14 +342,27 @@ export class Pager {
     const r = a.state;
     const pf = r.cfg.prefetcher;
     if (pf === null) return;
-    const guesses = pf.onFault(info);
+    this.issueGuesses(r, pf.onFault(info));
+  }
+
+  /**
+   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound.
+   * Guesses past the bound (or past the budget with no cache) are handed back to the policy as dropped:
+   * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
+   * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
+   */
+  private issueGuesses(r: RegionState, guesses: readonly number[]): void {
+    if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
-    for (const p of guesses) {
-      if (room <= 0) break;
+    for (let i = 0; i < guesses.length; i++) {
+      const p = guesses[i]!;
+      if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
+        for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
+        return;
+      }
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
       if (r.has(p, RES) || r.inFlight.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
-      if (this.cache === null && !this.evictor.hasPrefetchRoom(r)) break;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
       this.enqueueRead(r, p);
@@ -359,7 +372,11 @@ export class Pager {
 
   prefetchUsed(r: RegionState, p: number): void {
     r.counters.prefetchUsed++;
-    r.cfg.prefetcher?.onPrefetchUsed(p);
+    // A policy may answer a use with its next window (the stream reached its marker). It counts those
+    // pages as asked for, so a later fault on one is taken as a use and asks for nothing: dropping
+    // them here would leave a hole that faults page by page until the stream passes it.
+    const next = r.cfg.prefetcher?.onPrefetchUsed(p);
+    if (next) this.issueGuesses(r, next);
   }
 
   prefetchWasted(r: RegionState, p: number): void {

@@ -75,3 +75,40 @@ test('a fault on a page whose guess is still in flight joins it and counts as us
   assert.deepEqual(pf.used, [1]);
   assert.equal(rig.stats().faults.joined, 1);
 });
+
+test('pages a policy returns from a use are fetched too (its next window), not left as a hole', async () => {
+  // Guesses page 1 on the first fault; when 1 is used, answers with the window 4..5.
+  const faults: number[] = [];
+  const pf: Prefetcher = {
+    name: 'window-on-use',
+    onFault: (f) => (faults.push(f.page), f.page === 0 ? [1] : []),
+    onPrefetchUsed: (p) => (p === 1 ? [4, 5] : []),
+    onPrefetchWasted: () => {},
+    reset: () => {},
+  };
+  const rig = new Rig({ pages: 16, prefetcher: pf });
+  rig.store.data.set(rig.regionId, new Map([[0, page(1)], [1, page(2)], [4, page(5)], [5, page(6)]]));
+  const a = rig.attach();
+  await rig.done(rig.read(a, 0));
+  assert.equal(rig.store.readPages, 2);
+  // A write to the guessed page 1 is its use: the window 4..5 goes out and lands without a fault.
+  await rig.done(rig.write(a, 1, Buffer.from([9])));
+  assert.equal(rig.store.readPages, 4);
+  assert.equal(rig.stats().prefetch.issued, 3);
+  assert.equal(rig.stats().residentPages, 4);
+  assert.deepEqual(await rig.done(rig.read(a, 4)), page(5));
+  assert.equal(rig.store.readPages, 4); // 4 was resident: no new read
+  assert.deepEqual(faults, [0]);
+});
+
+test('guesses past the in-flight bound go back to the policy as dropped, so a later fault on one asks again', async () => {
+  const pf = new NextN(4);
+  const rig = new Rig({ pages: 32, prefetcher: pf, pager: { maxPrefetchInFlight: 2 } });
+  const a = rig.attach();
+  await rig.done(rig.read(a, 0));
+  // 1 and 2 went out; 3 and 4 did not fit and were handed back.
+  assert.equal(rig.stats().prefetch.issued, 2);
+  assert.equal(rig.store.readPages, 3);
+  assert.deepEqual(pf.wasted, [3, 4]);
+  assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
+});

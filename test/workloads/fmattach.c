@@ -2,15 +2,24 @@
  * and touches its pages with fmwork's per-page pattern (fmwork_pattern.h), one JSON line per op.
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
- *          [--pattern seq|reverse|stride:K|random:SEED] [--socket PATH] [--pause] [--no-detach]
+ *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--socket PATH] [--pause] [--no-detach]
+ *          [--first P] [--timing] [--no-checksum] [--local]
  *
- * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
+ * --socket sets FARMEM_ATTACH_SOCKET. Benchmark options: --first P touches pages P..P+N-1 instead of
+ * the first N (two processes scanning two halves); --timing times each page's first access (the
+ * fault) and adds p50_ns/p99_ns/max_ns; --no-checksum skips the per-page FNV hash (~5 µs a page,
+ * which would hide the fault path's cost; checksum is then 0); --local touches plain pre-faulted
+ * anonymous memory instead of attaching (the all-local baseline: same loop, no daemon, no uffd).
+ * zipf:SEED draws N page indexes (with repeats) from a Zipf(0.99) distribution over the N pages,
+ * ranks scattered by a shuffle so hot pages are not adjacent (YCSB's scrambled zipfian). --pause: before each op print {"ready":"OP"} and wait for a
  * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are the
  * first N of the region; the page size is the region's.
  *
  * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
+#include <sys/mman.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,10 +54,39 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* N draws from Zipf(theta) over ranks 0..n-1 (inverse CDF by binary search), each rank mapped
+ * through a shuffle of 0..n-1 so the hot pages are scattered over the region. */
+static void zipf_order(uint64_t seed, double theta, uint64_t n, uint64_t *order) {
+  double *cdf = malloc(n * sizeof *cdf);
+  uint64_t *perm = malloc(n * sizeof *perm);
+  if (!cdf || !perm) die("out of memory");
+  double sum = 0;
+  for (uint64_t i = 0; i < n; i++) cdf[i] = (sum += 1.0 / pow((double)(i + 1), theta));
+  fm_order(FM_RANDOM, seed ^ 0x5bd1e995ULL, n, perm);
+  uint64_t state = seed;
+  for (uint64_t k = 0; k < n; k++) {
+    double u = (double)(fm_next(&state) >> 11) / 9007199254740992.0 * sum;
+    uint64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+      uint64_t mid = (lo + hi) / 2;
+      if (cdf[mid] < u) lo = mid + 1; else hi = mid;
+    }
+    order[k] = perm[lo];
+  }
+  free(cdf);
+  free(perm);
+}
+
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
   uint64_t pages = 0, seed = 0;
-  int pause_ = 0, detach = 1;
+  uint64_t first_page = 0;
+  int pause_ = 0, detach = 1, timing = 0, checksum = 1, local = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -61,6 +99,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--socket")) { NEED(); setenv("FARMEM_ATTACH_SOCKET", v, 1); }
     else if (!strcmp(a, "--pause")) pause_ = 1;
     else if (!strcmp(a, "--no-detach")) detach = 0;
+    else if (!strcmp(a, "--first")) { NEED(); first_page = parse_u64("--first", v); }
+    else if (!strcmp(a, "--timing")) timing = 1;
+    else if (!strcmp(a, "--no-checksum")) checksum = 0;
+    else if (!strcmp(a, "--local")) local = 1;
     else die("unknown argument \"%s\"", a);
 #undef NEED
   }
@@ -68,13 +110,27 @@ int main(int argc, char **argv) {
   if (pages == 0) die("--pages N (N > 0) is required");
   enum fm_pattern_kind kind;
   uint64_t parg;
-  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED for --pattern but received \"%s\"", pattern);
+  int zipf = !strncmp(pattern, "zipf:", 5);
+  if (zipf) {
+    char *end;
+    errno = 0;
+    parg = strtoull(pattern + 5, &end, 10);
+    if (errno || pattern[5] < '0' || pattern[5] > '9' || *end != '\0') die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
+    kind = FM_RANDOM;
+  } else if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
   char *oplist = strdup(ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save))
     if (strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "verify")) die("expected read|write|verify for --op but received \"%s\"", op);
 
   size_t len;
-  char *mem = farmem_attach(region, &len);
+  char *mem;
+  if (local) {
+    len = (first_page + pages) * 4096;
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED) die("mmap %zu bytes: %s", len, strerror(errno));
+    memset(mem, 1, len);
+    detach = 0;
+  } else mem = farmem_attach(region, &len);
   if (!mem) {
     int e = errno;
     die("%s (errno %s)", farmem_strerror(), strerrorname_np(e) ? strerrorname_np(e) : "?");
@@ -82,10 +138,13 @@ int main(int argc, char **argv) {
   /* The page size is not returned by farmem_attach: fmattach assumes the machine's, which is the
    * default region page size; a larger one only makes each "page" span several pages. */
   uint64_t page_size = 4096;
-  if (pages * page_size > len) die("--pages %" PRIu64 " exceeds the region (%zu bytes)", pages, len);
+  if ((first_page + pages) * page_size > len) die("--first %" PRIu64 " + --pages %" PRIu64 " exceeds the region (%zu bytes)", first_page, pages, len);
   uint64_t *order = malloc(pages * sizeof *order);
-  if (!order) die("out of memory");
-  fm_order(kind, parg, pages, order);
+  uint64_t *lat = timing ? malloc(pages * sizeof *lat) : NULL;
+  if (!order || (timing && !lat)) die("out of memory");
+  if (zipf) zipf_order(parg, 0.99, pages, order);
+  else fm_order(kind, parg, pages, order);
+  for (uint64_t k = 0; k < pages; k++) order[k] += first_page;
 
   int worst = 0;
   strcpy(oplist, ops);
@@ -97,28 +156,40 @@ int main(int argc, char **argv) {
       if (!fgets(line, sizeof line, stdin)) die("stdin closed while paused before %s", op);
     }
     int opk = !strcmp(op, "read") ? 0 : !strcmp(op, "write") ? 1 : 2;
-    uint64_t words = page_size / 8, hash = FM_FNV_OFFSET, mismatches = 0;
+    uint64_t words = page_size / 8, hash = checksum ? FM_FNV_OFFSET : 0, mismatches = 0;
     volatile uint64_t sink = 0;
     uint64_t t0 = now_ns();
     for (uint64_t k = 0; k < pages; k++) {
       uint64_t p = order[k];
       volatile uint64_t *w = (volatile uint64_t *)(mem + p * page_size);
+      /* The first access is the one that faults; --timing times only it. */
+      uint64_t a = timing ? now_ns() : 0;
+      uint64_t first = 0;
+      if (opk == 1) w[0] = fm_word(seed, p, 0);
+      else first = w[0];
+      if (timing) lat[k] = now_ns() - a;
       if (opk == 0) {
-        uint64_t sum = 0;
-        for (uint64_t i = 0; i < words; i++) sum += w[i];
+        uint64_t sum = first;
+        for (uint64_t i = 1; i < words; i++) sum += w[i];
         sink += sum;
       } else if (opk == 1) {
-        for (uint64_t i = 0; i < words; i++) w[i] = fm_word(seed, p, i);
+        for (uint64_t i = 1; i < words; i++) w[i] = fm_word(seed, p, i);
       } else {
-        int bad = 0;
-        for (uint64_t i = 0; i < words && !bad; i++) bad = w[i] != fm_word(seed, p, i);
+        int bad = first != fm_word(seed, p, 0);
+        for (uint64_t i = 1; i < words && !bad; i++) bad = w[i] != fm_word(seed, p, i);
         mismatches += bad;
       }
-      hash = fm_fnv1a(hash, (const void *)w, page_size);
+      if (checksum) hash = fm_fnv1a(hash, (const void *)w, page_size);
     }
+    uint64_t elapsed = now_ns() - t0;
     (void)sink;
-    printf("{\"pages\":%" PRIu64 ",\"op\":\"%s\",\"checksum\":\"%016" PRIx64 "\",\"mismatches\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"region_bytes\":%zu}\n",
-           pages, op, hash, mismatches, now_ns() - t0, len);
+    printf("{\"pages\":%" PRIu64 ",\"op\":\"%s\",\"checksum\":\"%016" PRIx64 "\",\"mismatches\":%" PRIu64 ",\"ns\":%" PRIu64 ",\"region_bytes\":%zu",
+           pages, op, hash, mismatches, elapsed, len);
+    if (timing) {
+      qsort(lat, pages, sizeof *lat, cmp_u64);
+      printf(",\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64, lat[pages / 2], lat[(pages * 99) / 100], lat[pages - 1]);
+    }
+    printf("}\n");
     fflush(stdout);
     if (mismatches) worst = 1;
   }

@@ -26,7 +26,7 @@ const P = 4096;
 const repoRoot = path.join(__dirname, '..', '..', '..', '..');
 const rawBin = path.join(repoRoot, 'test', 'bench', 'bin', 'raw_handler');
 
-interface Run {
+export interface Run {
   p50_us: number;
   p99_us: number;
   faults_per_s: number;
@@ -36,7 +36,7 @@ function fromFmwork(j: { ns: number; p50_ns: number | null; p99_ns: number | nul
   return { p50_us: (j.p50_ns ?? NaN) / 1000, p99_us: (j.p99_ns ?? NaN) / 1000, faults_per_s: Math.round((pages * 1e9) / j.ns) };
 }
 
-async function runRaw(pages: number, handlerCpu: number, appCpu: number): Promise<Run> {
+export async function runRaw(pages: number, handlerCpu: number, appCpu: number): Promise<Run> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-bench-raw-'));
   try {
     const sock = path.join(dir, 's');
