@@ -26,6 +26,8 @@ export interface MemoryServerStats {
   pagesReadTotal: number;
   pagesWrittenTotal: number;
   metricsText: string;
+  /** Random per server start ('' from servers older than the field). */
+  instanceId: string;
 }
 
 export interface ClientTls {
@@ -157,6 +159,7 @@ export class MemoryServerClient implements PageStore {
       regions: s.regions.map((r) => ({ region: r.region ?? '', pages: toNum(r.pages), pageSize: r.pageSize ?? 0 })),
       readsPerSecond: s.readsPerSecond, writesPerSecond: s.writesPerSecond, readsTotal: toNum(s.readsTotal), writesTotal: toNum(s.writesTotal),
       pagesReadTotal: toNum(s.pagesReadTotal), pagesWrittenTotal: toNum(s.pagesWrittenTotal), metricsText: s.metricsText,
+      instanceId: s.instanceId,
     };
   }
 

@@ -20,6 +20,11 @@ export interface PoolMember {
   store: PageStore;
   /** true when the server's health service says SERVING. */
   health(): Promise<boolean>;
+  /**
+   * The server's instance id (new at every server start), asked after a passing health check; a
+   * change means the server restarted and, unless durable, lost its pages.
+   */
+  instance?(): Promise<string>;
 }
 
 export interface PoolOptions {
@@ -33,6 +38,12 @@ export interface PoolOptions {
   healthIntervalMs: number;
   /** Repair copy rate limit. */
   repairBytesPerSecond: number;
+  /**
+   * Deadline of one read / write to one server when the caller gives none: a partitioned server
+   * (no RST, just silence) costs a fault this long before it fails over to the next replica.
+   */
+  readDeadlineMs: number;
+  writeDeadlineMs: number;
   logger: pino.Logger;
 }
 
@@ -43,6 +54,8 @@ export interface ServerStatus {
   latencyMs: number | null;
   failures: number;
   since: number;
+  /** The server's instance id as last seen ('' before the first health check that asked it). */
+  instanceId: string;
 }
 
 export interface RepairStatus {
@@ -51,6 +64,8 @@ export interface RepairStatus {
   repairedGroups: number;
   copiedBytes: number;
   running: boolean;
+  /** Times a server was found restarted with a new instance id (its pages are refilled). */
+  restartsDetected: number;
 }
 
 interface Member extends ServerStatus {
@@ -77,7 +92,10 @@ export class MemoryPool implements PageStore {
   private readonly opts: PoolOptions;
   private healthTimer: NodeJS.Timeout | null = null;
   private repairing: Promise<void> | null = null;
-  private repairStats = { repairedGroups: 0, copiedBytes: 0 };
+  private repairAgain = false;
+  /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
+  private repairFailed = false;
+  private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
   private closed = false;
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
@@ -88,6 +106,8 @@ export class MemoryPool implements PageStore {
       downAfterMs: 5000,
       healthIntervalMs: 1000,
       repairBytesPerSecond: 256 * 1024 * 1024,
+      readDeadlineMs: 2000,
+      writeDeadlineMs: 5000,
       ...opts,
     };
     for (const m of members) this.addMember(m);
@@ -96,7 +116,13 @@ export class MemoryPool implements PageStore {
   /** Starts periodic health checks (tests may drive checkHealth() by hand instead). */
   start(): void {
     if (this.healthTimer === null) {
-      this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs);
+      // One round at a time: a partitioned server makes a round last its health deadline.
+      let checking = false;
+      this.healthTimer = setInterval(() => {
+        if (checking) return;
+        checking = true;
+        void this.checkHealth().finally(() => (checking = false));
+      }, this.opts.healthIntervalMs);
       this.healthTimer.unref();
     }
   }
@@ -104,13 +130,13 @@ export class MemoryPool implements PageStore {
   addMember(m: PoolMember): void {
     if (!(m.weight > 0)) throw new Error(`Expected a weight > 0 for memory server ${m.id} but received ${m.weight}`);
     if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
-    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), m, healthFailingSince: null });
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId: '', m, healthFailingSince: null });
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
   }
 
   servers(): ServerStatus[] {
-    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since }) => ({ id, weight, state, latencyMs, failures, since }));
+    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since, instanceId }) => ({ id, weight, state, latencyMs, failures, since, instanceId }));
   }
 
   repairStatus(): RepairStatus {
@@ -127,6 +153,7 @@ export class MemoryPool implements PageStore {
 
   async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
     const r = this.placement(region);
+    opts = { deadlineMs: opts?.deadlineMs ?? this.opts.readDeadlineMs };
     const present = new Map<number, Buffer>();
     const absent: number[] = [];
     const parts = await Promise.all([...this.byGroup(r, pages)].map(([group, groupPages]) => this.readGroup(r, group, groupPages, opts)));
@@ -139,6 +166,7 @@ export class MemoryPool implements PageStore {
 
   async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     const r = this.placement(region);
+    opts = { deadlineMs: opts?.deadlineMs ?? this.opts.writeDeadlineMs };
     const ps = region.pageSize;
     if (data.length !== pages.length * ps) {
       throw new PageStoreError('invalid', `write ${region.id}: Expected ${pages.length * ps} bytes for data but received ${data.length}`);
@@ -185,6 +213,22 @@ export class MemoryPool implements PageStore {
         } catch {
           ok = false;
         }
+        if (ok && m.m.instance !== undefined) {
+          let id: string | null = null;
+          try {
+            id = await m.m.instance();
+          } catch {
+            ok = false; // answers health but not Stats: not healthy
+          }
+          if (id !== null && id !== '' && m.instanceId !== '' && id !== m.instanceId) {
+            this.repairStats.restartsDetected++;
+            this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
+            m.instanceId = id;
+            this.serverLostData(m.id);
+          } else if (id !== null && id !== '') {
+            m.instanceId = id;
+          }
+        }
         if (ok) {
           m.healthFailingSince = null;
           if (m.state !== 'up') this.setState(m, 'up', 'health check passed');
@@ -195,6 +239,7 @@ export class MemoryPool implements PageStore {
         if (m.state === 'suspect' && now - m.healthFailingSince >= this.opts.downAfterMs) this.setState(m, 'down', `unhealthy for ${now - m.healthFailingSince} ms`);
       }),
     );
+    if (this.repairFailed) this.scheduleRepair();
   }
 
   /**
@@ -393,11 +438,22 @@ export class MemoryPool implements PageStore {
   }
 
   private scheduleRepair(): void {
-    if (this.repairing !== null || this.closed) return;
+    if (this.closed) return;
+    if (this.repairing !== null) {
+      // A pass may already have walked past the groups this change affects: run another after it.
+      this.repairAgain = true;
+      return;
+    }
+    this.repairAgain = false;
+    this.repairFailed = false;
     this.repairing = this.runRepair()
-      .catch((e: unknown) => this.opts.logger.error({ err: e }, 'repair pass failed; will retry on the next state change'))
+      .catch((e: unknown) => {
+        this.repairFailed = true;
+        this.opts.logger.error({ err: e }, 'repair pass failed; will retry after the next health check');
+      })
       .finally(() => {
         this.repairing = null;
+        if (this.repairAgain) this.scheduleRepair();
       });
   }
 
@@ -465,9 +521,9 @@ export class MemoryPool implements PageStore {
     const ps = r.ref.pageSize;
     for (let i = 0; i < pages.length; i += 256) {
       const chunk = pages.slice(i, i + 256);
-      const got = await this.call(source, (st) => st.read(r.ref, chunk));
+      const got = await this.call(source, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs }));
       if (got.absent.length > 0) throw new PageStoreError('corrupt', `repair region ${r.ref.id}: ${source} lacks ${got.absent.length} page(s) it should hold`, source);
-      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!))));
+      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!)), { deadlineMs: this.opts.writeDeadlineMs }));
       this.repairStats.copiedBytes += chunk.length * ps;
       // Rate limit: wait for as long as these bytes take at the configured rate.
       const ms = ((chunk.length * ps) / this.opts.repairBytesPerSecond) * 1000;
