@@ -181,10 +181,26 @@ export class MemoryPool implements PageStore {
     );
   }
 
+  /**
+   * Makes the region durable on every live server that may hold its pages. A server that fails its
+   * sync (dead but not yet declared down) is tolerated when every written page has a copy on a
+   * server whose sync succeeded: its groups are under-replicated and repaired like any other
+   * failure. Otherwise the first failure is thrown.
+   */
   async sync(region: RegionRef): Promise<void> {
-    this.placement(region);
+    const r = this.placement(region);
     // Every live server may hold some of the region's pages (holders, substitutes, repair targets).
-    await Promise.all([...this.members.keys()].filter((s) => this.alive(s)).map((s) => this.call(s, (st) => st.sync(region))));
+    const ids = [...this.members.keys()].filter((s) => this.alive(s));
+    const results = await Promise.allSettled(ids.map((s) => this.call(s, (st) => st.sync(region))));
+    const failed = ids.filter((_, i) => results[i]!.status === 'rejected');
+    if (failed.length === 0) return;
+    const synced = new Set(ids.filter((_, i) => results[i]!.status === 'fulfilled'));
+    for (const pages of r.written.values()) {
+      for (const p of pages) {
+        if (!this.copiesOf(r, p).some((s) => synced.has(s))) throw (results[ids.indexOf(failed[0]!)] as PromiseRejectedResult).reason;
+      }
+    }
+    this.opts.logger.warn({ region: region.id, failed }, 'sync: some memory servers failed; every page is synced on another replica');
   }
 
   async deleteRegion(regionId: string): Promise<void> {
