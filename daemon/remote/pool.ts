@@ -382,8 +382,11 @@ export class MemoryPool implements PageStore {
 
   private async writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     const current = this.holdersOf(r, group);
-    // Preferred targets: the group's live holders, then the rendezvous order.
-    const candidates = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
+    // (a partitioned holder would cost every write its deadline before the substitute is tried).
+    const order = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    const suspect = (s: string) => this.members.get(s)!.state === 'suspect';
+    const candidates = [...order.filter((s) => !suspect(s)), ...order.filter(suspect)];
     const acked: string[] = [];
     let lastError: unknown = null;
     let next = 0;

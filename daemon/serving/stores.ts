@@ -6,7 +6,7 @@ import type { KnownServer } from '../servers';
 import type { RegionSpec } from '../regions/types';
 import { MemoryServerClient } from '../remote';
 import { MemoryPool, type PoolMember } from '../remote/pool';
-import type { PageStore } from '../remote/types';
+import { PageStoreError, type PageStore } from '../remote/types';
 
 export interface StoreOptions {
   logger: Logger;
@@ -37,7 +37,15 @@ function member(s: KnownServer, logger: Logger): PoolMember {
     id: s.address,
     weight: s.weight,
     store: client,
-    health: async () => (await client.health('', HEALTH_DEADLINE_MS)) === 'SERVING',
+    health: async () => {
+      try {
+        return (await client.health('', HEALTH_DEADLINE_MS)) === 'SERVING';
+      } catch (e) {
+        // A silent failure (deadline) may be a dead connection to a live server: start afresh.
+        if (e instanceof PageStoreError && e.kind === 'deadline') client.resetConnections();
+        throw e;
+      }
+    },
     instance: async () => (await client.stats(HEALTH_DEADLINE_MS)).instanceId,
   };
 }

@@ -85,17 +85,23 @@ test('kill -9 of one of three servers mid-run: every page verifies, repair resto
 
 test('a partition (link down) of one server mid-run: reads fail over, repair restores two copies, the server rejoins', { skip }, async (t) => {
   const { c, id } = await setup(t);
+  const t0 = Date.now();
+  const phase = (what: string) => t.diagnostic(`${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const cut = c.host[2]!;
   const { verifyNs } = await writeVerify(c, 33, async () => c.hosts.setLink(cut, false));
   t.diagnostic(`verify of ${PAGES} pages with one replica partitioned took ${(verifyNs / 1e6).toFixed(0)} ms`);
+  phase('write+verify done');
   await flushAndVerify(c, 33);
+  phase('sync+evict+verify done');
   const gone = c.address(2);
   await c.until((s) => s.find((x) => x.address === gone)!.pool?.state === 'down' && repaired(s), 'partitioned server down and every group repaired');
+  phase('declared down and repaired');
   assert.equal(await c.pagesOn(0, id), PAGES);
   assert.equal(await c.pagesOn(1, id), PAGES);
   // Healing the partition: the server is up again and gets its groups back.
   const before = await (async () => { c.hosts.setLink(cut, true); return c.serversJson().find((x) => x.address === gone)!.pool!.repairedGroups; })();
   await c.until((s) => s.find((x) => x.address === gone)!.pool?.state === 'up' && repaired(s) && s[0]!.pool!.repairedGroups > before, 'partitioned server up and refilled');
+  phase('rejoined and refilled');
   assert.ok((await c.pagesOn(2, id)) > 0);
   c.cliText(['region', 'evict', 'mh']);
   await verifyOnly(c, 33);
