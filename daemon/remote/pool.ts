@@ -84,7 +84,11 @@ interface RegionPlacement {
   override: Map<number, string[]>;
   /** group → pages written through this pool (what repair copies; what "absent" is checked against). */
   written: Map<number, Set<number>>;
+  /** group → writes acknowledged so far (repair notices a write that raced its copy). */
+  writeSeq: Map<number, number>;
 }
+
+const REPAIR_GROUPS_IN_FLIGHT = 8;
 
 export class MemoryPool implements PageStore {
   private readonly members = new Map<string, Member>();
@@ -93,6 +97,8 @@ export class MemoryPool implements PageStore {
   private healthTimer: NodeJS.Timeout | null = null;
   private repairing: Promise<void> | null = null;
   private repairAgain = false;
+  /** The repair rate limit's timeline: when the bytes copied so far may have been sent. */
+  private rateAt = 0;
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
@@ -290,7 +296,7 @@ export class MemoryPool implements PageStore {
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map() };
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map() };
       this.regions.set(ref.id, r);
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
@@ -409,6 +415,7 @@ export class MemoryPool implements PageStore {
       const kind = lastError instanceof PageStoreError ? lastError.kind : 'unavailable';
       throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
     }
+    r.writeSeq.set(group, (r.writeSeq.get(group) ?? 0) + 1);
     let w = r.written.get(group);
     if (w === undefined) r.written.set(group, (w = new Set()));
     for (const p of pages) w.add(p);
@@ -483,57 +490,68 @@ export class MemoryPool implements PageStore {
    */
   private async runRepair(): Promise<void> {
     for (let pass = 0; pass < 3 && !this.closed; pass++) {
+      const tasks: Array<() => Promise<boolean>> = [];
+      for (const r of this.regions.values()) for (const [group, written] of r.written) tasks.push(() => this.repairGroup(r, group, written));
       let work = 0;
-      for (const r of this.regions.values()) {
-        for (const [group, written] of r.written) {
-          if (this.closed) return;
-          // Placement is the rendezvous order over live servers: a server that comes back, or is
-          // added, gets its groups back (copied), the others keep theirs.
-          const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
-          const pages = [...written];
-          const complete = pages.every((p) => {
-            const c = this.copiesOf(r, p);
-            return desired.every((d) => c.includes(d));
-          });
-          if (complete) {
-            r.holders.set(group, desired);
-            for (const p of pages) r.override.delete(p);
-            continue;
-          }
-          // Copy plan: (source, target) → pages.
-          const plan = new Map<string, number[]>();
-          let stranded = 0;
-          for (const p of pages) {
-            const copies = this.copiesOf(r, p);
-            const sources = this.byLatency(copies);
-            if (sources.length === 0) {
-              stranded++;
-              continue;
-            }
-            for (const t of desired) {
-              if (copies.includes(t)) continue;
-              const key = `${sources[0]}\n${t}`;
-              const list = plan.get(key);
-              if (list) list.push(p);
-              else plan.set(key, [p]);
-            }
-          }
-          if (stranded > 0) {
-            this.opts.logger.error({ region: r.ref.id, group, pages: stranded }, 'no live server holds these pages: waiting for one to come back');
-            continue;
-          }
-          for (const [key, ps] of plan) {
-            const [source, target] = key.split('\n') as [string, string];
-            await this.copyPages(r, source, target, ps);
-          }
-          r.holders.set(group, desired);
-          for (const p of pages) r.override.delete(p);
-          this.repairStats.repairedGroups++;
-          work++;
-        }
-      }
-      if (work === 0) return;
+      let next = 0;
+      // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
+      // between a group's read and its write (the rate limit is shared, see copyPages).
+      await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
+        while (next < tasks.length && !this.closed) if (await tasks[next++]!()) work++;
+      }));
+      if (work === 0 || this.closed) return;
     }
+  }
+
+  /** Brings one group to its desired holders; true when it copied (or must look again). */
+  private async repairGroup(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
+    // Placement is the rendezvous order over live servers: a server that comes back, or is added,
+    // gets its groups back (copied), the others keep theirs.
+    const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+    const pages = [...written];
+    const complete = pages.every((p) => {
+      const c = this.copiesOf(r, p);
+      return desired.every((d) => c.includes(d));
+    });
+    if (complete) {
+      r.holders.set(group, desired);
+      for (const p of pages) r.override.delete(p);
+      return false;
+    }
+    // Copy plan: (source, target) → pages.
+    const plan = new Map<string, number[]>();
+    let stranded = 0;
+    for (const p of pages) {
+      const copies = this.copiesOf(r, p);
+      const sources = this.byLatency(copies);
+      if (sources.length === 0) {
+        stranded++;
+        continue;
+      }
+      for (const t of desired) {
+        if (copies.includes(t)) continue;
+        const key = `${sources[0]}\n${t}`;
+        const list = plan.get(key);
+        if (list) list.push(p);
+        else plan.set(key, [p]);
+      }
+    }
+    if (stranded > 0) {
+      this.opts.logger.error({ region: r.ref.id, group, pages: stranded }, 'no live server holds these pages: waiting for one to come back');
+      return false;
+    }
+    const seq = r.writeSeq.get(group) ?? 0;
+    for (const [key, ps] of plan) {
+      const [source, target] = key.split('\n') as [string, string];
+      await this.copyPages(r, source, target, ps);
+    }
+    // A write landed while copying: the targets may hold an older version than the write's
+    // replicas. They are not holders yet (never read), so look at the group again next pass.
+    if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
+    r.holders.set(group, desired);
+    for (const p of pages) r.override.delete(p);
+    this.repairStats.repairedGroups++;
+    return true;
   }
 
   private async copyPages(r: RegionPlacement, source: string, target: string, pages: number[]): Promise<void> {
@@ -544,9 +562,11 @@ export class MemoryPool implements PageStore {
       if (got.absent.length > 0) throw new PageStoreError('corrupt', `repair region ${r.ref.id}: ${source} lacks ${got.absent.length} page(s) it should hold`, source);
       await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!)), { deadlineMs: this.opts.writeDeadlineMs }));
       this.repairStats.copiedBytes += chunk.length * ps;
-      // Rate limit: wait for as long as these bytes take at the configured rate.
+      // Rate limit, shared by every group in flight: each chunk reserves its slot on one timeline.
       const ms = ((chunk.length * ps) / this.opts.repairBytesPerSecond) * 1000;
-      if (ms >= 1) await new Promise((res) => setTimeout(res, ms));
+      this.rateAt = Math.max(Date.now(), this.rateAt) + ms;
+      const wait = this.rateAt - Date.now();
+      if (wait >= 1) await new Promise((res) => setTimeout(res, wait));
     }
   }
 }
