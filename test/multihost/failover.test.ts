@@ -81,6 +81,13 @@ test('kill -9 of one of three servers mid-run: every page verifies, repair resto
   assert.match(table, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+REPAIRED\s+COPIED\s/);
   assert.match(table, new RegExp(`${dead.replace(/\./g, '\\.')}\\s+down\\s+down\\s`));
   await verifyOnly(c, 21);
+  // Prometheus: the pool state per server and the repair progress.
+  const text = await c.metrics();
+  assert.match(text, new RegExp(`^farmem_pool_server_state\\{server="${dead}",state="down"\\} 1$`, 'm'));
+  assert.match(text, new RegExp(`^farmem_pool_server_state\\{server="${c.address(1)}",state="up"\\} 1$`, 'm'));
+  assert.match(text, new RegExp(`^farmem_pool_server_latency_seconds\\{server="${c.address(1)}"\\} [0-9.e-]+$`, 'm'));
+  assert.match(text, /^farmem_repair_under_replicated_groups 0$/m);
+  assert.match(text, /^farmem_repair_copied_bytes_total \d+$/m);
 });
 
 test('a partition (link down) of one server mid-run: reads fail over, repair restores two copies, the server rejoins', { skip }, async (t) => {

@@ -85,6 +85,8 @@ export class Cluster {
   host: TestHost[] = [];
   servers: Array<ChildProcess | null> = [];
   daemon: ChildProcess | null = null;
+  /** farmemd's Prometheus endpoint (host:port on loopback). */
+  metricsAddress = '';
   private readonly runs = new Set<ChildProcess>();
   private readonly clients: MemoryServerClient[] = [];
 
@@ -117,13 +119,15 @@ export class Cluster {
   }
 
   async startDaemon(servers: number[]): Promise<void> {
-    const args = [FARMEMD, '--socket', this.socket, '--attach-socket', this.attachSocket, '--state-dir', path.join(this.dir, 'state'), '--no-embedded-server', '--cache-size', '1MiB'];
+    const args = [FARMEMD, '--socket', this.socket, '--attach-socket', this.attachSocket, '--state-dir', path.join(this.dir, 'state'), '--no-embedded-server', '--cache-size', '1MiB', '--metrics', '127.0.0.1:0'];
     for (const i of servers) args.push('--memory-server', this.address(i));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
     this.daemon = child;
     const log = fs.createWriteStream(path.join(this.dir, 'farmemd.log'));
     child.stdout!.pipe(log);
+    const metrics = waitLine(child, (j) => typeof j.metrics === 'string', 'farmemd metrics address', 20_000);
     await waitLine(child, (j) => j.state === 'READY', 'farmemd READY', 20_000);
+    this.metricsAddress = (await metrics).metrics as string;
   }
 
   /** The farmem CLI, parsed JSON output; throws with stderr on failure. */
@@ -194,6 +198,12 @@ export class Cluster {
       await new Promise((r) => setTimeout(r, 250));
     }
     throw new Error(`timed out after ${ms} ms waiting for ${what}; last farmem servers: ${JSON.stringify(last)}`);
+  }
+
+  /** farmemd's /metrics text. */
+  async metrics(): Promise<string> {
+    const r = await fetch(`http://${this.metricsAddress}/metrics`);
+    return r.text();
   }
 
   /** Pages of a region held by server i (its Stats), straight from the server. */
