@@ -86,6 +86,8 @@ interface RegionPlacement {
   written: Map<number, Set<number>>;
   /** group → writes acknowledged so far (repair notices a write that raced its copy). */
   writeSeq: Map<number, number>;
+  /** group → the tail of its write/repair lock chain (see locked()). */
+  locks: Map<number, Promise<void>>;
 }
 
 const REPAIR_GROUPS_IN_FLIGHT = 8;
@@ -296,7 +298,7 @@ export class MemoryPool implements PageStore {
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map() };
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map(), locks: new Map() };
       this.regions.set(ref.id, r);
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
@@ -386,7 +388,30 @@ export class MemoryPool implements PageStore {
     return { present, absent };
   }
 
-  private async writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  /**
+   * Writes of a group and its repair copy exclude each other: a repair that read the old version
+   * from a source must not land on a target after (or instead of) a newer write there.
+   */
+  private async locked<T>(r: RegionPlacement, group: number, fn: () => Promise<T>): Promise<T> {
+    const prev = r.locks.get(group) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((res) => (release = res));
+    const tail = prev.then(() => mine);
+    r.locks.set(group, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (r.locks.get(group) === tail) r.locks.delete(group);
+    }
+  }
+
+  private writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+    return this.locked(r, group, () => this.writeGroupNow(r, group, pages, data, opts));
+  }
+
+  private async writeGroupNow(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     const current = this.holdersOf(r, group);
     // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
     // (a partitioned holder would cost every write its deadline before the substitute is tried).
@@ -504,7 +529,11 @@ export class MemoryPool implements PageStore {
   }
 
   /** Brings one group to its desired holders; true when it copied (or must look again). */
-  private async repairGroup(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
+  private repairGroup(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
+    return this.locked(r, group, () => this.repairGroupNow(r, group, written));
+  }
+
+  private async repairGroupNow(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
     // Placement is the rendezvous order over live servers: a server that comes back, or is added,
     // gets its groups back (copied), the others keep theirs.
     const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
@@ -545,8 +574,7 @@ export class MemoryPool implements PageStore {
       const [source, target] = key.split('\n') as [string, string];
       await this.copyPages(r, source, target, ps);
     }
-    // A write landed while copying: the targets may hold an older version than the write's
-    // replicas. They are not holders yet (never read), so look at the group again next pass.
+    // (Writes wait for the lock; kept as a guard should one ever bypass it.)
     if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
     r.holders.set(group, desired);
     for (const p of pages) r.override.delete(p);

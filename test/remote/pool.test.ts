@@ -203,6 +203,38 @@ test('a changed instance id (the server restarted) makes the pool refill that se
   assert.equal(p.repairStatus().underReplicatedGroups, 0);
 });
 
+test('a write racing the repair copy of its group is never overwritten by the older copy', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 16 }, (_, i) => i); // one group
+  await writeAll(pool, pages, 1);
+  const holders = stores.filter((s) => s.holds(region, 0));
+  const target = stores.find((s) => !s.holds(region, 0))!;
+  holders[0]!.down = true;
+  // The target's first write (repair's copy of version 1) is held until a newer write was issued.
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  const write = target.write.bind(target);
+  let first = true;
+  target.write = async (rg, ps, data) => {
+    if (first) {
+      first = false;
+      await gate;
+    }
+    return write(rg, ps, data);
+  };
+  await pool.checkHealth();
+  await pool.checkHealth(); // holders[0] down: repair copies to the target, held at the gate
+  const repaired = pool.repair();
+  await new Promise((res) => setImmediate(res));
+  const newer = writeAll(pool, pages, 2);
+  await new Promise((res) => setImmediate(res));
+  release();
+  await Promise.all([repaired, newer]);
+  await pool.repair();
+  await verifyAll(pool, pages, () => 2);
+  for (const s of [holders[1]!, target]) for (const p of pages) assert.ok(s.pages.get(`${region.id}/${p}`)!.equals(page(p, 2)), `${s.id} page ${p}`);
+});
+
 test('invalid writes are refused with the sizes named', async () => {
   const { pool } = setup(2);
   await assert.rejects(pool.write(region, [1, 2], Buffer.alloc(4096)), { message: `write ${region.id}: Expected 8192 bytes for data but received 4096` });
