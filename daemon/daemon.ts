@@ -7,7 +7,7 @@ import type { DaemonMetrics } from './metrics';
 import type { Lifecycle } from './lifecycle';
 import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type RegionSpec } from './regions';
 import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
-import { probe, type KnownServer, type ServerStatus } from './servers';
+import { poolState, probe, type KnownServer, type PoolView, type ServerStatus } from './servers';
 
 /** What a caller may say when creating a region; null = the daemon's default. */
 export interface CreateInput {
@@ -53,6 +53,8 @@ export class Daemon {
   /** Set by the attach server once it listens; null until then. */
   attachSocket: string | null = null;
   readonly servers: KnownServer[];
+  /** The pager's pools of memory servers (set by start once the pools exist): their view of each server. */
+  pools: () => readonly PoolView[] = () => [];
   readonly startedAt = Date.now();
 
   constructor(
@@ -190,7 +192,8 @@ export class Daemon {
   }
 
   async listServers(): Promise<ServerStatus[]> {
-    const all = await Promise.all(this.servers.map((s) => probe(s)));
+    const pools = this.pools();
+    const all = await Promise.all(this.servers.map(async (s) => ({ ...(await probe(s)), pool: poolState(s.address, pools) })));
     for (const s of all) this.metrics.serverUp.set({ server: s.address }, s.state === 'up' ? 1 : 0);
     return all;
   }

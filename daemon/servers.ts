@@ -6,6 +6,7 @@ import { farmem } from '../proto/gen/farmem';
 import { method } from './util/grpc';
 import { grpcTarget } from './util/address';
 import type { MemoryServerConfig } from './config/load';
+import type { RepairStatus, ServerStatus as PoolMemberStatus } from './remote/pool';
 
 const statsMethod = method('farmem.v1.MemoryServer', 'Stats', farmem.v1.StatsRequest, farmem.v1.StatsResponse);
 
@@ -23,6 +24,52 @@ export interface ServerStatus {
   capacityBytes: number;
   usedBytes: number;
   regions: number;
+  /** How the pager's pool(s) see the server; null when no pool holds it (no region used it yet). */
+  pool: PoolServerState | null;
+}
+
+export interface PoolServerState {
+  state: 'up' | 'suspect' | 'down';
+  latencyMs: number;
+  failures: number;
+  instanceId: string;
+  underReplicatedGroups: number;
+  repairedGroups: number;
+  copiedBytes: number;
+  repairing: boolean;
+  restartsDetected: number;
+}
+
+/** What the status needs of a pool (MemoryPool). */
+export interface PoolView {
+  servers(): PoolMemberStatus[];
+  repairStatus(): RepairStatus;
+}
+
+const WORSE = { up: 0, suspect: 1, down: 2 } as const;
+
+/** The pool state of one server over every pool that holds it (worst state, summed repair). */
+export function poolState(address: string, pools: readonly PoolView[]): PoolServerState | null {
+  let out: PoolServerState | null = null;
+  for (const p of pools) {
+    const m = p.servers().find((s) => s.id === address);
+    if (m === undefined) continue;
+    const r = p.repairStatus();
+    if (out === null) {
+      out = { state: m.state, latencyMs: m.latencyMs ?? 0, failures: m.failures, instanceId: m.instanceId, underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, repairing: false, restartsDetected: 0 };
+    } else {
+      if (WORSE[m.state] > WORSE[out.state]) out.state = m.state;
+      out.latencyMs = Math.max(out.latencyMs, m.latencyMs ?? 0);
+      out.failures = Math.max(out.failures, m.failures);
+      if (out.instanceId === '') out.instanceId = m.instanceId;
+    }
+    out.underReplicatedGroups += r.underReplicatedGroups;
+    out.repairedGroups += r.repairedGroups;
+    out.copiedBytes += r.copiedBytes;
+    out.repairing ||= r.running;
+    out.restartsDetected += r.restartsDetected;
+  }
+  return out;
 }
 
 function credentials(s: MemoryServerConfig): grpc.ChannelCredentials {
@@ -33,7 +80,7 @@ function credentials(s: MemoryServerConfig): grpc.ChannelCredentials {
 
 /** Asks one server for its Stats; never throws (a failure is a 'down' status with the reason). */
 export function probe(s: KnownServer, timeoutMs = 2000): Promise<ServerStatus> {
-  const base = { address: s.address, weight: s.weight, tls: s.tls !== null, embedded: s.embedded };
+  const base = { address: s.address, weight: s.weight, tls: s.tls !== null, embedded: s.embedded, pool: null };
   return new Promise((resolve) => {
     let client: grpc.Client;
     try {

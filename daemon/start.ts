@@ -48,6 +48,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   // Stop order (reverse of registration): drain dirty pages, the attach socket, then the pools.
   const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null });
   lifecycle.onStop('memory server pools', () => stores.close());
+  daemon.pools = () => stores.all();
+  metrics.pools = () => stores.all();
   const runtime = new PagingRuntime({
     logger,
     cacheBytes: config.cacheBytes,

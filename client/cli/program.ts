@@ -310,7 +310,7 @@ export function buildProgram(): Command {
 
   program
     .command('servers')
-    .description('the memory servers this daemon uses, and whether they answer')
+    .description('the memory servers this daemon uses, whether they answer, their pool state (up/suspect/down, latency, failures) and repair progress')
     .option('--json', 'print JSON')
     .action(async (o, cmd: Command) =>
       withClient(cmd, async (c, out) => {
@@ -325,13 +325,42 @@ export function buildProgram(): Command {
           capacityBytes: Number(s.capacityBytes),
           usedBytes: Number(s.usedBytes),
           regions: Number(s.regions),
+          pool:
+            s.pool == null
+              ? null
+              : {
+                  state: s.pool.state ?? '',
+                  latencyMs: Number(s.pool.latencyMs ?? 0),
+                  failures: Number(s.pool.failures ?? 0),
+                  instanceId: s.pool.instanceId ?? '',
+                  underReplicatedGroups: Number(s.pool.underReplicatedGroups ?? 0),
+                  repairedGroups: Number(s.pool.repairedGroups ?? 0),
+                  copiedBytes: Number(s.pool.copiedBytes ?? 0),
+                  repairing: s.pool.repairing === true,
+                  restartsDetected: Number(s.pool.restartsDetected ?? 0),
+                },
         }));
         print(out, json, () =>
           json.length === 0
             ? 'no memory servers (configure [[memory_servers]] in farmemd.toml, or let farmemd start its embedded one)'
             : table(
-                ['ADDRESS', 'STATE', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
-                json.map((s) => [s.address, s.state, size(s.usedBytes), size(s.capacityBytes), s.regions, s.weight, `${s.embedded ? 'embedded' : 'remote'}${s.tls ? ', tls' : ''}`, s.detail]),
+                ['ADDRESS', 'STATE', 'POOL', 'LATENCY', 'FAILS', 'UNDER-REPL', 'REPAIRED', 'COPIED', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
+                json.map((s) => [
+                  s.address,
+                  s.state,
+                  s.pool === null ? '-' : s.pool.state + (s.pool.repairing ? ' (repairing)' : ''),
+                  s.pool === null || s.pool.latencyMs === 0 ? '-' : `${s.pool.latencyMs.toFixed(2)} ms`,
+                  s.pool === null ? '-' : s.pool.failures,
+                  s.pool === null ? '-' : s.pool.underReplicatedGroups,
+                  s.pool === null ? '-' : s.pool.repairedGroups,
+                  s.pool === null ? '-' : size(s.pool.copiedBytes),
+                  size(s.usedBytes),
+                  size(s.capacityBytes),
+                  s.regions,
+                  s.weight,
+                  `${s.embedded ? 'embedded' : 'remote'}${s.tls ? ', tls' : ''}`,
+                  s.detail,
+                ]),
               ),
         );
       }),

@@ -1,5 +1,6 @@
 // The memory server: a grpc-js server with the Pages stream, DeleteRegion, Sync, Stats and the standard
 // health service, over the slab store and (with a data dir) the journal.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -70,6 +71,8 @@ export class MemoryServer {
   private metricsServer: http.Server | null = null;
   private lastRates = { at: Date.now(), reads: 0, writes: 0 };
   address = '';
+  /** Changes at every start: clients tell a restarted (emptied) server from a live one. */
+  readonly instanceId = crypto.randomUUID();
 
   /** host:port of the HTTP /metrics endpoint, or null. */
   metricsAddress: string | null = null;
@@ -124,7 +127,7 @@ export class MemoryServer {
       ms.metricsAddress = `${a.address}:${a.port}`;
     }
     log.info({
-      address: ms.address, capacity: formatBytes(opts.capacityBytes), durable: journal !== null, dataDir: opts.dataDir,
+      address: ms.address, instanceId: ms.instanceId, capacity: formatBytes(opts.capacityBytes), durable: journal !== null, dataDir: opts.dataDir,
       tls: opts.tls !== null, token: opts.token !== null, storedBytes: store.usedBytes,
     }, journal === null ? 'memory server listening: no data dir, pages are kept in memory only and lost when it stops' : 'memory server listening: pages are journaled in the data dir (durable after Sync)');
     return ms;
@@ -270,6 +273,7 @@ export class MemoryServer {
       regions: [...this.store.regions].map(([region, r]) => ({ region, pages: r.pages.size, pageSize: r.pageSize })),
       readsPerSecond, writesPerSecond, durable: this.journal !== null, readsTotal: m.readsTotal, writesTotal: m.writesTotal,
       pagesReadTotal: m.pagesRead, pagesWrittenTotal: m.pagesWritten, metricsText: await m.registry.metrics(),
+      instanceId: this.instanceId,
     });
   }
 

@@ -4,6 +4,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
+import type { PoolView } from '../servers';
 import { splitHostPort } from '../util/address';
 import type { Logger } from '../log';
 
@@ -29,13 +30,69 @@ export interface DaemonMetrics {
   /** 1 when the memory server answered its last probe. */
   serverUp: client.Gauge<'server'>;
   controlCalls: client.Counter<'method' | 'code'>;
+  /** The pager's pools, read at each scrape for the per-server pool state and repair progress. */
+  pools: () => readonly PoolView[];
+}
+
+/** Gauges computed at scrape from the pools (never on the fault path). */
+function poolGauges(m: DaemonMetrics, r: client.Registry[]): void {
+  const states = ['up', 'suspect', 'down'] as const;
+  const members = () => {
+    const out = new Map<string, { state: string; latencyMs: number | null; failures: number }>();
+    const rank = { up: 0, suspect: 1, down: 2 } as Record<string, number>;
+    for (const p of m.pools()) {
+      for (const s of p.servers()) {
+        const seen = out.get(s.id);
+        if (seen === undefined || rank[s.state]! > rank[seen.state]!) out.set(s.id, { state: s.state, latencyMs: s.latencyMs, failures: s.failures });
+      }
+    }
+    return out;
+  };
+  const repair = () => {
+    const t = { underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
+    for (const p of m.pools()) {
+      const s = p.repairStatus();
+      t.underReplicatedGroups += s.underReplicatedGroups;
+      t.repairedGroups += s.repairedGroups;
+      t.copiedBytes += s.copiedBytes;
+      t.restartsDetected += s.restartsDetected;
+    }
+    return t;
+  };
+  new client.Gauge({
+    name: 'farmem_pool_server_state', help: 'Pool state of a memory server: 1 for its current state (up, suspect, down), 0 for the others', labelNames: ['server', 'state'], registers: r,
+    collect() {
+      this.reset();
+      for (const [id, s] of members()) for (const st of states) this.set({ server: id, state: st }, s.state === st ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'farmem_pool_server_latency_seconds', help: 'Recent request latency of a memory server (moving average)', labelNames: ['server'], registers: r,
+    collect() {
+      this.reset();
+      for (const [id, s] of members()) if (s.latencyMs !== null) this.set({ server: id }, s.latencyMs / 1000);
+    },
+  });
+  new client.Gauge({
+    name: 'farmem_pool_server_failures', help: 'Consecutive failed requests to a memory server', labelNames: ['server'], registers: r,
+    collect() {
+      this.reset();
+      for (const [id, s] of members()) this.set({ server: id }, s.failures);
+    },
+  });
+  const gauge = (name: string, help: string, key: keyof ReturnType<typeof repair>) =>
+    new client.Gauge({ name, help, registers: r, collect() { this.set(repair()[key]); } });
+  gauge('farmem_repair_under_replicated_groups', 'Page groups below their replica count right now', 'underReplicatedGroups');
+  gauge('farmem_repair_groups_total', 'Page groups re-replicated by repair since start', 'repairedGroups');
+  gauge('farmem_repair_copied_bytes_total', 'Bytes copied between memory servers by repair since start', 'copiedBytes');
+  gauge('farmem_pool_server_restarts_total', 'Memory server restarts (a new instance id) seen by the pools', 'restartsDetected');
 }
 
 export function createMetrics(): DaemonMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const r = [registry];
-  return {
+  const m: DaemonMetrics = {
     registry,
     faults: new client.Counter({ name: 'farmem_faults_total', help: 'Page faults served, by kind (cache_hit, remote, zero, wp)', labelNames: ['kind'], registers: r }),
     faultSeconds: new client.Histogram({
@@ -58,7 +115,10 @@ export function createMetrics(): DaemonMetrics {
     evictionStalls: new client.Counter({ name: 'farmem_eviction_stalls_total', help: 'Times eviction stalled, by reason', labelNames: ['reason'], registers: r }),
     serverUp: new client.Gauge({ name: 'farmem_memory_server_up', help: '1 when the memory server answered its last probe', labelNames: ['server'], registers: r }),
     controlCalls: new client.Counter({ name: 'farmem_control_calls_total', help: 'Control-socket calls, by method and gRPC status', labelNames: ['method', 'code'], registers: r }),
+    pools: () => [],
   };
+  poolGauges(m, r);
+  return m;
 }
 
 export interface MetricsServer {

@@ -26,6 +26,8 @@ export interface MemoryServerStats {
   pagesReadTotal: number;
   pagesWrittenTotal: number;
   metricsText: string;
+  /** Random per server start ('' from servers older than the field). */
+  instanceId: string;
 }
 
 export interface ClientTls {
@@ -79,6 +81,7 @@ const ServiceClient = grpc.makeGenericClientConstructor(memoryServerService(), '
 export class MemoryServerClient implements PageStore {
   readonly address: string;
   private readonly clients: grpc.Client[] = [];
+  private readonly connect: () => grpc.Client[];
   private readonly streams: (PageStream | null)[];
   private readonly metadata = new grpc.Metadata();
   private readonly maxInFlight: number;
@@ -118,7 +121,8 @@ export class MemoryServerClient implements PageStore {
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
     const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();
-    for (let i = 0; i < Math.max(1, opts.connections ?? 1); i++) this.clients.push(new ServiceClient(opts.address, creds, channelOptions));
+    this.connect = () => Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new ServiceClient(opts.address, creds, channelOptions));
+    this.clients.push(...this.connect());
     this.streams = new Array<PageStream | null>(Math.max(1, opts.streams ?? 2)).fill(null);
   }
 
@@ -159,7 +163,22 @@ export class MemoryServerClient implements PageStore {
       regions: s.regions.map((r) => ({ region: r.region ?? '', pages: toNum(r.pages), pageSize: r.pageSize ?? 0 })),
       readsPerSecond: s.readsPerSecond, writesPerSecond: s.writesPerSecond, readsTotal: toNum(s.readsTotal), writesTotal: toNum(s.writesTotal),
       pagesReadTotal: toNum(s.pagesReadTotal), pagesWrittenTotal: toNum(s.pagesWrittenTotal), metricsText: s.metricsText,
+      instanceId: s.instanceId,
     };
+  }
+
+  /**
+   * Drops every connection and opens new ones. A partitioned server leaves its TCP connection
+   * silently alive (no RST); after the partition heals, that connection resumes only at TCP's next
+   * retransmission, which backs off to tens of seconds. A fresh connection is back within the
+   * reconnect backoff. Requests on the old connections fail as 'unavailable'.
+   */
+  resetConnections(): void {
+    if (this.closed) return;
+    const old = this.clients.splice(0, this.clients.length, ...this.connect());
+    for (const s of this.streams) if (s) this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address}: connection reset after failed health checks`, this.address));
+    this.streams.fill(null);
+    for (const c of old) c.close();
   }
 
   /** The standard gRPC health check (service '' = the whole server). */

@@ -20,6 +20,11 @@ export interface PoolMember {
   store: PageStore;
   /** true when the server's health service says SERVING. */
   health(): Promise<boolean>;
+  /**
+   * The server's instance id (new at every server start), asked after a passing health check; a
+   * change means the server restarted and, unless durable, lost its pages.
+   */
+  instance?(): Promise<string>;
 }
 
 export interface PoolOptions {
@@ -33,6 +38,12 @@ export interface PoolOptions {
   healthIntervalMs: number;
   /** Repair copy rate limit. */
   repairBytesPerSecond: number;
+  /**
+   * Deadline of one read / write to one server when the caller gives none: a partitioned server
+   * (no RST, just silence) costs a fault this long before it fails over to the next replica.
+   */
+  readDeadlineMs: number;
+  writeDeadlineMs: number;
   logger: pino.Logger;
 }
 
@@ -43,6 +54,8 @@ export interface ServerStatus {
   latencyMs: number | null;
   failures: number;
   since: number;
+  /** The server's instance id as last seen ('' before the first health check that asked it). */
+  instanceId: string;
 }
 
 export interface RepairStatus {
@@ -51,6 +64,8 @@ export interface RepairStatus {
   repairedGroups: number;
   copiedBytes: number;
   running: boolean;
+  /** Times a server was found restarted with a new instance id (its pages are refilled). */
+  restartsDetected: number;
 }
 
 interface Member extends ServerStatus {
@@ -69,7 +84,13 @@ interface RegionPlacement {
   override: Map<number, string[]>;
   /** group → pages written through this pool (what repair copies; what "absent" is checked against). */
   written: Map<number, Set<number>>;
+  /** group → writes acknowledged so far (repair notices a write that raced its copy). */
+  writeSeq: Map<number, number>;
+  /** group → the tail of its write/repair lock chain (see locked()). */
+  locks: Map<number, Promise<void>>;
 }
+
+const REPAIR_GROUPS_IN_FLIGHT = 8;
 
 export class MemoryPool implements PageStore {
   private readonly members = new Map<string, Member>();
@@ -77,7 +98,12 @@ export class MemoryPool implements PageStore {
   private readonly opts: PoolOptions;
   private healthTimer: NodeJS.Timeout | null = null;
   private repairing: Promise<void> | null = null;
-  private repairStats = { repairedGroups: 0, copiedBytes: 0 };
+  private repairAgain = false;
+  /** The repair rate limit's timeline: when the bytes copied so far may have been sent. */
+  private rateAt = 0;
+  /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
+  private repairFailed = false;
+  private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
   private closed = false;
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
@@ -88,6 +114,8 @@ export class MemoryPool implements PageStore {
       downAfterMs: 5000,
       healthIntervalMs: 1000,
       repairBytesPerSecond: 256 * 1024 * 1024,
+      readDeadlineMs: 2000,
+      writeDeadlineMs: 5000,
       ...opts,
     };
     for (const m of members) this.addMember(m);
@@ -96,7 +124,13 @@ export class MemoryPool implements PageStore {
   /** Starts periodic health checks (tests may drive checkHealth() by hand instead). */
   start(): void {
     if (this.healthTimer === null) {
-      this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs);
+      // One round at a time: a partitioned server makes a round last its health deadline.
+      let checking = false;
+      this.healthTimer = setInterval(() => {
+        if (checking) return;
+        checking = true;
+        void this.checkHealth().finally(() => (checking = false));
+      }, this.opts.healthIntervalMs);
       this.healthTimer.unref();
     }
   }
@@ -104,13 +138,13 @@ export class MemoryPool implements PageStore {
   addMember(m: PoolMember): void {
     if (!(m.weight > 0)) throw new Error(`Expected a weight > 0 for memory server ${m.id} but received ${m.weight}`);
     if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
-    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), m, healthFailingSince: null });
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId: '', m, healthFailingSince: null });
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
   }
 
   servers(): ServerStatus[] {
-    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since }) => ({ id, weight, state, latencyMs, failures, since }));
+    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since, instanceId }) => ({ id, weight, state, latencyMs, failures, since, instanceId }));
   }
 
   repairStatus(): RepairStatus {
@@ -127,6 +161,7 @@ export class MemoryPool implements PageStore {
 
   async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
     const r = this.placement(region);
+    opts = { deadlineMs: opts?.deadlineMs ?? this.opts.readDeadlineMs };
     const present = new Map<number, Buffer>();
     const absent: number[] = [];
     const parts = await Promise.all([...this.byGroup(r, pages)].map(([group, groupPages]) => this.readGroup(r, group, groupPages, opts)));
@@ -139,6 +174,7 @@ export class MemoryPool implements PageStore {
 
   async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     const r = this.placement(region);
+    opts = { deadlineMs: opts?.deadlineMs ?? this.opts.writeDeadlineMs };
     const ps = region.pageSize;
     if (data.length !== pages.length * ps) {
       throw new PageStoreError('invalid', `write ${region.id}: Expected ${pages.length * ps} bytes for data but received ${data.length}`);
@@ -153,10 +189,26 @@ export class MemoryPool implements PageStore {
     );
   }
 
+  /**
+   * Makes the region durable on every live server that may hold its pages. A server that fails its
+   * sync (dead but not yet declared down) is tolerated when every written page has a copy on a
+   * server whose sync succeeded: its groups are under-replicated and repaired like any other
+   * failure. Otherwise the first failure is thrown.
+   */
   async sync(region: RegionRef): Promise<void> {
-    this.placement(region);
+    const r = this.placement(region);
     // Every live server may hold some of the region's pages (holders, substitutes, repair targets).
-    await Promise.all([...this.members.keys()].filter((s) => this.alive(s)).map((s) => this.call(s, (st) => st.sync(region))));
+    const ids = [...this.members.keys()].filter((s) => this.alive(s));
+    const results = await Promise.allSettled(ids.map((s) => this.call(s, (st) => st.sync(region))));
+    const failed = ids.filter((_, i) => results[i]!.status === 'rejected');
+    if (failed.length === 0) return;
+    const synced = new Set(ids.filter((_, i) => results[i]!.status === 'fulfilled'));
+    for (const pages of r.written.values()) {
+      for (const p of pages) {
+        if (!this.copiesOf(r, p).some((s) => synced.has(s))) throw (results[ids.indexOf(failed[0]!)] as PromiseRejectedResult).reason;
+      }
+    }
+    this.opts.logger.warn({ region: region.id, failed }, 'sync: some memory servers failed; every page is synced on another replica');
   }
 
   async deleteRegion(regionId: string): Promise<void> {
@@ -185,6 +237,22 @@ export class MemoryPool implements PageStore {
         } catch {
           ok = false;
         }
+        if (ok && m.m.instance !== undefined) {
+          let id: string | null = null;
+          try {
+            id = await m.m.instance();
+          } catch {
+            ok = false; // answers health but not Stats: not healthy
+          }
+          if (id !== null && id !== '' && m.instanceId !== '' && id !== m.instanceId) {
+            this.repairStats.restartsDetected++;
+            this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
+            m.instanceId = id;
+            this.serverLostData(m.id);
+          } else if (id !== null && id !== '') {
+            m.instanceId = id;
+          }
+        }
         if (ok) {
           m.healthFailingSince = null;
           if (m.state !== 'up') this.setState(m, 'up', 'health check passed');
@@ -195,6 +263,7 @@ export class MemoryPool implements PageStore {
         if (m.state === 'suspect' && now - m.healthFailingSince >= this.opts.downAfterMs) this.setState(m, 'down', `unhealthy for ${now - m.healthFailingSince} ms`);
       }),
     );
+    if (this.repairFailed) this.scheduleRepair();
   }
 
   /**
@@ -229,7 +298,7 @@ export class MemoryPool implements PageStore {
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map() };
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map(), locks: new Map() };
       this.regions.set(ref.id, r);
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
@@ -319,10 +388,36 @@ export class MemoryPool implements PageStore {
     return { present, absent };
   }
 
-  private async writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  /**
+   * Writes of a group and its repair copy exclude each other: a repair that read the old version
+   * from a source must not land on a target after (or instead of) a newer write there.
+   */
+  private async locked<T>(r: RegionPlacement, group: number, fn: () => Promise<T>): Promise<T> {
+    const prev = r.locks.get(group) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((res) => (release = res));
+    const tail = prev.then(() => mine);
+    r.locks.set(group, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (r.locks.get(group) === tail) r.locks.delete(group);
+    }
+  }
+
+  private writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+    return this.locked(r, group, () => this.writeGroupNow(r, group, pages, data, opts));
+  }
+
+  private async writeGroupNow(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     const current = this.holdersOf(r, group);
-    // Preferred targets: the group's live holders, then the rendezvous order.
-    const candidates = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
+    // (a partitioned holder would cost every write its deadline before the substitute is tried).
+    const order = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    const suspect = (s: string) => this.members.get(s)!.state === 'suspect';
+    const candidates = [...order.filter((s) => !suspect(s)), ...order.filter(suspect)];
     const acked: string[] = [];
     let lastError: unknown = null;
     let next = 0;
@@ -345,6 +440,7 @@ export class MemoryPool implements PageStore {
       const kind = lastError instanceof PageStoreError ? lastError.kind : 'unavailable';
       throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
     }
+    r.writeSeq.set(group, (r.writeSeq.get(group) ?? 0) + 1);
     let w = r.written.get(group);
     if (w === undefined) r.written.set(group, (w = new Set()));
     for (const p of pages) w.add(p);
@@ -393,11 +489,22 @@ export class MemoryPool implements PageStore {
   }
 
   private scheduleRepair(): void {
-    if (this.repairing !== null || this.closed) return;
+    if (this.closed) return;
+    if (this.repairing !== null) {
+      // A pass may already have walked past the groups this change affects: run another after it.
+      this.repairAgain = true;
+      return;
+    }
+    this.repairAgain = false;
+    this.repairFailed = false;
     this.repairing = this.runRepair()
-      .catch((e: unknown) => this.opts.logger.error({ err: e }, 'repair pass failed; will retry on the next state change'))
+      .catch((e: unknown) => {
+        this.repairFailed = true;
+        this.opts.logger.error({ err: e }, 'repair pass failed; will retry after the next health check');
+      })
       .finally(() => {
         this.repairing = null;
+        if (this.repairAgain) this.scheduleRepair();
       });
   }
 
@@ -408,70 +515,86 @@ export class MemoryPool implements PageStore {
    */
   private async runRepair(): Promise<void> {
     for (let pass = 0; pass < 3 && !this.closed; pass++) {
+      const tasks: Array<() => Promise<boolean>> = [];
+      for (const r of this.regions.values()) for (const [group, written] of r.written) tasks.push(() => this.repairGroup(r, group, written));
       let work = 0;
-      for (const r of this.regions.values()) {
-        for (const [group, written] of r.written) {
-          if (this.closed) return;
-          // Placement is the rendezvous order over live servers: a server that comes back, or is
-          // added, gets its groups back (copied), the others keep theirs.
-          const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
-          const pages = [...written];
-          const complete = pages.every((p) => {
-            const c = this.copiesOf(r, p);
-            return desired.every((d) => c.includes(d));
-          });
-          if (complete) {
-            r.holders.set(group, desired);
-            for (const p of pages) r.override.delete(p);
-            continue;
-          }
-          // Copy plan: (source, target) → pages.
-          const plan = new Map<string, number[]>();
-          let stranded = 0;
-          for (const p of pages) {
-            const copies = this.copiesOf(r, p);
-            const sources = this.byLatency(copies);
-            if (sources.length === 0) {
-              stranded++;
-              continue;
-            }
-            for (const t of desired) {
-              if (copies.includes(t)) continue;
-              const key = `${sources[0]}\n${t}`;
-              const list = plan.get(key);
-              if (list) list.push(p);
-              else plan.set(key, [p]);
-            }
-          }
-          if (stranded > 0) {
-            this.opts.logger.error({ region: r.ref.id, group, pages: stranded }, 'no live server holds these pages: waiting for one to come back');
-            continue;
-          }
-          for (const [key, ps] of plan) {
-            const [source, target] = key.split('\n') as [string, string];
-            await this.copyPages(r, source, target, ps);
-          }
-          r.holders.set(group, desired);
-          for (const p of pages) r.override.delete(p);
-          this.repairStats.repairedGroups++;
-          work++;
-        }
-      }
-      if (work === 0) return;
+      let next = 0;
+      // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
+      // between a group's read and its write (the rate limit is shared, see copyPages).
+      await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
+        while (next < tasks.length && !this.closed) if (await tasks[next++]!()) work++;
+      }));
+      if (work === 0 || this.closed) return;
     }
+  }
+
+  /** Brings one group to its desired holders; true when it copied (or must look again). */
+  private repairGroup(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
+    return this.locked(r, group, () => this.repairGroupNow(r, group, written));
+  }
+
+  private async repairGroupNow(r: RegionPlacement, group: number, written: Set<number>): Promise<boolean> {
+    // Placement is the rendezvous order over live servers: a server that comes back, or is added,
+    // gets its groups back (copied), the others keep theirs.
+    const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+    const pages = [...written];
+    const complete = pages.every((p) => {
+      const c = this.copiesOf(r, p);
+      return desired.every((d) => c.includes(d));
+    });
+    if (complete) {
+      r.holders.set(group, desired);
+      for (const p of pages) r.override.delete(p);
+      return false;
+    }
+    // Copy plan: (source, target) → pages.
+    const plan = new Map<string, number[]>();
+    let stranded = 0;
+    for (const p of pages) {
+      const copies = this.copiesOf(r, p);
+      const sources = this.byLatency(copies);
+      if (sources.length === 0) {
+        stranded++;
+        continue;
+      }
+      for (const t of desired) {
+        if (copies.includes(t)) continue;
+        const key = `${sources[0]}\n${t}`;
+        const list = plan.get(key);
+        if (list) list.push(p);
+        else plan.set(key, [p]);
+      }
+    }
+    if (stranded > 0) {
+      this.opts.logger.error({ region: r.ref.id, group, pages: stranded }, 'no live server holds these pages: waiting for one to come back');
+      return false;
+    }
+    const seq = r.writeSeq.get(group) ?? 0;
+    for (const [key, ps] of plan) {
+      const [source, target] = key.split('\n') as [string, string];
+      await this.copyPages(r, source, target, ps);
+    }
+    // (Writes wait for the lock; kept as a guard should one ever bypass it.)
+    if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
+    r.holders.set(group, desired);
+    for (const p of pages) r.override.delete(p);
+    this.repairStats.repairedGroups++;
+    return true;
   }
 
   private async copyPages(r: RegionPlacement, source: string, target: string, pages: number[]): Promise<void> {
     const ps = r.ref.pageSize;
     for (let i = 0; i < pages.length; i += 256) {
       const chunk = pages.slice(i, i + 256);
-      const got = await this.call(source, (st) => st.read(r.ref, chunk));
+      const got = await this.call(source, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs }));
       if (got.absent.length > 0) throw new PageStoreError('corrupt', `repair region ${r.ref.id}: ${source} lacks ${got.absent.length} page(s) it should hold`, source);
-      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!))));
+      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!)), { deadlineMs: this.opts.writeDeadlineMs }));
       this.repairStats.copiedBytes += chunk.length * ps;
-      // Rate limit: wait for as long as these bytes take at the configured rate.
+      // Rate limit, shared by every group in flight: each chunk reserves its slot on one timeline.
       const ms = ((chunk.length * ps) / this.opts.repairBytesPerSecond) * 1000;
-      if (ms >= 1) await new Promise((res) => setTimeout(res, ms));
+      this.rateAt = Math.max(Date.now(), this.rateAt) + ms;
+      const wait = this.rateAt - Date.now();
+      if (wait >= 1) await new Promise((res) => setTimeout(res, wait));
     }
   }
 }

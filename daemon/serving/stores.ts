@@ -35,6 +35,16 @@ export interface StoreOptions {
   replicas: number | null;
 }
 
+// Failover timing. A partitioned server answers nothing (no RST): a read waits READ_DEADLINE_MS on
+// it before trying the next replica, and after two such failures the server is suspect and read
+// last. Health is checked every HEALTH_INTERVAL_MS; DOWN_AFTER_MS of failing checks declare it down
+// and start re-replicating its groups (a grace long enough to ride out a GC pause or a blip).
+const READ_DEADLINE_MS = 1500;
+const WRITE_DEADLINE_MS = 5000;
+const HEALTH_INTERVAL_MS = 1000;
+const HEALTH_DEADLINE_MS = 1000;
+const DOWN_AFTER_MS = 5000;
+
 function member(s: KnownServer, logger: Logger): PoolMember {
   const read = (f: string | null, what: string) => {
     if (f === null) throw new Error(`memory server ${s.address}: tls.${what} is required for mutual TLS`);
@@ -42,7 +52,21 @@ function member(s: KnownServer, logger: Logger): PoolMember {
   };
   const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
   const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ server: s.address }) });
-  return { id: s.address, weight: s.weight, store: client, health: async () => (await client.health()) === 'SERVING' };
+  return {
+    id: s.address,
+    weight: s.weight,
+    store: client,
+    health: async () => {
+      try {
+        return (await client.health('', HEALTH_DEADLINE_MS)) === 'SERVING';
+      } catch (e) {
+        // A silent failure (deadline) may be a dead connection to a live server: start afresh.
+        if (e instanceof PageStoreError && e.kind === 'deadline') client.resetConnections();
+        throw e;
+      }
+    },
+    instance: async () => (await client.stats(HEALTH_DEADLINE_MS)).instanceId,
+  };
 }
 
 export class Stores {
@@ -57,7 +81,14 @@ export class Stores {
     const key = chosen.map((s) => s.address).sort().join(',');
     let pool = this.pools.get(key);
     if (pool === undefined) {
-      pool = new MemoryPool(chosen.map((s) => member(s, this.opts.logger)), { logger: this.opts.logger.child({ part: 'pool' }), replicas: this.opts.replicas });
+      pool = new MemoryPool(chosen.map((s) => member(s, this.opts.logger)), {
+        logger: this.opts.logger.child({ part: 'pool' }),
+        replicas: this.opts.replicas,
+        readDeadlineMs: READ_DEADLINE_MS,
+        writeDeadlineMs: WRITE_DEADLINE_MS,
+        healthIntervalMs: HEALTH_INTERVAL_MS,
+        downAfterMs: DOWN_AFTER_MS,
+      });
       pool.start();
       this.pools.set(key, pool);
     }

@@ -72,7 +72,8 @@ test('stats and servers', () => {
   assert.equal(srv.embedded, false);
   assert.match(srv.detail, /ECONNREFUSED/);
   r = farmem(d.socket, ['servers']);
-  assert.match(r.stdout, /^ADDRESS\s+STATE\s+USED\s+CAPACITY\s+REGIONS\s+WEIGHT\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s/);
+  assert.equal(srv.pool, null); // no region used it: no pool holds it
+  assert.match(r.stdout, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+REPAIRED\s+COPIED\s+USED\s+CAPACITY\s+REGIONS\s+WEIGHT\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s+-\s/);
 });
 
 test('usage errors exit 2', () => {

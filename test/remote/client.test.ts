@@ -135,6 +135,14 @@ test('unix socket addresses, several streams and connections, health and stats',
   assert.equal(await c.health('farmem.v1.MemoryServer'), 'SERVING');
   const s = await c.stats();
   assert.deepEqual([s.pagesWrittenTotal, s.pagesReadTotal, s.writesTotal, s.readsTotal], [256, 256, 16, 1]);
+  assert.match(s.instanceId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal((await c.stats()).instanceId, s.instanceId);
+  // Fresh connections (after failed health checks) serve the same pages; the instance is the same.
+  c.resetConnections();
+  const again = await c.read(region, [0, 255]);
+  assert.ok(again.present.get(255)!.equals(data.subarray(255 * 4096)));
+  assert.equal(await c.health(), 'SERVING');
+  assert.equal((await c.stats()).instanceId, s.instanceId);
   await c.close();
   await fails(c.read(region, [1]), 'unavailable', `read region "r" on ${address}: client closed`);
 });

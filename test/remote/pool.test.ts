@@ -168,6 +168,73 @@ test('adding a fourth server moves groups onto it by repair without losing any',
   for (const p of pages) assert.ok(copies(all, p) >= 2);
 });
 
+test('sync tolerates a dead replica when every page is synced elsewhere, and fails when some page is not', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 256 }, (_, i) => i);
+  await writeAll(pool, pages, 1);
+  stores[0]!.down = true; // dead, not yet declared down
+  await pool.sync(region);
+  stores[1]!.down = true; // now some groups have both copies on dead servers
+  await assert.rejects(pool.sync(region), { message: `${stores[0]!.id}: connection refused` });
+});
+
+test('a changed instance id (the server restarted) makes the pool refill that server', async () => {
+  const { stores } = setup(3);
+  const ids = new Map(stores.map((s) => [s.id, 'run-1']));
+  const members = stores.map((s): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => !s.down, instance: async () => ids.get(s.id)! }));
+  const p = new MemoryPool(members, { logger, replicas: 2, downAfterMs: 0, repairBytesPerSecond: 1e12 });
+  const pages = Array.from({ length: 256 }, (_, i) => i);
+  for (let i = 0; i < pages.length; i += 64) {
+    const chunk = pages.slice(i, i + 64);
+    await p.write(region, chunk, Buffer.concat(chunk.map((x) => page(x, 5))));
+  }
+  await p.checkHealth();
+  const held = stores[2]!.pages.size;
+  assert.ok(held > 0);
+  assert.equal(p.servers()[2]!.instanceId, 'run-1');
+  stores[2]!.pages.clear();
+  ids.set(stores[2]!.id, 'run-2');
+  await p.checkHealth();
+  await p.repair();
+  assert.equal(p.repairStatus().restartsDetected, 1);
+  assert.equal(p.servers()[2]!.instanceId, 'run-2');
+  assert.equal(stores[2]!.pages.size, held);
+  for (const x of pages) assert.equal(copies(stores, x), 2);
+  assert.equal(p.repairStatus().underReplicatedGroups, 0);
+});
+
+test('a write racing the repair copy of its group is never overwritten by the older copy', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 16 }, (_, i) => i); // one group
+  await writeAll(pool, pages, 1);
+  const holders = stores.filter((s) => s.holds(region, 0));
+  const target = stores.find((s) => !s.holds(region, 0))!;
+  holders[0]!.down = true;
+  // The target's first write (repair's copy of version 1) is held until a newer write was issued.
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  const write = target.write.bind(target);
+  let first = true;
+  target.write = async (rg, ps, data) => {
+    if (first) {
+      first = false;
+      await gate;
+    }
+    return write(rg, ps, data);
+  };
+  await pool.checkHealth();
+  await pool.checkHealth(); // holders[0] down: repair copies to the target, held at the gate
+  const repaired = pool.repair();
+  await new Promise((res) => setImmediate(res));
+  const newer = writeAll(pool, pages, 2);
+  await new Promise((res) => setImmediate(res));
+  release();
+  await Promise.all([repaired, newer]);
+  await pool.repair();
+  await verifyAll(pool, pages, () => 2);
+  for (const s of [holders[1]!, target]) for (const p of pages) assert.ok(s.pages.get(`${region.id}/${p}`)!.equals(page(p, 2)), `${s.id} page ${p}`);
+});
+
 test('invalid writes are refused with the sizes named', async () => {
   const { pool } = setup(2);
   await assert.rejects(pool.write(region, [1, 2], Buffer.alloc(4096)), { message: `write ${region.id}: Expected 8192 bytes for data but received 4096` });
