@@ -112,9 +112,17 @@ export interface Daemon {
   waitLog(pred: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>>;
 }
 
-/** farmemd on `server` with a 1 MiB page cache and metrics on port 0; SIGTERM (then SIGKILL) at the end. */
-export async function farmemd(t: After, server: string, extra: string[] = []): Promise<Daemon> {
+/**
+ * farmemd on `server` with a 1 MiB page cache and metrics on port 0; SIGTERM (then SIGKILL) at the
+ * end. `config`: TOML for farmemd.toml.
+ */
+export async function farmemd(t: After, server: string, opts: { args?: string[]; config?: string } = {}): Promise<Daemon> {
   const dir = tempDir(t, 'd');
+  const extra = [...(opts.args ?? [])];
+  if (opts.config !== undefined) {
+    fs.writeFileSync(path.join(dir, 'farmemd.toml'), opts.config);
+    extra.push('--config', path.join(dir, 'farmemd.toml'));
+  }
   const socket = path.join(dir, 'ctl.sock');
   const attachSocket = path.join(dir, 'attach.sock');
   const args = [
