@@ -12,6 +12,7 @@ import { Pager, nativeOps, type RegionStats } from '../pager';
 import { createPrefetcher } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
+import { NAME_EXPECTED, NAME_RE } from '../regions/validate';
 import type { AttachHost, DetachReason, NewAttachment, ResolveRequest, Resolution } from '../attach/host';
 import type { Logger } from '../log';
 import { PAGE_DIRTY, PAGE_RESIDENT, type AttachmentInfo, type Progress, type RegionPageMap, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from '../runtime';
@@ -284,6 +285,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   lookup: (name: string) => RegionSpec | null = () => null;
 
   resolveRegion(req: ResolveRequest): Resolution {
+    // A name no region can have is the caller's mistake, not a missing region: say what a name is.
+    if (!NAME_RE.test(req.name)) return { ok: false, code: 'INVALID_ARGUMENT', reason: `Expected ${NAME_EXPECTED} for region name but received ${JSON.stringify(req.name)}` };
     const spec = this.lookup(req.name);
     if (spec === null) return { ok: false, code: 'NOT_FOUND', reason: 'not found' };
     try {

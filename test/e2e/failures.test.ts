@@ -46,6 +46,12 @@ test('refused attaches say which region and why', { skip: userfaultfdUnavailable
   assert.equal(unknown.code, 2);
   assert.equal(unknown.stderr, 'fmattach: attach "nope": region "nope": not found (errno ENOENT)\n');
 
+  for (const bad of ['Bad Name', 'a'.repeat(64)]) {
+    const r = await c(d, ['--region', bad, '--pages', '1']).done;
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, `fmattach: attach "${bad}": region "${bad}": Expected 1 to 63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, for region name but received "${bad}" (errno EINVAL)\n`);
+  }
+
   // The daemon still serves: root (and the owner) may attach.
   const ok = await c(d, ['--region', 'priv', '--pages', '4', '--op', 'write,verify', '--seed', '3']).done;
   assert.equal(ok.code, 0, ok.stderr);
@@ -90,4 +96,28 @@ test('a memory server that hangs: a process killed mid-fault is torn down; one t
   assert.equal(JSON.parse(v.stdout).mismatches, 0);
   assert.equal(JSON.parse(v.stdout).checksum, JSON.parse(w.stdout).checksum);
   assert.equal(d.child.exitCode, null, 'farmemd is still running');
+});
+
+test('a memory server that goes away and comes back: the faulting process waits, then gets the right bytes', { skip }, async (t) => {
+  const ms = await memoryServer(t);
+  const proxy = await stallProxy(t, ms.address);
+  const d = await farmemd(t, proxy.address);
+  assert.equal((await cli(d, ['region', 'create', 'gone', '--size', '4MiB', '--prefetch', 'none'])).code, 0);
+  const w = await c(d, ['--region', 'gone', '--pages', '1024', '--op', 'write', '--seed', '41']).done;
+  assert.equal(w.code, 0, w.stderr);
+  await writeBackAndDrop(d, 'gone');
+
+  proxy.goDown();
+  const waiter = c(d, ['--region', 'gone', '--pages', '1024', '--op', 'verify', '--seed', '41']);
+  let exited = false;
+  void waiter.done.then(() => (exited = true));
+  await until(() => inFault(waiter.child.pid!), 'the process to block in a page fault');
+  await until(() => proxy.refused > 0, 'farmemd to try the memory server again');
+  assert.equal(exited, false, 'the faulting process waits while the memory server is gone');
+  assert.ok(inFault(waiter.child.pid!));
+  proxy.comeBack();
+  const v = await waiter.done;
+  assert.equal(v.code, 0, v.stderr);
+  assert.equal(JSON.parse(v.stdout).mismatches, 0);
+  assert.equal(JSON.parse(v.stdout).checksum, JSON.parse(w.stdout).checksum);
 });

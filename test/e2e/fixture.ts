@@ -39,11 +39,19 @@ export class StallProxy {
   private readonly server: net.Server;
   private readonly conns = new Set<{ a: net.Socket; b: net.Socket; held: [net.Socket, Buffer][] }>();
   private stalled = false;
+  private down = false;
+  /** Connections refused while down (farmemd trying again). */
+  refused = 0;
   /** Bytes from farmemd that arrived while stalled (a request is out when this grows). */
   heldBytes = 0;
 
   constructor(target: string) {
     this.server = net.createServer((a) => {
+      if (this.down) {
+        this.refused++;
+        a.destroy();
+        return;
+      }
       const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
       const b = net.connect(port, host);
       const c = { a, b, held: [] as [net.Socket, Buffer][] };
@@ -76,6 +84,20 @@ export class StallProxy {
   stall(): void {
     this.stalled = true;
     this.heldBytes = 0;
+  }
+
+  /** The server is gone: every connection is cut, new ones are closed at once. */
+  goDown(): void {
+    this.down = true;
+    this.refused = 0;
+    for (const c of this.conns) {
+      c.a.destroy();
+      c.b.destroy();
+    }
+  }
+
+  comeBack(): void {
+    this.down = false;
   }
 
   resume(): void {
