@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { userfaultfdUnavailable } from '../helpers/env';
+import { pageOrder, parseOrder } from '../../client/cli/demo-pattern';
 import { cli, farmemd, memoryServer } from './fixture';
 
 const skip = userfaultfdUnavailable() ?? false;
@@ -55,4 +56,16 @@ test('farmem demo: bad flags are usage errors', async (t) => {
   const big = await cli(d, ['demo', '--size', '1MiB', '--pages', '257']);
   assert.equal(big.code, 2);
   assert.equal(big.stderr, 'region "demo" did not exist: created it (1.0 MiB, resident budget 256.0 KiB)\nfarmem: Expected at most 256 pages (the size of region "demo") for --pages but received 257\n');
+});
+
+test('demo page orders: random:SEED is a seeded permutation, bad orders are refused', () => {
+  const seq = pageOrder({ kind: 'seq' }, 1000);
+  assert.deepEqual([...seq], Array.from({ length: 1000 }, (_, i) => i));
+  const r = pageOrder({ kind: 'random', seed: 7 }, 1000);
+  assert.deepEqual([...r].sort((a, b) => a - b), [...seq]);
+  assert.notDeepEqual([...r], [...seq]);
+  assert.deepEqual([...pageOrder({ kind: 'random', seed: 7 }, 1000)], [...r]);
+  assert.notDeepEqual([...pageOrder({ kind: 'random', seed: 8 }, 1000)], [...r]);
+  assert.deepEqual(parseOrder('random:12'), { kind: 'random', seed: 12 });
+  for (const bad of ['', 'rand', 'random:', 'random:-1', 'random:1x', 'stride:2']) assert.equal(parseOrder(bad), null, bad);
 });
