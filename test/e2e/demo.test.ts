@@ -1,8 +1,10 @@
 // `farmem demo` against a real farmemd (non-TTY: plain progress lines, then the summary).
 import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
 import { userfaultfdUnavailable } from '../helpers/env';
+import { FARMEM } from '../helpers/farmemd';
 import { pageOrder, parseOrder } from '../../client/cli/demo-pattern';
 import { cli, farmemd, memoryServer } from './fixture';
 
@@ -68,4 +70,28 @@ test('demo page orders: random:SEED is a seeded permutation, bad orders are refu
   assert.notDeepEqual([...pageOrder({ kind: 'random', seed: 8 }, 1000)], [...r]);
   assert.deepEqual(parseOrder('random:12'), { kind: 'random', seed: 12 });
   for (const bad of ['', 'rand', 'random:', 'random:-1', 'random:1x', 'stride:2']) assert.equal(parseOrder(bad), null, bad);
+});
+
+const scriptMissing = (() => {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'util-linux script(1) is not installed: no terminal to run the demo on';
+  }
+})();
+
+test('farmem demo on a terminal: a progress bar redrawn in place', { skip: skip || scriptMissing }, async (t) => {
+  const ms = await memoryServer(t);
+  const d = await farmemd(t, ms.address);
+  // script(1) gives the CLI a pseudo-terminal; its output is the terminal's bytes.
+  const cmd = [process.execPath, FARMEM, '--socket', d.socket, 'demo', '--size', '1MiB'].map((a) => `'${a}'`).join(' ');
+  const out = await new Promise<{ code: number; stdout: string }>((res) =>
+    execFile('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, FARMEM_SOCKET: '' }, timeout: 60_000 }, (e, stdout) => res({ code: e === null ? 0 : Number(e.code), stdout })),
+  );
+  assert.equal(out.code, 0, out.stdout);
+  assert.match(out.stdout, /\rwrite   \[#{30}\] 100% 256\/256 pages\r?\n/);
+  assert.match(out.stdout, /\rverify  \[#{30}\] 100% 256\/256 pages\r?\n/);
+  assert.doesNotMatch(out.stdout, /^write: \d+\/\d+ pages/m, 'no plain progress lines on a terminal');
+  assert.match(out.stdout, /verification: +ok: all 256 pages read back exactly as written/);
 });
