@@ -12,7 +12,7 @@ const skip = userfaultfdUnavailable() ?? false;
 
 test('farmem demo creates its region, pages it through the memory server and checks every byte', { skip }, async (t) => {
   const ms = await memoryServer(t);
-  const d = await farmemd(t, ms.address, { config: '[fault]\nthreads = 1\n' });
+  const d = await farmemd(t, ms.address);
 
   const r = await cli(d, ['demo', '--size', '4MiB', '--json']);
   assert.equal(r.code, 0, r.stderr);
