@@ -58,6 +58,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     pin: config.fault.pin,
     unavailableAfterMs: config.fault.unavailableTimeoutMs,
     storeFor: (spec) => stores.storeFor(spec),
+    metrics,
   });
   runtime.lookup = (name) => registry.get(name);
   await daemon.useRuntime(runtime);

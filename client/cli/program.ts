@@ -8,6 +8,8 @@ import { writeHeatmap } from './heatmap';
 import { runWatch } from './watch';
 import { intervalLabel } from './watch-view';
 import { tryParseDurationMs } from '../../daemon/util/duration';
+import { runDemo } from './demo';
+import { parseOrder } from './demo-pattern';
 
 const EXIT_CODES = `
 Exit codes:
@@ -306,6 +308,41 @@ export function buildProgram(): Command {
           ]);
         });
       });
+    });
+
+  program
+    .command('demo')
+    .description('run a workload against a region (creating "demo" if missing): write a pattern, write it back and drop it, read it back from the memory servers and check it; prints faults, hit ratio and throughput')
+    .option('--region <name>', 'the region to use', 'demo')
+    .option('--size <size>', 'size when the region must be created', sizeArg('--size'), 64 * 1024 * 1024)
+    .option('--resident <size>', 'resident budget when the region must be created (default: a quarter of --size)', sizeArg('--resident'))
+    .option('--pages <n>', 'pages to touch (default: the whole region)', intArg('--pages', 1, 2 ** 31))
+    .option('--pattern <order>', 'page order: seq, random or random:SEED', 'seq')
+    .option('--seed <n>', 'seed of the bytes written', intArg('--seed', 0, 1_000_000_000), 1)
+    .option('--attach-socket <path>', "farmemd's attach socket (default: the one farmemd reports)")
+    .option('--json', 'print the summary as JSON (progress still goes to stderr)')
+    .addHelpText('after', '\nExit codes: 0 every page read back as written, 1 a page differed or farmemd failed, 2 usage error.')
+    .action(async (o, cmd: Command) => {
+      const order = parseOrder(o.pattern);
+      if (order === null) throw new CliError(`Expected seq, random or random:SEED for --pattern but received ${JSON.stringify(o.pattern)}`, 2);
+      const code = await withClient(cmd, (c, out) =>
+        runDemo(
+          c,
+          {
+            region: o.region,
+            sizeBytes: o.size,
+            residentBytes: o.resident ?? Math.floor(o.size / 4 / 4096) * 4096,
+            pages: o.pages ?? null,
+            seed: o.seed,
+            order,
+            orderLabel: o.pattern,
+            attachSocket: o.attachSocket ?? null,
+            json: out.json,
+          },
+          { tty: process.stderr.isTTY === true, out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) },
+        ),
+      );
+      if (code !== 0) throw new CliError('demo: verification failed', code);
     });
 
   program

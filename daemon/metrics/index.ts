@@ -1,6 +1,7 @@
 // Prometheus metrics of farmemd (prom-client). Every metric the issues name is registered here, in
-// one registry; the parts that count (the pager, the evictor, the attach server) are handed this
-// object and feed it. /metrics is served over HTTP on the configured address.
+// one registry. Parts that count on a hot path keep plain counters and register a collector
+// (addCollector) that copies them into the metrics at scrape time; the fault-service histogram is
+// observed directly. /metrics is served over HTTP on the configured address.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
@@ -12,7 +13,7 @@ export interface DaemonMetrics {
   registry: client.Registry;
   /** Faults served, by kind: cache_hit (native, no JS), remote (fetched), zero (never written), wp (first write). */
   faults: client.Counter<'kind'>;
-  /** Time from a fault being read to its page being installed, by kind. */
+  /** Time from the pager (JS thread) receiving a missed fault to its install, by kind (remote, zero, cache). */
   faultSeconds: client.Histogram<'kind'>;
   cacheBytes: client.Gauge;
   cacheCapacityBytes: client.Gauge;
@@ -22,6 +23,7 @@ export interface DaemonMetrics {
   attachments: client.Gauge;
   regions: client.Gauge;
   residentBytes: client.Gauge<'region'>;
+  residentPages: client.Gauge<'region'>;
   dirtyPages: client.Gauge<'region'>;
   evictions: client.Counter;
   writebackPages: client.Counter;
@@ -32,6 +34,8 @@ export interface DaemonMetrics {
   controlCalls: client.Counter<'method' | 'code'>;
   /** The pager's pools, read at each scrape for the per-server pool state and repair progress. */
   pools: () => readonly PoolView[];
+  /** Runs fn before every scrape of the metrics it feeds (it must be cheap and synchronous). */
+  addCollector(fn: () => void): void;
 }
 
 /** Gauges computed at scrape from the pools (never on the fault path). */
@@ -92,30 +96,47 @@ export function createMetrics(): DaemonMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const r = [registry];
+  // Every metric fed by collectors runs all of them on scrape (prom-client calls collect per metric,
+  // in registration order; collectors only add deltas and set gauges, so running them again is harmless).
+  const collectors: (() => void)[] = [];
+  const collect = (): void => {
+    for (const c of collectors) c();
+  };
   const m: DaemonMetrics = {
+    addCollector: (fn) => void collectors.push(fn),
+    pools: () => [],
     registry,
-    faults: new client.Counter({ name: 'farmem_faults_total', help: 'Page faults served, by kind (cache_hit, remote, zero, wp)', labelNames: ['kind'], registers: r }),
+    faults: new client.Counter({
+      name: 'farmem_faults_total',
+      help: 'Page faults served, by kind: cache_hit (from the daemon page cache), remote (fetched from a memory server), zero (a page never written: zeros), wp (first write to a clean resident page)',
+      labelNames: ['kind'],
+      registers: r,
+      collect,
+    }),
     faultSeconds: new client.Histogram({
       name: 'farmem_fault_service_seconds',
-      help: 'Time to serve a page fault, from read to install, by kind',
+      help:
+        'Fault-service time measured in the pager: from the JS thread receiving a fault the native page cache missed to the page being installed ' +
+        '(fetch, retries and install included; the fault thread\'s read and hand-off to JS and native cache hits are not timed), ' +
+        'by kind: remote, zero, cache (staged in the cache after the fault thread looked)',
       labelNames: ['kind'],
       buckets: [5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 1],
       registers: r,
     }),
-    cacheBytes: new client.Gauge({ name: 'farmem_cache_bytes', help: 'Bytes held by the daemon page cache', registers: r }),
+    cacheBytes: new client.Gauge({ name: 'farmem_cache_bytes', help: 'Bytes held by the daemon page cache', registers: r, collect }),
     cacheCapacityBytes: new client.Gauge({ name: 'farmem_cache_capacity_bytes', help: 'Byte budget of the daemon page cache', registers: r }),
-    cacheHitRatio: new client.Gauge({ name: 'farmem_cache_hit_ratio', help: 'Page cache hits / lookups since start', registers: r }),
-    remoteBytes: new client.Counter({ name: 'farmem_remote_bytes_total', help: 'Page bytes moved to and from memory servers', labelNames: ['direction'], registers: r }),
-    attachments: new client.Gauge({ name: 'farmem_attachments', help: 'Processes attached to regions', registers: r }),
+    cacheHitRatio: new client.Gauge({ name: 'farmem_cache_hit_ratio', help: 'Page cache hits / lookups since start', registers: r, collect }),
+    remoteBytes: new client.Counter({ name: 'farmem_remote_bytes_total', help: 'Page bytes moved to and from memory servers', labelNames: ['direction'], registers: r, collect }),
+    attachments: new client.Gauge({ name: 'farmem_attachments', help: 'Processes attached to regions', registers: r, collect }),
     regions: new client.Gauge({ name: 'farmem_regions', help: 'Regions in the registry', registers: r }),
-    residentBytes: new client.Gauge({ name: 'farmem_region_resident_bytes', help: 'Resident bytes of a region on this host', labelNames: ['region'], registers: r }),
-    dirtyPages: new client.Gauge({ name: 'farmem_region_dirty_pages', help: 'Dirty (not yet written back) pages of a region', labelNames: ['region'], registers: r }),
-    evictions: new client.Counter({ name: 'farmem_evictions_total', help: 'Pages evicted from regions', registers: r }),
-    writebackPages: new client.Counter({ name: 'farmem_writeback_pages_total', help: 'Dirty pages written back to memory servers', registers: r }),
+    residentBytes: new client.Gauge({ name: 'farmem_region_resident_bytes', help: 'Resident bytes of a region on this host', labelNames: ['region'], registers: r, collect }),
+    residentPages: new client.Gauge({ name: 'farmem_region_resident_pages', help: 'Resident pages of a region on this host', labelNames: ['region'], registers: r, collect }),
+    dirtyPages: new client.Gauge({ name: 'farmem_region_dirty_pages', help: 'Dirty (not yet written back) pages of a region', labelNames: ['region'], registers: r, collect }),
+    evictions: new client.Counter({ name: 'farmem_evictions_total', help: 'Pages evicted from regions', registers: r, collect }),
+    writebackPages: new client.Counter({ name: 'farmem_writeback_pages_total', help: 'Dirty pages written back to memory servers', registers: r, collect }),
     evictionStalls: new client.Counter({ name: 'farmem_eviction_stalls_total', help: 'Times eviction stalled, by reason', labelNames: ['reason'], registers: r }),
     serverUp: new client.Gauge({ name: 'farmem_memory_server_up', help: '1 when the memory server answered its last probe', labelNames: ['server'], registers: r }),
     controlCalls: new client.Counter({ name: 'farmem_control_calls_total', help: 'Control-socket calls, by method and gRPC status', labelNames: ['method', 'code'], registers: r }),
-    pools: () => [],
   };
   poolGauges(m, r);
   return m;

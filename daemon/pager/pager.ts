@@ -47,6 +47,13 @@ export interface PagerOptions extends EvictorOptions {
   accessSource?: AccessSource | null;
   /** Called after the pager tore an attachment down (ESRCH/EBADF or a 'gone' event): remove it from the FaultThread, close fds. */
   onAttachmentGone?: (attachment: number, reason: string) => void;
+  /**
+   * Called once per demand install with the time (µs) from the pager receiving the miss on the JS
+   * thread to the page's install: 'remote' (fetched), 'zero' (absent everywhere), 'cache' (staged in
+   * the native cache after the fault thread looked). Not timed: native cache hits, the fault thread's
+   * read and the hand-off to JS.
+   */
+  onFaultServed?: (region: number, kind: 'remote' | 'zero' | 'cache', micros: number) => void;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -66,6 +73,7 @@ export class Pager {
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
   private readonly onGone: (attachment: number, reason: string) => void;
+  private readonly onServed: ((region: number, kind: 'remote' | 'zero' | 'cache', micros: number) => void) | null;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
   /** Pages waiting to be read, per region (flushed once per event batch / tick, or at maxBatch). */
@@ -88,6 +96,7 @@ export class Pager {
     this.retryInitialMs = opts.retryInitialMs ?? 5;
     this.retryMaxMs = opts.retryMaxMs ?? 1000;
     this.onGone = opts.onAttachmentGone ?? (() => {});
+    this.onServed = opts.onFaultServed ?? null;
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? defaultSleep;
     this.evictor = new Evictor(this, opts);
@@ -308,6 +317,7 @@ export class Pager {
     const hit = f !== undefined;
     if (f === undefined) {
       f = newInFlight(p, false);
+      if (this.onServed !== null) f.missAt = performance.now();
       r.inFlight.set(p, f);
       f.waiters.add(a);
       if (write) f.writers.add(a);
@@ -324,6 +334,7 @@ export class Pager {
       this.enqueueRead(r, p);
     } else {
       r.counters.faultsJoined++;
+      if (f.missAt === null && this.onServed !== null) f.missAt = performance.now(); // a guess a process now waits on
       if (f.prefetch && f.waiters.size === 0) {
         // A guess that paid: the fetch was already out when the process asked.
         f.prefetch = false;
@@ -572,6 +583,9 @@ export class Pager {
       if (data === null) r.counters.faultsZero++;
       else r.counters.faultsRemote++;
     }
+    if (out === 'done' && f.missAt !== null && this.onServed !== null) {
+      this.onServed(r.cfg.key, f.fromCache ? 'cache' : data === null ? 'zero' : 'remote', (performance.now() - f.missAt) * 1000);
+    }
   }
 
   private runAgain(): void {
@@ -659,7 +673,7 @@ export class Pager {
 }
 
 function newInFlight(page: number, prefetch: boolean): InFlight {
-  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null };
+  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null, missAt: null };
 }
 
 function countPrefetchInFlight(r: RegionState): number {

@@ -62,6 +62,8 @@ export interface InFlight {
   fromCache: boolean;
   /** When the first attempt failed (ms), for the unavailability timeout. */
   failingSince: number | null;
+  /** performance.now() when the first process fault on the page reached the pager (null: a guess nobody asked for yet). */
+  missAt: number | null;
 }
 
 export interface RegionCounters {

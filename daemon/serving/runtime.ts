@@ -12,11 +12,15 @@ import { Pager, nativeOps, type RegionStats } from '../pager';
 import { createPrefetcher } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
+import { NAME_EXPECTED, NAME_RE } from '../regions/validate';
 import type { AttachHost, DetachReason, NewAttachment, ResolveRequest, Resolution } from '../attach/host';
 import type { Logger } from '../log';
 import { PAGE_DIRTY, PAGE_RESIDENT, type AttachmentInfo, type Progress, type RegionPageMap, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from '../runtime';
 import { DIRTY, RES } from '../pager/state';
 import type { PageStore } from '../remote/types';
+import type { DaemonMetrics } from '../metrics';
+import { FaultLatency } from './latency';
+import { feedMetrics } from './metrics';
 
 export interface PagingOptions {
   logger: Logger;
@@ -31,6 +35,8 @@ export interface PagingOptions {
   unavailableAfterMs: number;
   /** Where a region's pages live (the pool for its servers). */
   storeFor(spec: RegionSpec): PageStore;
+  /** Prometheus metrics to feed (faults, cache, remote bytes, attachments, per-region pages, latency). */
+  metrics?: DaemonMetrics;
 }
 
 interface LiveRegion {
@@ -70,6 +76,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private nextKey = 1;
   private nextAttachment = 1;
   private readonly log: Logger;
+  /** Fault-service latency per region key (the pager's onFaultServed measurement). */
+  private readonly latency = new Map<number, FaultLatency>();
 
   constructor(private readonly opts: PagingOptions) {
     this.log = opts.logger.child({ part: 'paging' });
@@ -81,7 +89,12 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       globalCapBytes: opts.residentCapBytes,
       unavailableAfterMs: opts.unavailableAfterMs,
       onAttachmentGone: (id, reason) => this.endAttachment(id, reason),
+      onFaultServed: (key, kind, micros) => {
+        this.latency.get(key)?.record(micros);
+        opts.metrics?.faultSeconds.observe({ kind }, micros / 1e6);
+      },
     });
+    if (opts.metrics !== undefined) feedMetrics(opts.metrics, this);
     const cpus = os.availableParallelism();
     const n = opts.faultThreads > 0 ? opts.faultThreads : cpus;
     for (let i = 0; i < n; i++) {
@@ -105,6 +118,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     const pages = spec.sizeBytes / spec.pageSize;
     const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: 64, pageSize: spec.pageSize });
     const live: LiveRegion = { spec, key, memfd: fd, prefetcher };
+    this.latency.set(key, new FaultLatency());
     this.pager.addRegion({
       key,
       name: spec.name,
@@ -134,6 +148,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       if (attached.length > 0) {
         throw new RegionError('precondition', `delete region "${spec.name}": ${attached.length} process(es) attached (pid ${attached.map((a) => a.pid).join(', ')}); detach them first`);
       }
+      this.retire(r);
       this.pager.removeRegion(r.key);
       this.cache.dropRegion(r.key);
       closeFd(r.memfd);
@@ -163,9 +178,31 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       remoteBytesIn: s.remoteBytesIn,
       remoteBytesOut: s.remoteBytesOut,
       attachments,
-      faultP50Us: 0,
-      faultP99Us: 0,
+      faultP50Us: this.latency.get(r.key)?.percentile(50) ?? 0,
+      faultP99Us: this.latency.get(r.key)?.percentile(99) ?? 0,
     };
+  }
+
+  /** Counters of regions that were removed, so daemon-wide totals (metrics) never go backwards. */
+  readonly retired = { cacheHit: 0, remote: 0, zero: 0, wp: 0, remoteBytesIn: 0, remoteBytesOut: 0, evictions: 0, writebacks: 0 };
+
+  private retire(r: LiveRegion): void {
+    const s = this.pager.stats(r.key);
+    const t = this.retired;
+    t.cacheHit += s.faults.cacheHit;
+    t.remote += s.faults.remote;
+    t.zero += s.faults.zero;
+    t.wp += s.faults.wp;
+    t.remoteBytesIn += s.remoteBytesIn;
+    t.remoteBytesOut += s.remoteBytesOut;
+    t.evictions += s.evicted.clean + s.evicted.dirty;
+    t.writebacks += s.writeBack.pages;
+    this.latency.delete(r.key);
+  }
+
+  /** Live attachments (the metrics collector reads it). */
+  get attachmentTotal(): number {
+    return this.attachments.size;
   }
 
   pageMap(spec: RegionSpec): RegionPageMap | null {
@@ -248,6 +285,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   lookup: (name: string) => RegionSpec | null = () => null;
 
   resolveRegion(req: ResolveRequest): Resolution {
+    // A name no region can have is the caller's mistake, not a missing region: say what a name is.
+    if (!NAME_RE.test(req.name)) return { ok: false, code: 'INVALID_ARGUMENT', reason: `Expected ${NAME_EXPECTED} for region name but received ${JSON.stringify(req.name)}` };
     const spec = this.lookup(req.name);
     if (spec === null) return { ok: false, code: 'NOT_FOUND', reason: 'not found' };
     try {
@@ -260,6 +299,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       // A daemon restarted after a crash: the process kept the region's memfd (with every page
       // written before the crash); adopt it instead of the empty one we made at start-up.
       if (r !== undefined) {
+        this.retire(r);
         this.pager.removeRegion(r.key);
         this.cache.dropRegion(r.key);
         closeFd(r.memfd);
