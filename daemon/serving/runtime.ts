@@ -31,9 +31,10 @@ export function storeFailure(op: string, spec: RegionSpec, e: unknown): Error {
     if (at >= 0) detail = detail.slice(at + ` on ${e.server}: `.length);
   }
   detail = detail.replace(/\s*Resolution note:\s*$/, '');
-  const where = e.server !== null ? `memory server ${e.server}` : 'the memory servers';
-  if (e.kind === 'unavailable') return new RegionError('unavailable', `${op} region "${spec.name}": ${where} unavailable: ${detail.replace(/^UNAVAILABLE: /, '')}`);
-  return new RegionError('precondition', `${op} region "${spec.name}": ${where}: ${detail}`);
+  const kind = e.kind === 'unavailable' ? 'unavailable' : 'precondition';
+  if (e.server === null) return new RegionError(kind, `${op} region "${spec.name}": ${detail}`);
+  if (e.kind === 'unavailable') return new RegionError(kind, `${op} region "${spec.name}": memory server ${e.server} unavailable: ${detail.replace(/^UNAVAILABLE: /, '')}`);
+  return new RegionError(kind, `${op} region "${spec.name}": memory server ${e.server}: ${detail}`);
 }
 
 export interface PagingOptions {

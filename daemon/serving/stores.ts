@@ -6,7 +6,30 @@ import type { KnownServer } from '../servers';
 import type { RegionSpec } from '../regions/types';
 import { MemoryServerClient } from '../remote';
 import { MemoryPool, type PoolMember } from '../remote/pool';
-import type { PageStore } from '../remote/types';
+import { PageStoreError, type PageStore, type ReadResult } from '../remote/types';
+
+/**
+ * The store of a region when the daemon knows no memory server (none configured, the embedded one
+ * disabled): the region exists and is served, but every page that must leave or come back from
+ * remote memory fails as unavailable (the region's on-unavailable policy applies), and nothing is
+ * stored anywhere to delete.
+ */
+class NoServerStore implements PageStore {
+  private fail(): never {
+    throw new PageStoreError('unavailable', 'no memory server is configured (farmemd runs with --no-embedded-server and no --memory-server)');
+  }
+  async read(): Promise<ReadResult> {
+    this.fail();
+  }
+  async write(): Promise<void> {
+    this.fail();
+  }
+  async sync(): Promise<void> {
+    this.fail();
+  }
+  async deleteRegion(): Promise<void> {}
+  async close(): Promise<void> {}
+}
 
 export interface StoreOptions {
   logger: Logger;
@@ -47,6 +70,7 @@ export class Stores {
   }
 
   storeFor(spec: RegionSpec): PageStore {
+    if (spec.servers.length === 0 && this.opts.servers().length === 0) return new NoServerStore();
     return this.poolFor(spec);
   }
 
