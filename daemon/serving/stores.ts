@@ -45,7 +45,7 @@ function member(s: KnownServer, logger: Logger): PoolMember {
     return fs.readFileSync(f, 'utf8');
   };
   const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
-  const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ server: s.address }) });
+  const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ part: 'remote' }) }); // the client names the server in each line itself
   return { id: s.address, weight: s.weight, store: client, health: async () => (await client.health()) === 'SERVING' };
 }
 
