@@ -84,7 +84,10 @@ export class ControlClient {
 
   private fail(e: grpc.ServiceError): ControlError {
     const code = grpc.status[e.code] ?? String(e.code);
-    if (e.code === grpc.status.UNAVAILABLE && !e.details.includes('farmemd is stopping')) {
+    // farmemd's own UNAVAILABLE refusals name their operation and region (`sync region "db": memory
+    // server ... unavailable: ...`): those are its answer, not a lost connection.
+    const refusal = /^[a-z-]+ region "[^"]*": /.test(e.details) || e.details.includes('farmemd is stopping');
+    if (e.code === grpc.status.UNAVAILABLE && !refusal) {
       // grpc-js words a lost daemon as "No connection established. Last error: Error: connect
       // ECONNREFUSED ..."; say it as the first connect would have.
       const errno = /\bconnect (E[A-Z]+)\b/.exec(e.details)?.[1];

@@ -17,10 +17,29 @@ import type { AttachHost, DetachReason, NewAttachment, ResolveRequest, Resolutio
 import type { Logger } from '../log';
 import { PAGE_DIRTY, PAGE_RESIDENT, type AttachmentInfo, type Progress, type RegionPageMap, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from '../runtime';
 import { DIRTY, RES } from '../pager/state';
-import type { PageStore } from '../remote/types';
 import type { DaemonMetrics } from '../metrics';
 import { FaultLatency } from './latency';
 import { feedMetrics } from './metrics';
+import { PageStoreError, type PageStore } from '../remote/types';
+
+/**
+ * A PageStore failure as the user sees it: the region by name (the store only knows its id), the
+ * server, and what went wrong without the store's own prefix (`sync region "<id>" on <addr>: `)
+ * nor grpc-js's empty trailing "Resolution note:".
+ */
+export function storeFailure(op: string, spec: RegionSpec, e: unknown): Error {
+  if (!(e instanceof PageStoreError)) return e as Error;
+  let detail = e.message;
+  if (e.server !== null) {
+    const at = detail.indexOf(` on ${e.server}: `);
+    if (at >= 0) detail = detail.slice(at + ` on ${e.server}: `.length);
+  }
+  detail = detail.replace(/\s*Resolution note:\s*$/, '');
+  const kind = e.kind === 'unavailable' ? 'unavailable' : 'precondition';
+  if (e.server === null) return new RegionError(kind, `${op} region "${spec.name}": ${detail}`);
+  if (e.kind === 'unavailable') return new RegionError(kind, `${op} region "${spec.name}": memory server ${e.server} unavailable: ${detail.replace(/^UNAVAILABLE: /, '')}`);
+  return new RegionError(kind, `${op} region "${spec.name}": memory server ${e.server}: ${detail}`);
+}
 
 export interface PagingOptions {
   logger: Logger;
@@ -154,8 +173,14 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       closeFd(r.memfd);
       this.regions.delete(spec.id);
     }
-    const store = this.opts.storeFor(spec);
-    await store.deleteRegion(spec.id);
+    // The region is gone from this daemon either way; a memory server that cannot be reached keeps
+    // its copy of the pages until it is told again (worth a warning, not a refused delete that
+    // would leave a region the pager no longer serves).
+    try {
+      await this.opts.storeFor(spec).deleteRegion(spec.id);
+    } catch (e) {
+      this.log.warn({ region: spec.name, err: storeFailure('delete', spec, e).message }, `region "${spec.name}" deleted, but its pages could not be freed on the memory servers: ${storeFailure('delete', spec, e).message}`);
+    }
     return { pagesFreed: 0 };
   }
 
@@ -250,7 +275,11 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       progress(last);
     };
     if (signal.aborted) throw new RegionError('precondition', `sync region "${spec.name}": cancelled`);
-    await this.pager.sync(r.key, (p) => report(p.done, p.total));
+    try {
+      await this.pager.sync(r.key, (p) => report(p.done, p.total));
+    } catch (e) {
+      throw storeFailure('sync', spec, e);
+    }
     return { ...last, message: `synced: ${last.pagesTotal} dirty page(s) written back and made durable` };
   }
 

@@ -8,11 +8,15 @@ import { MemoryServerClient } from '../remote';
 import { MemoryPool, type PoolMember } from '../remote/pool';
 import { PageStoreError, type PageStore, type ReadResult } from '../remote/types';
 
-/** The store of regions with nowhere to put pages: every call fails as unavailable (faults wait). */
+/**
+ * The store of a region when the daemon knows no memory server (none configured, the embedded one
+ * disabled): the region exists and is served, but every page that must leave or come back from
+ * remote memory fails as unavailable (the region's on-unavailable policy applies), and nothing is
+ * stored anywhere to delete.
+ */
 class NoServerStore implements PageStore {
-  constructor(private readonly why: string) {}
   private fail(): never {
-    throw new PageStoreError('unavailable', this.why);
+    throw new PageStoreError('unavailable', 'no memory server is configured (farmemd runs with --no-embedded-server and no --memory-server)');
   }
   async read(): Promise<ReadResult> {
     this.fail();
@@ -51,7 +55,7 @@ function member(s: KnownServer, logger: Logger): PoolMember {
     return fs.readFileSync(f, 'utf8');
   };
   const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
-  const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ server: s.address }) });
+  const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ part: 'remote' }) });
   return {
     id: s.address,
     weight: s.weight,
@@ -97,11 +101,7 @@ export class Stores {
   }
 
   storeFor(spec: RegionSpec): PageStore {
-    const known = this.opts.servers();
-    if (spec.servers.length === 0 && known.length === 0) {
-      // Region creation still works; its faults wait (logged loudly) until a server is configured.
-      return new NoServerStore(`region "${spec.name}": no memory server is configured (name one with --memory-server or [[memory_servers]] and restart farmemd)`);
-    }
+    if (spec.servers.length === 0 && this.opts.servers().length === 0) return new NoServerStore();
     return this.poolFor(spec);
   }
 

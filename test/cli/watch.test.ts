@@ -1,5 +1,5 @@
-// `farmem stats --watch` end to end: against a real farmemd child (no pager), against the control
-// service in-process with a test pager, piped (one block per refresh) and on a terminal (tmux).
+// `farmem stats --watch` end to end: against a real farmemd child (its real pager, nothing
+// attached), against the control service in-process with a test pager or none, piped (one block per refresh) and on a terminal (tmux).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -8,9 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FARMEM, startFarmemd, tempDir, type Farmemd } from '../helpers/farmemd';
 import { farmemAsync, startInProcess } from '../control/inproc';
-import type { RegionStatsSnapshot, RuntimeStats } from '../../daemon/runtime';
+import os from 'node:os';
+import { NoPagerRuntime, type RegionStatsSnapshot, type RuntimeStats } from '../../daemon/runtime';
 
 const NO_PAGER = 'no pager is attached to this daemon: faults are not served and nothing is counted';
+/** What farmemd's pager says it is: one fault thread per vCPU, pinned (the defaults). */
+const PAGER = `pager (${os.availableParallelism()} fault thread${os.availableParallelism() === 1 ? '' : 's'}, pinned)`;
+const esc = (s: string) => s.replace(/[()]/g, '\\$&');
 
 let d: Farmemd;
 before(async () => {
@@ -21,7 +25,7 @@ after(async () => {
   fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
-test('piped: --count N prints N blocks, each saying there is no pager', async () => {
+test('piped: --count N prints N blocks, each with the pager and its true zeros', async () => {
   const r = await farmemAsync(d.socket, ['stats', '--watch', '--interval', '100ms', '--count', '3']);
   assert.equal(r.stderr, '');
   assert.equal(r.status, 0);
@@ -29,8 +33,29 @@ test('piped: --count N prints N blocks, each saying there is no pager', async ()
   const heads = r.stdout.split('\n').filter((l) => l.startsWith('farmemd '));
   assert.equal(heads.length, 3);
   for (const h of heads) assert.match(h, new RegExp(`^farmemd \\d+\\.\\d+\\.\\d+  pid ${d.child.pid}  RUNNING  up \\d+s  0 regions  \\d\\d:\\d\\d:\\d\\d  \\(every 100ms\\)$`));
-  assert.equal(r.stdout.split('\n').filter((l) => l === `pager: none — ${NO_PAGER}`).length, 3);
-  assert.doesNotMatch(r.stdout, /faults\/s/);
+  assert.equal(r.stdout.split('\n').filter((l) => l === `pager: ${PAGER}`).length, 3);
+  const blocks = r.stdout.split(/\n\n(?=farmemd )/);
+  assert.equal(blocks.length, 3);
+  // Nothing attached, nothing faulted: the first refresh has no rates yet, the next ones true zeros.
+  const body = (b: string) => b.split('\n').slice(3, 9).join('\n');
+  assert.equal(body(blocks[0]!), [
+    'faults/s    - (rates from the next refresh)',
+    'hit ratio   - (since start -)',
+    'remote      in - MB/s, out - MB/s',
+    'memory      cache 0 of 256.0 MiB, resident 0 (cap none), 0 dirty pages, 0 attachments',
+    '',
+    'no regions',
+  ].join('\n'));
+  for (const b of blocks.slice(1)) {
+    assert.equal(body(b), [
+      'faults/s    0.0 total: 0.0 cache hit, 0.0 remote, 0.0 zero, 0.0 wp, 0.0 sigbus',
+      'hit ratio   - (since start -)',
+      'remote      in 0.00 MB/s, out 0.00 MB/s',
+      'memory      cache 0 of 256.0 MiB, resident 0 (cap none), 0 dirty pages, 0 attachments',
+      '',
+      'no regions',
+    ].join('\n'));
+  }
   assert.match(r.stdout, /^SERVER\s+STATE\s+USED\s+CAPACITY\s+REGIONS\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s/m);
   assert.ok(r.stdout.endsWith('\n\n'));
 });
@@ -41,10 +66,21 @@ test('piped with --json: one JSON object per line and refresh', async () => {
   const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 2);
   for (const v of lines) {
-    assert.deepEqual(v.daemon.pager, false);
-    assert.equal(v.daemon.pagerDetail, NO_PAGER);
-    assert.equal(v.pager, null);
-    assert.equal(v.intervalSeconds, null);
+    assert.deepEqual(v.daemon.pager, true);
+    assert.equal(v.daemon.pagerDetail, PAGER);
+    assert.deepEqual(v.servers.map((x: { address: string }) => x.address), ['127.0.0.1:1']);
+  }
+  const [first, second] = lines;
+  assert.equal(first.intervalSeconds, null);
+  assert.deepEqual(first.pager, {
+    attachments: 0, faultsPerSecond: null, hitRatio: null, hitRatioSinceStart: null, remoteInMBps: null, remoteOutMBps: null,
+    cacheBytes: 0, cacheCapacityBytes: 256 << 20, residentBytes: 0, residentCapBytes: 0, dirtyPages: 0,
+  });
+  assert.ok(second.intervalSeconds > 0);
+  assert.deepEqual(second.pager.faultsPerSecond, { total: 0, cacheHit: 0, remote: 0, zero: 0, writeProtect: 0, sigbus: 0 });
+  assert.equal(second.pager.remoteInMBps, 0);
+  assert.equal(second.pager.remoteOutMBps, 0);
+  for (const v of lines) {
     assert.equal(v.servers[0].address, '127.0.0.1:1');
   }
 });
@@ -90,6 +126,26 @@ test('--interval and --count: usage errors exit 2', async () => {
     const r = await farmemAsync(d.socket, args);
     assert.equal(r.stderr, stderr, args.join(' '));
     assert.equal(r.status, 2, args.join(' '));
+  }
+});
+
+test('without a pager (in-process, NoPagerRuntime): each block says so, and shows no rates', async (t) => {
+  const p = await startInProcess();
+  t.after(() => p.close());
+  await p.daemon.useRuntime(new NoPagerRuntime());
+  const r = await farmemAsync(p.socket, ['stats', '--watch', '--interval', '100ms', '--count', '2']);
+  assert.equal(r.stderr, '');
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.split('\n').filter((l) => l === `pager: none — ${NO_PAGER}`).length, 2);
+  assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('farmemd ')).length, 2);
+  assert.doesNotMatch(r.stdout, /faults\/s/);
+  const j = await farmemAsync(p.socket, ['stats', '--watch', '--json', '--interval', '100ms', '--count', '2']);
+  assert.equal(j.status, 0, j.stderr);
+  for (const v of j.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))) {
+    assert.equal(v.daemon.pager, false);
+    assert.equal(v.daemon.pagerDetail, NO_PAGER);
+    assert.equal(v.pager, null);
+    assert.equal(v.intervalSeconds, null);
   }
 });
 
@@ -179,7 +235,7 @@ test('on a terminal: redraws in place, Ctrl-C exits 0', { skip: tmuxMissing ?? f
   await until('three redraws', () => redraws() >= 3);
   const s = screen();
   assert.equal(s.split('\n').filter((l) => l.startsWith('farmemd ')).length, 1, `one view on the screen, drawn over:\n${s}`);
-  assert.match(s, new RegExp(`^pager: none — ${NO_PAGER}$`, 'm'));
+  assert.match(s, new RegExp(`^pager: ${esc(PAGER)}$`, 'm'));
   tmux(sock, 'send-keys', '-t', 'w', 'C-c');
   // The terminal echoes ^C before the shell prints the status.
   await until('the exit status', () => /exit=\d+$/m.test(screen()));

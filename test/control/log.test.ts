@@ -54,6 +54,17 @@ test('pretty mode: human lines with the same fields, not JSON', () => {
 interface Run {
   stdout: string;
   code: number | string;
+  /** What `farmem region sync x` printed on stderr, and its exit status. */
+  sync: { stderr: string; status: number | null };
+}
+
+function cli(socket: string, args: string[]): Promise<{ stderr: string; status: number | null }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [FARMEM, '--socket', socket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr.on('data', (d) => (stderr += d));
+    c.once('close', (status) => resolve({ stderr, status }));
+  });
 }
 
 /** farmemd with `args` until its control socket answers, then SIGTERM; its whole stdout. */
@@ -66,16 +77,19 @@ async function runFarmemd(args: string[]): Promise<Run> {
       env: { ...process.env, NOTIFY_SOCKET: '' },
     });
     let stdout = '';
+    let sync = { stderr: '', status: null as number | null };
     child.stdout.on('data', (d) => (stdout += d));
     const exited = new Promise<number | string>((resolve) => child.once('close', (code, sig) => resolve(code ?? sig ?? -1)));
     try {
       for (let i = 0; i < 200 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
       // One control call, so the daemon has something to log at info.
-      await new Promise<void>((resolve) => spawn(process.execPath, [FARMEM, '--socket', socket, 'region', 'create', 'x', '--size', '4KiB'], { stdio: 'ignore' }).once('close', () => resolve()));
+      const create = await cli(socket, ['region', 'create', 'x', '--size', '4KiB']);
+      assert.equal(create.status, 0, create.stderr);
+      sync = await cli(socket, ['region', 'sync', 'x']);
     } finally {
       child.kill('SIGTERM');
     }
-    return { stdout, code: await exited };
+    return { stdout, code: await exited, sync };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -87,6 +101,14 @@ test('farmemd: every stdout line is JSON, and --log-level warn keeps only warnin
   const lines = all.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.ok(lines.some((l) => l.msg === 'region created' && l.region === 'x' && typeof l.pid === 'number' && l.pid !== l.daemonPid));
   assert.ok(lines.every((l) => typeof l.daemonPid === 'number' && l.name === 'farmemd'));
+  // Nothing listens on 127.0.0.1:1: the pool's health checks say so, as warnings; a refused sync is an answer, not a warning
+  // (whether the health check ran yet depends on timing); nothing else is a warning or worse.
+  assert.equal(all.sync.status, 1);
+  assert.equal(all.sync.stderr, 'farmem: sync region "x": memory server 127.0.0.1:1 unavailable: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1.\n');
+  for (const l of lines.filter((x) => (x.level as number) >= 40)) {
+    assert.equal(l.level, 40, JSON.stringify(l));
+    assert.match(String(l.msg), /^(memory server 127\.0\.0\.1:1 is (suspect|down))$/, JSON.stringify(l));
+  }
 
   const warn = await runFarmemd(['--log-level', 'warn']);
   assert.equal(warn.code, 0);
@@ -95,6 +117,9 @@ test('farmemd: every stdout line is JSON, and --log-level warn keeps only warnin
     wl.map((l) => [l.level, l.msg]),
     [[40, 'no memory server configured and the embedded one is disabled: regions can be created but their pages have nowhere to go']],
   );
+  // The region was created (the create above exited 0); its pages indeed have nowhere to go.
+  assert.equal(warn.sync.stderr, 'farmem: sync region "x": no memory server is configured (farmemd runs with --no-embedded-server and no --memory-server)\n');
+  assert.equal(warn.sync.status, 1);
 });
 
 test('farmemd --log-pretty: human lines', async () => {
