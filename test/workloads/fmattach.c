@@ -2,11 +2,12 @@
  * and touches its pages with fmwork's per-page pattern (fmwork_pattern.h), one JSON line per op.
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
- *          [--pattern seq|reverse|stride:K|random:SEED] [--socket PATH] [--pause] [--no-detach]
+ *          [--pattern seq|reverse|stride:K|random:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
  *
  * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
- * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are the
- * first N of the region; the page size is the region's.
+ * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are
+ * [P, P+N) of the region (--first, default 0: processes sharing a region touch disjoint sets);
+ * the pattern orders them and the page index in the region seeds each page's bytes.
  *
  * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
 #define _GNU_SOURCE
@@ -47,7 +48,7 @@ static uint64_t now_ns(void) {
 
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
-  uint64_t pages = 0, seed = 0;
+  uint64_t pages = 0, seed = 0, first = 0;
   int pause_ = 0, detach = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -58,6 +59,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--op")) { NEED(); ops = v; }
     else if (!strcmp(a, "--seed")) { NEED(); seed = parse_u64("--seed", v); }
     else if (!strcmp(a, "--pattern")) { NEED(); pattern = v; }
+    else if (!strcmp(a, "--first")) { NEED(); first = parse_u64("--first", v); }
     else if (!strcmp(a, "--socket")) { NEED(); setenv("FARMEM_ATTACH_SOCKET", v, 1); }
     else if (!strcmp(a, "--pause")) pause_ = 1;
     else if (!strcmp(a, "--no-detach")) detach = 0;
@@ -82,7 +84,7 @@ int main(int argc, char **argv) {
   /* The page size is not returned by farmem_attach: fmattach assumes the machine's, which is the
    * default region page size; a larger one only makes each "page" span several pages. */
   uint64_t page_size = 4096;
-  if (pages * page_size > len) die("--pages %" PRIu64 " exceeds the region (%zu bytes)", pages, len);
+  if ((first + pages) * page_size > len) die("--first %" PRIu64 " --pages %" PRIu64 " exceeds the region (%zu bytes)", first, pages, len);
   uint64_t *order = malloc(pages * sizeof *order);
   if (!order) die("out of memory");
   fm_order(kind, parg, pages, order);
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
     volatile uint64_t sink = 0;
     uint64_t t0 = now_ns();
     for (uint64_t k = 0; k < pages; k++) {
-      uint64_t p = order[k];
+      uint64_t p = first + order[k];
       volatile uint64_t *w = (volatile uint64_t *)(mem + p * page_size);
       if (opk == 0) {
         uint64_t sum = 0;
