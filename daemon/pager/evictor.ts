@@ -472,7 +472,9 @@ export class Evictor {
   async drain(timeoutMs: number): Promise<DrainResult> {
     let timer: NodeJS.Timeout | null = null;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-    const work = Promise.all([...this.pager.regions.values()].map((r) => this.sync(r))).then(() => 'done' as const);
+    // Per region, the pages its sync found dirty (or out in a write-back): the count the log gives.
+    const totals = new Map<RegionState, number>();
+    const work = Promise.all([...this.pager.regions.values()].map((r) => this.sync(r, (p) => totals.set(r, p.total)))).then(() => 'done' as const);
     try {
       const res = await Promise.race([work, timeout]);
       const dirtyLeft = [...this.pager.regions.values()].reduce((n, r) => n + r.dirty, 0);
@@ -480,7 +482,8 @@ export class Evictor {
         this.pager.log.error({ timeoutMs, dirtyLeft }, 'drain timed out: dirty pages were not all written back');
         return { complete: false, dirtyLeft };
       }
-      this.pager.log.info({ dirtyLeft }, 'drained: dirty pages written back');
+      const pages = [...totals.values()].reduce((n, v) => n + v, 0);
+      this.pager.log.info({ pages, dirtyLeft }, `drained: ${pages} dirty page(s) written back`);
       return { complete: true, dirtyLeft };
     } finally {
       if (timer !== null) clearTimeout(timer);

@@ -130,7 +130,7 @@ test('drain writes back all dirty pages of all regions', async () => {
   const res = await rig.pager.drain(10_000);
   assert.deepEqual(res, { complete: true, dirtyLeft: 0 });
   for (let p = 0; p < 10; p++) assert.deepEqual(rig.store.page(rig.regionId, p), page(p + 100));
-  assert.equal(rig.log.count('drained: dirty pages written back'), 1);
+  assert.equal(rig.log.count('drained: 10 dirty page(s) written back'), 1);
 });
 
 test('drain gives up at its timeout and says how many dirty pages are left', async () => {
