@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { userfaultfdUnavailable } from '../helpers/env';
-import { cli, runOk, show, startDaemon, startMemserver, fmattach } from './rig';
+import { execFileSync } from 'node:child_process';
+import { cli, FARMEM, runOk, show, startDaemon, startMemserver, fmattach } from './rig';
 
 const skip = userfaultfdUnavailable() ?? false;
 const PAGES = 2048; // 8 MiB over a 2 MiB budget
@@ -57,4 +58,19 @@ test('region sync writes every dirty page back; region evict then drops them all
   assert.equal(show(d, 'ops').residentPages, 0);
   const v = await runOk(t, d.attachSocket, ['--region', 'ops', '--pages', '1024', '--op', 'verify', '--seed', '31']);
   assert.equal(v[0]!.mismatches, 0);
+});
+
+test('region sync on a terminal draws a progress bar that ends at every dirty page', { skip }, async (t) => {
+  const ms = await startMemserver(t);
+  const d = await startDaemon(t, [ms.address]);
+  cli(d, ['region', 'create', 'bar', '--size', '64MiB', '--resident', '64MiB', '--prefetch', 'none']);
+  await runOk(t, d.attachSocket, ['--region', 'bar', '--pages', '8192', '--op', 'write', '--seed', '71']);
+  // script(1) gives the CLI a pseudo-terminal (the bar is drawn only there) and copies it to stdout.
+  const cmd = [process.execPath, FARMEM, '--socket', d.socket, 'region', 'sync', 'bar'].map((a) => `'${a}'`).join(' ');
+  const out = execFileSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, FARMEM_SOCKET: '' } });
+  const frames = out.split('\r').filter((f) => f.startsWith('sync bar ['));
+  assert.ok(frames.length >= 2, JSON.stringify(out));
+  assert.equal(frames.at(-1)!.split('\n')[0], `sync bar [${'#'.repeat(30)}] 100% 8192/8192 pages`);
+  assert.match(out, /sync "bar": 8192 pages \(32\.0 MiB\): synced: 8192 dirty page\(s\) written back and made durable/);
+  assert.equal(show(d, 'bar').dirtyPages, 0);
 });
