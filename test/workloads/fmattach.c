@@ -2,12 +2,14 @@
  * and touches its pages with fmwork's per-page pattern (fmwork_pattern.h), one JSON line per op.
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
- *          [--pattern seq|reverse|stride:K|random:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
+ *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
+ *          [--local]
  *
  * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
  * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are
  * [P, P+N) of the region (--first, default 0: processes sharing a region touch disjoint sets);
- * the pattern orders them and the page index in the region seeds each page's bytes.
+ * the pattern orders them and the page index in the region seeds each page's bytes. --local: the same
+ * run on plain anonymous memory, no farmemd and no uffd (the all-local baseline of benchmarks).
  *
  * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
 #define _GNU_SOURCE
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "farmem.h"
@@ -49,7 +52,7 @@ static uint64_t now_ns(void) {
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
   uint64_t pages = 0, seed = 0, first = 0;
-  int pause_ = 0, detach = 1;
+  int pause_ = 0, detach = 1, local = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -63,6 +66,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--socket")) { NEED(); setenv("FARMEM_ATTACH_SOCKET", v, 1); }
     else if (!strcmp(a, "--pause")) pause_ = 1;
     else if (!strcmp(a, "--no-detach")) detach = 0;
+    else if (!strcmp(a, "--local")) local = 1;
     else die("unknown argument \"%s\"", a);
 #undef NEED
   }
@@ -70,13 +74,14 @@ int main(int argc, char **argv) {
   if (pages == 0) die("--pages N (N > 0) is required");
   enum fm_pattern_kind kind;
   uint64_t parg;
-  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED for --pattern but received \"%s\"", pattern);
+  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
   char *oplist = strdup(ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save))
     if (strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "verify")) die("expected read|write|verify for --op but received \"%s\"", op);
 
-  size_t len;
-  char *mem = farmem_attach(region, &len);
+  size_t len = (size_t)(first + pages) * 4096;
+  char *mem = local ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : farmem_attach(region, &len);
+  if (local && mem == MAP_FAILED) die("mmap %zu bytes: %s", len, strerror(errno));
   if (!mem) {
     int e = errno;
     die("%s (errno %s)", farmem_strerror(), strerrorname_np(e) ? strerrorname_np(e) : "?");
@@ -87,7 +92,7 @@ int main(int argc, char **argv) {
   if ((first + pages) * page_size > len) die("--first %" PRIu64 " --pages %" PRIu64 " exceeds the region (%zu bytes)", first, pages, len);
   uint64_t *order = malloc(pages * sizeof *order);
   if (!order) die("out of memory");
-  fm_order(kind, parg, pages, order);
+  if (fm_order(kind, parg, pages, order) < 0) die("out of memory");
 
   int worst = 0;
   strcpy(oplist, ops);
@@ -124,6 +129,6 @@ int main(int argc, char **argv) {
     fflush(stdout);
     if (mismatches) worst = 1;
   }
-  if (detach && farmem_detach(mem) < 0) die("%s", farmem_strerror());
+  if (!local && detach && farmem_detach(mem) < 0) die("%s", farmem_strerror());
   return worst;
 }
