@@ -106,9 +106,18 @@ export class Evictor {
     return r.resident < r.budgetPages && this.globalResident() < this.globalCapPages(r);
   }
 
+  /**
+   * The budget the watermarks apply to: none when the whole region fits in it. Otherwise a region
+   * given all its size as budget would still be kept at 85–95% of it, evicting (and writing back)
+   * pages that were allowed to stay.
+   */
+  private watermarkBudget(r: RegionState): number {
+    return r.budgetPages >= r.pages ? Infinity : r.budgetPages;
+  }
+
   /** A guess may be installed directly: it would not push the region past its low watermark. */
   hasPrefetchRoom(r: RegionState): boolean {
-    return r.resident + 1 <= Math.floor(r.budgetPages * this.low) && this.globalResident() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
+    return r.resident + 1 <= Math.floor(this.watermarkBudget(r) * this.low) && this.globalResident() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
   }
 
   /**
@@ -158,8 +167,9 @@ export class Evictor {
   /** Pages region r should shed now (watermarks, installs waiting for room, the global cap). */
   private wanted(r: RegionState): number {
     let n = 0;
-    if (r.budgetPages !== Infinity && r.resident >= Math.ceil(r.budgetPages * this.high)) {
-      n = r.resident - Math.floor(r.budgetPages * this.low);
+    const budget = this.watermarkBudget(r);
+    if (budget !== Infinity && r.resident >= Math.ceil(budget * this.high)) {
+      n = r.resident - Math.floor(budget * this.low);
     }
     n = Math.max(n, r.resident + this.pager.roomWanted(r) - r.budgetPages);
     const cap = this.globalCapPages(r);

@@ -13,6 +13,17 @@ test('eviction keeps the resident pages within the budget', async () => {
   assert.ok(rig.stats().evicted.clean >= 56);
 });
 
+test('a budget that holds the whole region evicts nothing (the watermarks apply only below the region size)', async () => {
+  const rig = new Rig({ pages: 32, budgetPages: 32, cacheBytes: null });
+  const a = rig.attach();
+  for (let p = 0; p < 32; p++) await rig.done(rig.write(a, p, page(p)));
+  await rig.settle();
+  assert.equal(rig.stats().residentPages, 32);
+  assert.equal(rig.stats().dirtyPages, 32);
+  assert.deepEqual(rig.stats().evicted, { clean: 0, dirty: 0 });
+  assert.equal(rig.stats().writeBack.pages, 0);
+});
+
 test('dirty pages are written back before the punch and read back exactly', async () => {
   const rig = new Rig({ pages: 32, budgetPages: 4, cacheBytes: null });
   const a = rig.attach();
