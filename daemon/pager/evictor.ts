@@ -479,13 +479,21 @@ export class Evictor {
     return n;
   }
 
+  private hasUnwritten(r: RegionState): boolean {
+    for (let p = 0; p < r.pages; p++) if (r.has(p, RES) && r.flags[p]! & (DIRTY | WB | QUEUED)) return true;
+    return false;
+  }
+
   /** SIGTERM: writes back every dirty page of every region, bounded by timeoutMs. */
   async drain(timeoutMs: number): Promise<DrainResult> {
     let timer: NodeJS.Timeout | null = null;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
     // Per region, the pages its sync found dirty (or out in a write-back): the count the log gives.
     const totals = new Map<RegionState, number>();
-    const work = Promise.all([...this.pager.regions.values()].map((r) => this.sync(r, (p) => totals.set(r, p.total)))).then(() => 'done' as const);
+    // Only regions with something to write: a clean region needs no memory server, and a drain
+    // must not fail (exit 1) because a server that holds nothing for us is unreachable.
+    const dirty = [...this.pager.regions.values()].filter((r) => this.hasUnwritten(r));
+    const work = Promise.all(dirty.map((r) => this.sync(r, (p) => totals.set(r, p.total)))).then(() => 'done' as const);
     try {
       const res = await Promise.race([work, timeout]);
       const dirtyLeft = [...this.pager.regions.values()].reduce((n, r) => n + r.dirty, 0);

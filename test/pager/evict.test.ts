@@ -144,6 +144,16 @@ test('drain writes back all dirty pages of all regions', async () => {
   assert.equal(rig.log.count('drained: 10 dirty page(s) written back'), 1);
 });
 
+test('drain skips clean regions: it asks no memory server anything', async () => {
+  const rig = new Rig({ pages: 16 });
+  const a = rig.attach();
+  await rig.done(rig.read(a, 1));
+  const syncs = rig.store.syncs;
+  assert.deepEqual(await rig.pager.drain(10_000), { complete: true, dirtyLeft: 0 });
+  assert.equal(rig.store.syncs, syncs);
+  assert.equal(rig.log.count('drained: 0 dirty page(s) written back'), 1);
+});
+
 test('drain gives up at its timeout and says how many dirty pages are left', async () => {
   const rig = new Rig({ pages: 16 });
   const a = rig.attach();
