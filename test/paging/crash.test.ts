@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { userfaultfdUnavailable } from '../helpers/env';
 import { tempDir } from '../helpers/farmemd';
-import { cli, fmattach, runOk, show, startDaemon, startMemserver, until } from './rig';
+import { cli, fmattach, nodeWriter, runOk, show, startDaemon, startMemserver, until } from './rig';
 
 const skip = userfaultfdUnavailable() ?? false;
 
@@ -31,6 +31,27 @@ test('kill -9 of farmemd mid-write: fmattach blocks, reattaches to the restarted
   assert.match(run.stderr(), /libfarmem: region "k9": reattached to farmemd \(attachment \d+\)/);
   assert.ok(d2.lines.some((l) => /^region "k9": adopted the memfd of re-attaching pid \d+$/.test(String(l.msg))), 'the new daemon did not adopt the memfd');
   const v = await runOk(t, d2.attachSocket, ['--region', 'k9', '--pages', '8192', '--op', 'verify', '--seed', '41']);
+  assert.equal(v[0]!.mismatches, 0);
+});
+
+test('kill -9 of farmemd while a Node process writes through the Node API: it reattaches on its own and no byte is lost', { skip }, async (t) => {
+  const ms = await startMemserver(t);
+  const dir = tempDir('crashnode');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const d1 = await startDaemon(t, [ms.address], dir);
+  cli(d1, ['region', 'create', 'nk', '--size', '32MiB', '--resident', '1MiB']);
+  const run = nodeWriter(t, d1.attachSocket, 'nk', 4096, 43);
+  await run.line((l) => l.ready === true);
+  run.child.stdin!.write('go\n');
+  await until('write-backs before the crash', () => show(d1, 'nk').writtenBackPages >= 200);
+  assert.equal(await d1.stop('SIGKILL'), 'SIGKILL');
+  assert.equal(run.lines.some((l) => l.written !== undefined), false, 'the run finished before the crash: nothing was tested');
+
+  const d2 = await startDaemon(t, [ms.address], dir);
+  assert.equal(await run.done, 0, run.stderr());
+  assert.deepEqual(run.lines.find((l) => l.written !== undefined), { written: 4096, mismatches: 0 });
+  assert.match(run.stderr(), /reattached to farmemd \(attachment \d+\)/);
+  const v = await runOk(t, d2.attachSocket, ['--region', 'nk', '--pages', '4096', '--op', 'verify', '--seed', '43']);
   assert.equal(v[0]!.mismatches, 0);
 });
 

@@ -89,7 +89,17 @@ export interface Run {
 
 /** Starts fmattach against the daemon's attach socket. */
 export function fmattach(t: TestContext, attachSocket: string, args: string[]): Run {
-  const child = spawn(FMATTACH, ['--socket', attachSocket, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return start(t, FMATTACH, ['--socket', attachSocket, ...args]);
+}
+
+/** Starts test/paging/node_writer.js (the Node attach API) against the daemon's attach socket. */
+export function nodeWriter(t: TestContext, attachSocket: string, region: string, pages: number, seed: number): Run {
+  return start(t, process.execPath, [path.join(__dirname, 'node_writer.js'), attachSocket, region, String(pages), String(seed)]);
+}
+
+/** A child printing JSON lines on stdout. */
+function start(t: TestContext, cmd: string, argv: string[]): Run {
+  const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
