@@ -3,13 +3,16 @@
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
  *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
- *          [--local]
+ *          [--local] [--reshuffle]
  *
  * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
  * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are
  * [P, P+N) of the region (--first, default 0: processes sharing a region touch disjoint sets);
  * the pattern orders them and the page index in the region seeds each page's bytes. --local: the same
  * run on plain anonymous memory, no farmemd and no uffd (the all-local baseline of benchmarks).
+ * --reshuffle: op i (from 0) of random:S uses seed S+i, so passes do not repeat one order
+ * (a repeated order is a cyclic scan: every access misses under LRU or CLOCK, whatever the budget).
+ * zipf:S keeps its seed: a new seed would move the hot pages.
  *
  * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
 #define _GNU_SOURCE
@@ -52,7 +55,7 @@ static uint64_t now_ns(void) {
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
   uint64_t pages = 0, seed = 0, first = 0;
-  int pause_ = 0, detach = 1, local = 0;
+  int pause_ = 0, detach = 1, local = 0, reshuffle = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--pause")) pause_ = 1;
     else if (!strcmp(a, "--no-detach")) detach = 0;
     else if (!strcmp(a, "--local")) local = 1;
+    else if (!strcmp(a, "--reshuffle")) reshuffle = 1;
     else die("unknown argument \"%s\"", a);
 #undef NEED
   }
@@ -94,7 +98,7 @@ int main(int argc, char **argv) {
   if (!order) die("out of memory");
   if (fm_order(kind, parg, pages, order) < 0) die("out of memory");
 
-  int worst = 0;
+  int worst = 0, opi = 0;
   strcpy(oplist, ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
     if (pause_) {
@@ -103,6 +107,8 @@ int main(int argc, char **argv) {
       char line[64];
       if (!fgets(line, sizeof line, stdin)) die("stdin closed while paused before %s", op);
     }
+    if (reshuffle && opi > 0 && kind == FM_RANDOM && fm_order(kind, parg + opi, pages, order) < 0) die("out of memory");
+    opi++;
     int opk = !strcmp(op, "read") ? 0 : !strcmp(op, "write") ? 1 : 2;
     uint64_t words = page_size / 8, hash = FM_FNV_OFFSET, mismatches = 0;
     volatile uint64_t sink = 0;

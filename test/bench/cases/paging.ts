@@ -21,7 +21,8 @@ interface OpLine {
 
 /** fmattach's ops, each pass's time in ms. The first write only populates (not timed). */
 async function passes(args: string[]): Promise<{ writeMs: number; readMs: number }> {
-  const { stdout } = await run(FMATTACH, [...args, '--op', 'write,write,read', '--seed', '3'], { timeout: 120_000 });
+  // --reshuffle: each pass draws a new order (a repeated permutation would be a cyclic scan).
+  const { stdout } = await run(FMATTACH, [...args, '--op', 'write,write,read', '--seed', '3', '--reshuffle'], { timeout: 120_000 });
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as OpLine);
   if (lines.length !== 3 || lines.some((l) => l.mismatches !== 0)) throw new Error(`fmattach ${args.join(' ')}: ${stdout}`);
   return { writeMs: lines[1]!.ns / 1e6, readMs: lines[2]!.ns / 1e6 };
