@@ -35,6 +35,10 @@ export interface RegionStatsSnapshot {
   prefetchedPages: number;
   evictedPages: number;
   writtenBackPages: number;
+  /** A write-back is waiting for a memory server (refusing, full, or slow): dirty pages stay resident. */
+  writeBackStalled?: boolean;
+  /** Stall episodes since the region was loaded. */
+  writeBackStalls?: number;
   remoteBytesIn: number;
   remoteBytesOut: number;
   attachments: AttachmentInfo[];

@@ -52,6 +52,8 @@ function pagerStats(s: farmem.v1.IRegionStats) {
     prefetchedPages: n(s.prefetchedPages),
     evictedPages: n(s.evictedPages),
     writtenBackPages: n(s.writtenBackPages),
+    writeBackStalled: s.writeBackStalled ?? false,
+    writeBackStalls: n(s.writeBackStalls),
     remoteBytesIn: n(s.remoteBytesIn),
     remoteBytesOut: n(s.remoteBytesOut),
     faultP50Us: n(s.faultP50Us),

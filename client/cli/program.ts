@@ -176,6 +176,7 @@ export function buildProgram(): Command {
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
               ['prefetch', `${s.prefetchedPages} pages, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}`],
               ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
+              ['write-back', `${s.writeBackStalled ? 'stalled: a memory server does not acknowledge writes; dirty pages stay resident' : 'ok'} (${s.writeBackStalls} stall(s) so far)`],
               ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],
             ]),
             '',

@@ -80,6 +80,8 @@ function statsToPb(st: RegionStatsSnapshot | null): farmem.v1.IRegionStats {
     prefetchedPages: st.prefetchedPages,
     evictedPages: st.evictedPages,
     writtenBackPages: st.writtenBackPages,
+    writeBackStalled: st.writeBackStalled ?? false,
+    writeBackStalls: st.writeBackStalls ?? 0,
     remoteBytesIn: st.remoteBytesIn,
     remoteBytesOut: st.remoteBytesOut,
     attachments: st.attachments,

@@ -200,6 +200,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       prefetchedPages: s.prefetch.issued,
       evictedPages: s.evicted.clean + s.evicted.dirty,
       writtenBackPages: s.writeBack.pages,
+      writeBackStalled: s.writeBack.stalled,
+      writeBackStalls: s.writeBack.stalls,
       remoteBytesIn: s.remoteBytesIn,
       remoteBytesOut: s.remoteBytesOut,
       attachments,

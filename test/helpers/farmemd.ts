@@ -25,12 +25,16 @@ export function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `farmem-${tag}-`));
 }
 
-/** Starts farmemd and resolves once it logged READY. `dir` reuses a state dir (restart). */
-export function startFarmemd(opts: { dir?: string; args?: string[]; config?: string } = {}): Promise<Farmemd> {
+/**
+ * Starts farmemd and resolves once it logged READY. `dir` reuses a state dir (restart). `servers`:
+ * memory servers to use (default: an unreachable one, for tests that never page).
+ */
+export function startFarmemd(opts: { dir?: string; args?: string[]; config?: string; servers?: string[] } = {}): Promise<Farmemd> {
   const dir = opts.dir ?? tempDir('ctl');
   const socket = path.join(dir, 'farmemd.sock');
   const stateDir = path.join(dir, 'state');
-  const args = [FARMEMD, '--socket', socket, '--state-dir', stateDir, '--no-embedded-server', '--memory-server', '127.0.0.1:1', ...(opts.args ?? [])];
+  const servers = (opts.servers ?? ['127.0.0.1:1']).flatMap((s) => ['--memory-server', s]);
+  const args = [FARMEMD, '--socket', socket, '--state-dir', stateDir, '--no-embedded-server', ...servers, ...(opts.args ?? [])];
   if (opts.config !== undefined) {
     const file = path.join(dir, 'farmemd.toml');
     fs.writeFileSync(file, opts.config);

@@ -52,18 +52,47 @@ export function pageOrder(pattern: string, n: number): number[] {
   } else if (/^stride:[1-9][0-9]*$/.test(pattern)) {
     const k = Number(pattern.slice(7));
     for (let s = 0; s < k && s < n; s++) for (let p = s; p < n; p += k) order.push(p);
-  } else if (/^random:[0-9]+$/.test(pattern)) {
-    let state = BigInt(pattern.slice(7)) & M64;
+  } else if (/^(random|zipf):[0-9]+$/.test(pattern)) {
+    const zipf = pattern.startsWith('zipf');
+    let state = BigInt(pattern.slice(zipf ? 5 : 7)) & M64;
+    const next = () => {
+      state = (state + GOLDEN) & M64;
+      return mix(state);
+    };
     for (let i = 0; i < n; i++) order.push(i);
     for (let i = n - 1; i >= 1; i--) {
-      state = (state + GOLDEN) & M64;
-      const j = Number(mix(state) % BigInt(i + 1));
+      const j = Number(next() % BigInt(i + 1));
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
+    if (zipf) return zipfDraws(order, next);
   } else {
-    throw new TypeError(`Expected seq|reverse|stride:K|random:SEED for pattern but received "${pattern}"`);
+    throw new TypeError(`Expected seq|reverse|stride:K|random:SEED|zipf:SEED for pattern but received "${pattern}"`);
   }
   return order;
+}
+
+/** The skew of zipf:SEED (YCSB's default). */
+export const ZIPF_THETA = 0.99;
+
+/** zipf:SEED after its shuffle: perm.length draws of a rank by zipf(0.99), mapped through perm. */
+function zipfDraws(perm: number[], next: () => bigint): number[] {
+  const n = perm.length;
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) cdf[i] = sum += Math.pow(i + 1, -ZIPF_THETA);
+  const out: number[] = [];
+  for (let d = 0; d < n; d++) {
+    const target = Number(next() >> 11n) * 2 ** -53 * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (cdf[mid]! > target) hi = mid;
+      else lo = mid + 1;
+    }
+    out.push(perm[lo]!);
+  }
+  return out;
 }
 
 /** 64-bit FNV-1a over `data`, continuing from `h`. Works in 16-bit limbs: BigInt per byte is too slow. */

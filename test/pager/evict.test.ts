@@ -13,6 +13,17 @@ test('eviction keeps the resident pages within the budget', async () => {
   assert.ok(rig.stats().evicted.clean >= 56);
 });
 
+test('a budget that holds the whole region evicts nothing (the watermarks apply only below the region size)', async () => {
+  const rig = new Rig({ pages: 32, budgetPages: 32, cacheBytes: null });
+  const a = rig.attach();
+  for (let p = 0; p < 32; p++) await rig.done(rig.write(a, p, page(p)));
+  await rig.settle();
+  assert.equal(rig.stats().residentPages, 32);
+  assert.equal(rig.stats().dirtyPages, 32);
+  assert.deepEqual(rig.stats().evicted, { clean: 0, dirty: 0 });
+  assert.equal(rig.stats().writeBack.pages, 0);
+});
+
 test('dirty pages are written back before the punch and read back exactly', async () => {
   const rig = new Rig({ pages: 32, budgetPages: 4, cacheBytes: null });
   const a = rig.attach();
@@ -130,7 +141,17 @@ test('drain writes back all dirty pages of all regions', async () => {
   const res = await rig.pager.drain(10_000);
   assert.deepEqual(res, { complete: true, dirtyLeft: 0 });
   for (let p = 0; p < 10; p++) assert.deepEqual(rig.store.page(rig.regionId, p), page(p + 100));
-  assert.equal(rig.log.count('drained: dirty pages written back'), 1);
+  assert.equal(rig.log.count('drained: 10 dirty page(s) written back'), 1);
+});
+
+test('drain skips clean regions: it asks no memory server anything', async () => {
+  const rig = new Rig({ pages: 16 });
+  const a = rig.attach();
+  await rig.done(rig.read(a, 1));
+  const syncs = rig.store.syncs;
+  assert.deepEqual(await rig.pager.drain(10_000), { complete: true, dirtyLeft: 0 });
+  assert.equal(rig.store.syncs, syncs);
+  assert.equal(rig.log.count('drained: 0 dirty page(s) written back'), 1);
 });
 
 test('drain gives up at its timeout and says how many dirty pages are left', async () => {

@@ -2,29 +2,30 @@
  * and touches its pages with fmwork's per-page pattern (fmwork_pattern.h), one JSON line per op.
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
- *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--socket PATH] [--pause] [--no-detach]
- *          [--first P] [--timing] [--no-checksum] [--local]
+ *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
+ *          [--local] [--reshuffle] [--timing] [--no-checksum]
  *
- * --socket sets FARMEM_ATTACH_SOCKET. Benchmark options: --first P touches pages P..P+N-1 instead of
- * the first N (two processes scanning two halves); --timing times each page's first access (the
- * fault) and adds p50_ns/p99_ns/max_ns; --no-checksum skips the per-page FNV hash (~5 µs a page,
- * which would hide the fault path's cost; checksum is then 0); --local touches plain pre-faulted
- * anonymous memory instead of attaching (the all-local baseline: same loop, no daemon, no uffd).
- * zipf:SEED draws N page indexes (with repeats) from a Zipf(0.99) distribution over the N pages,
- * ranks scattered by a shuffle so hot pages are not adjacent (YCSB's scrambled zipfian). --pause: before each op print {"ready":"OP"} and wait for a
- * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are the
- * first N of the region; the page size is the region's.
+ * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
+ * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are
+ * [P, P+N) of the region (--first, default 0: processes sharing a region touch disjoint sets);
+ * the pattern orders them and the page index in the region seeds each page's bytes. --local: the same
+ * run on plain anonymous memory, no farmemd and no uffd (the all-local baseline of benchmarks).
+ * --reshuffle: op i (from 0) of random:S uses seed S+i, so passes do not repeat one order
+ * (a repeated order is a cyclic scan: every access misses under LRU or CLOCK, whatever the budget).
+ * zipf:S keeps its seed: a new seed would move the hot pages.
+ * Benchmark options: --timing times each page's first access (the fault) and adds
+ * p50_ns/p99_ns/max_ns; --no-checksum skips the per-page FNV hash (~5 µs a page, which would hide
+ * the fault path's cost; checksum is then 0).
  *
  * Exit: 0 ok, 1 verify mismatches, 2 usage or attach error (message on stderr). */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <math.h>
-#include <sys/mman.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "farmem.h"
@@ -59,34 +60,10 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* N draws from Zipf(theta) over ranks 0..n-1 (inverse CDF by binary search), each rank mapped
- * through a shuffle of 0..n-1 so the hot pages are scattered over the region. */
-static void zipf_order(uint64_t seed, double theta, uint64_t n, uint64_t *order) {
-  double *cdf = malloc(n * sizeof *cdf);
-  uint64_t *perm = malloc(n * sizeof *perm);
-  if (!cdf || !perm) die("out of memory");
-  double sum = 0;
-  for (uint64_t i = 0; i < n; i++) cdf[i] = (sum += 1.0 / pow((double)(i + 1), theta));
-  fm_order(FM_RANDOM, seed ^ 0x5bd1e995ULL, n, perm);
-  uint64_t state = seed;
-  for (uint64_t k = 0; k < n; k++) {
-    double u = (double)(fm_next(&state) >> 11) / 9007199254740992.0 * sum;
-    uint64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-      uint64_t mid = (lo + hi) / 2;
-      if (cdf[mid] < u) lo = mid + 1; else hi = mid;
-    }
-    order[k] = perm[lo];
-  }
-  free(cdf);
-  free(perm);
-}
-
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
-  uint64_t pages = 0, seed = 0;
-  uint64_t first_page = 0;
-  int pause_ = 0, detach = 1, timing = 0, checksum = 1, local = 0;
+  uint64_t pages = 0, seed = 0, first = 0;
+  int pause_ = 0, detach = 1, local = 0, reshuffle = 0, timing = 0, checksum = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -96,13 +73,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--op")) { NEED(); ops = v; }
     else if (!strcmp(a, "--seed")) { NEED(); seed = parse_u64("--seed", v); }
     else if (!strcmp(a, "--pattern")) { NEED(); pattern = v; }
+    else if (!strcmp(a, "--first")) { NEED(); first = parse_u64("--first", v); }
     else if (!strcmp(a, "--socket")) { NEED(); setenv("FARMEM_ATTACH_SOCKET", v, 1); }
     else if (!strcmp(a, "--pause")) pause_ = 1;
     else if (!strcmp(a, "--no-detach")) detach = 0;
-    else if (!strcmp(a, "--first")) { NEED(); first_page = parse_u64("--first", v); }
+    else if (!strcmp(a, "--local")) local = 1;
+    else if (!strcmp(a, "--reshuffle")) reshuffle = 1;
     else if (!strcmp(a, "--timing")) timing = 1;
     else if (!strcmp(a, "--no-checksum")) checksum = 0;
-    else if (!strcmp(a, "--local")) local = 1;
     else die("unknown argument \"%s\"", a);
 #undef NEED
   }
@@ -110,27 +88,16 @@ int main(int argc, char **argv) {
   if (pages == 0) die("--pages N (N > 0) is required");
   enum fm_pattern_kind kind;
   uint64_t parg;
-  int zipf = !strncmp(pattern, "zipf:", 5);
-  if (zipf) {
-    char *end;
-    errno = 0;
-    parg = strtoull(pattern + 5, &end, 10);
-    if (errno || pattern[5] < '0' || pattern[5] > '9' || *end != '\0') die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
-    kind = FM_RANDOM;
-  } else if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
+  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
   char *oplist = strdup(ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save))
     if (strcmp(op, "read") && strcmp(op, "write") && strcmp(op, "verify")) die("expected read|write|verify for --op but received \"%s\"", op);
 
-  size_t len;
-  char *mem;
-  if (local) {
-    len = (first_page + pages) * 4096;
-    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (mem == MAP_FAILED) die("mmap %zu bytes: %s", len, strerror(errno));
-    memset(mem, 1, len);
-    detach = 0;
-  } else mem = farmem_attach(region, &len);
+  size_t len = (size_t)(first + pages) * 4096;
+  /* --local: pre-faulted memory, so the baseline is all-local memory, not first-touch faults. */
+  char *mem = local ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0) : farmem_attach(region, &len);
+  if (local && mem == MAP_FAILED) die("mmap %zu bytes: %s", len, strerror(errno));
+  if (local) memset(mem, 1, len);
   if (!mem) {
     int e = errno;
     die("%s (errno %s)", farmem_strerror(), strerrorname_np(e) ? strerrorname_np(e) : "?");
@@ -138,15 +105,13 @@ int main(int argc, char **argv) {
   /* The page size is not returned by farmem_attach: fmattach assumes the machine's, which is the
    * default region page size; a larger one only makes each "page" span several pages. */
   uint64_t page_size = 4096;
-  if ((first_page + pages) * page_size > len) die("--first %" PRIu64 " + --pages %" PRIu64 " exceeds the region (%zu bytes)", first_page, pages, len);
+  if ((first + pages) * page_size > len) die("--first %" PRIu64 " --pages %" PRIu64 " exceeds the region (%zu bytes)", first, pages, len);
   uint64_t *order = malloc(pages * sizeof *order);
   uint64_t *lat = timing ? malloc(pages * sizeof *lat) : NULL;
   if (!order || (timing && !lat)) die("out of memory");
-  if (zipf) zipf_order(parg, 0.99, pages, order);
-  else fm_order(kind, parg, pages, order);
-  for (uint64_t k = 0; k < pages; k++) order[k] += first_page;
+  if (fm_order(kind, parg, pages, order) < 0) die("out of memory");
 
-  int worst = 0;
+  int worst = 0, opi = 0;
   strcpy(oplist, ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
     if (pause_) {
@@ -155,27 +120,29 @@ int main(int argc, char **argv) {
       char line[64];
       if (!fgets(line, sizeof line, stdin)) die("stdin closed while paused before %s", op);
     }
+    if (reshuffle && opi > 0 && kind == FM_RANDOM && fm_order(kind, parg + opi, pages, order) < 0) die("out of memory");
+    opi++;
     int opk = !strcmp(op, "read") ? 0 : !strcmp(op, "write") ? 1 : 2;
     uint64_t words = page_size / 8, hash = checksum ? FM_FNV_OFFSET : 0, mismatches = 0;
     volatile uint64_t sink = 0;
     uint64_t t0 = now_ns();
     for (uint64_t k = 0; k < pages; k++) {
-      uint64_t p = order[k];
+      uint64_t p = first + order[k];
       volatile uint64_t *w = (volatile uint64_t *)(mem + p * page_size);
       /* The first access is the one that faults; --timing times only it. */
-      uint64_t a = timing ? now_ns() : 0;
-      uint64_t first = 0;
+      uint64_t at = timing ? now_ns() : 0;
+      uint64_t w0 = 0;
       if (opk == 1) w[0] = fm_word(seed, p, 0);
-      else first = w[0];
-      if (timing) lat[k] = now_ns() - a;
+      else w0 = w[0];
+      if (timing) lat[k] = now_ns() - at;
       if (opk == 0) {
-        uint64_t sum = first;
+        uint64_t sum = w0;
         for (uint64_t i = 1; i < words; i++) sum += w[i];
         sink += sum;
       } else if (opk == 1) {
         for (uint64_t i = 1; i < words; i++) w[i] = fm_word(seed, p, i);
       } else {
-        int bad = first != fm_word(seed, p, 0);
+        int bad = w0 != fm_word(seed, p, 0);
         for (uint64_t i = 1; i < words && !bad; i++) bad = w[i] != fm_word(seed, p, i);
         mismatches += bad;
       }
@@ -193,6 +160,6 @@ int main(int argc, char **argv) {
     fflush(stdout);
     if (mismatches) worst = 1;
   }
-  if (detach && farmem_detach(mem) < 0) die("%s", farmem_strerror());
+  if (!local && detach && farmem_detach(mem) < 0) die("%s", farmem_strerror());
   return worst;
 }

@@ -2,7 +2,7 @@
  * own userfaultfd, hands that uffd to the test over a SOCK_SEQPACKET socket, waits for "go", then
  * touches every page in a pattern and prints one JSON line with a checksum.
  *
- * fmwork --socket PATH [--memfd] --pages N [--page-size 4096] [--pattern seq|reverse|stride:K|random:SEED]
+ * fmwork --socket PATH [--memfd] --pages N [--page-size 4096] [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED]
  *        [--op read|write|verify] [--seed S] [--wp] [--cpu C] [--timing] [--repeat R]
  *
  * Protocol on PATH: [--memfd: receive one message carrying the memfd] -> send
@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
   else die("expected read|write|verify for --op but received \"%s\"", op);
   enum fm_pattern_kind kind;
   uint64_t parg;
-  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED for --pattern but received \"%s\"", pattern);
+  if (fm_parse_pattern(pattern, &kind, &parg) < 0) die("expected seq|reverse|stride:K|random:SEED|zipf:SEED for --pattern but received \"%s\"", pattern);
 
   uint64_t len = pages * page_size;
   uint64_t *order = malloc(pages * sizeof *order);

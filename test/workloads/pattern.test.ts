@@ -22,7 +22,22 @@ test('page orders agree with C and are permutations', () => {
     assert.deepEqual(ts.map(String), fmpattern('order', p, '37'), p);
     assert.deepEqual([...ts].sort((a, b) => a - b), Array.from({ length: 37 }, (_, i) => i), p);
   }
-  assert.throws(() => pageOrder('stride:0', 4), { name: 'TypeError', message: 'Expected seq|reverse|stride:K|random:SEED for pattern but received "stride:0"' });
+  assert.throws(() => pageOrder('stride:0', 4), { name: 'TypeError', message: 'Expected seq|reverse|stride:K|random:SEED|zipf:SEED for pattern but received "stride:0"' });
+});
+
+test('zipf:SEED agrees with C and is skewed: the hottest page takes about its zipf(0.99) share', () => {
+  for (const [p, n] of [['zipf:0', 37], ['zipf:42', 37], ['zipf:7', 5000]] as const) {
+    assert.deepEqual(pageOrder(p, n).map(String), fmpattern('order', p, String(n)), p);
+  }
+  const n = 5000;
+  const counts = new Map<number, number>();
+  for (const page of pageOrder('zipf:7', n)) counts.set(page, (counts.get(page) ?? 0) + 1);
+  let h = 0;
+  for (let i = 1; i <= n; i++) h += i ** -0.99;
+  const top = Math.max(...counts.values());
+  // Expected n / H(n) ≈ 546 draws of rank 1; a binomial sd is ~22, so 400..700 cannot be chance.
+  assert.ok(top > 0.75 * (n / h) && top < 1.3 * (n / h), `hottest page drawn ${top} times`);
+  assert.ok(counts.size < n * 0.6, `${counts.size} distinct pages of ${n}`);
 });
 
 test('checksum agrees with C', () => {
