@@ -203,6 +203,8 @@ export class MemoryPool implements PageStore {
     const failed = ids.filter((_, i) => results[i]!.status === 'rejected');
     if (failed.length === 0) return;
     const synced = new Set(ids.filter((_, i) => results[i]!.status === 'fulfilled'));
+    // Nobody could be asked: say so, even when this daemon wrote nothing (the operator asked).
+    if (synced.size === 0) throw (results[ids.indexOf(failed[0]!)] as PromiseRejectedResult).reason;
     for (const pages of r.written.values()) {
       for (const p of pages) {
         if (!this.copiesOf(r, p).some((s) => synced.has(s))) throw (results[ids.indexOf(failed[0]!)] as PromiseRejectedResult).reason;
