@@ -137,6 +137,10 @@ export class ControlClient {
   evictRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {
     return this.progress(DaemonService.EvictRegion, name, onProgress);
   }
+  /** Replay warm-up: farmemd fetches the region's recorded working set; progress as it goes. */
+  warmRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {
+    return this.progress(DaemonService.WarmRegion, name, onProgress);
+  }
   daemonStats(): Promise<farmem.v1.DaemonStatsResponse> {
     return this.unary(DaemonService.DaemonStats, farmem.v1.DaemonStatsRequest.create());
   }

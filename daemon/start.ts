@@ -4,6 +4,7 @@
 import type { DaemonConfig } from './config/load';
 import type { Logger } from './log';
 import { createMetrics, startMetricsServer } from './metrics';
+import { registerPrefetchMetrics } from './metrics/prefetch';
 import { Lifecycle } from './lifecycle';
 import { RegionRegistry } from './regions';
 import { Daemon } from './daemon';
@@ -56,8 +57,10 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     pin: config.fault.pin,
     unavailableAfterMs: config.fault.unavailableTimeoutMs,
     storeFor: (spec) => stores.storeFor(spec),
+    replayDir: `${config.stateDir}/replay`,
   });
   runtime.lookup = (name) => registry.get(name);
+  registerPrefetchMetrics(metrics.registry, () => runtime.pager.allStats());
   await daemon.useRuntime(runtime);
   const attach = new AttachServer({ path: config.attachSocket, host: runtime, logger, mode: 0o666 });
   daemon.attachSocket = config.attachSocket;

@@ -2,7 +2,7 @@
 // refusal becomes a gRPC status whose details are the full message.
 import * as grpc from '@grpc/grpc-js';
 import { farmem } from '../../proto/gen/farmem';
-import { RegionError, groupsOf, type Caller, type RegionSpec } from '../regions';
+import { RegionError, check, groupsOf, type Caller, type RegionSpec } from '../regions';
 import { parsePeerTag } from './peer';
 import type { Daemon, RegionView } from '../daemon';
 import type { Progress, RegionStatsSnapshot } from '../runtime';
@@ -85,6 +85,10 @@ function statsToPb(st: RegionStatsSnapshot | null): farmem.v1.IRegionStats {
     attachments: st.attachments,
     faultP50Us: st.faultP50Us,
     faultP99Us: st.faultP99Us,
+    prefetchUsedPages: st.prefetchUsedPages ?? 0,
+    prefetchWastedPages: st.prefetchWastedPages ?? 0,
+    prefetchWastedBytes: st.prefetchWastedBytes ?? 0,
+    prefetchPolicy: st.prefetchPolicy ?? '',
   };
 }
 
@@ -180,6 +184,12 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
     }),
     SyncRegion: progressStream('SyncRegion', (c, n, p, s) => d.syncRegion(c, n, p, s)),
     EvictRegion: progressStream('EvictRegion', (c, n, p, s) => d.evictRegion(c, n, p, s)),
+    WarmRegion: progressStream('WarmRegion', async (c, n, p, s) => {
+      const spec = d.registry.require(n, 'warm');
+      check(spec, c, 'use', 'warm');
+      if (d.runtime.warm === undefined) throw new RegionError('precondition', `warm region "${spec.name}": ${NO_PAGER_DETAIL}, so it has no recorded run to replay`);
+      return d.runtime.warm(spec, p, s);
+    }),
     DaemonStats: unary('DaemonStats', () => {
       const s = d.status();
       const rt = s.runtime;

@@ -47,6 +47,11 @@ export interface PagerOptions extends EvictorOptions {
   accessSource?: AccessSource | null;
   /** Called after the pager tore an attachment down (ESRCH/EBADF or a 'gone' event): remove it from the FaultThread, close fds. */
   onAttachmentGone?: (attachment: number, reason: string) => void;
+  /**
+   * Every touch the pager learns of: a fault of an attachment, or a use of a prefetched page
+   * (attachment null: the pager cannot tell which process used it). For replay recording; must be cheap.
+   */
+  onTouch?: ((region: number, attachment: number | null, page: number) => void) | null;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -66,6 +71,7 @@ export class Pager {
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
   private readonly onGone: (attachment: number, reason: string) => void;
+  private readonly onTouch: ((region: number, attachment: number | null, page: number) => void) | null;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
   /** Pages waiting to be read, per region (flushed once per event batch / tick, or at maxBatch). */
@@ -88,6 +94,7 @@ export class Pager {
     this.retryInitialMs = opts.retryInitialMs ?? 5;
     this.retryMaxMs = opts.retryMaxMs ?? 1000;
     this.onGone = opts.onAttachmentGone ?? (() => {});
+    this.onTouch = opts.onTouch ?? null;
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? defaultSleep;
     this.evictor = new Evictor(this, opts);
@@ -238,6 +245,7 @@ export class Pager {
           return;
         }
         if (a.state.faults[e.page]! < 0xffffffff) a.state.faults[e.page]!++;
+        if (this.onTouch !== null) this.onTouch(a.state.cfg.key, a.attachment, e.page);
         if (e.resolved === 'cache') this.onCacheInstalled(a, e.page, e.write, e.tid);
         else if (e.wp) this.onWriteProtectFault(a, e.page);
         else this.onMissing(a, e.page, e.write, e.tid);
@@ -357,8 +365,36 @@ export class Pager {
     }
   }
 
+  /**
+   * Replay warm-up: reads `pages` in one PageStore.read and places them like prefetch guesses —
+   * installed when the region has an attachment and room under its budget, else staged in the
+   * native cache (the FaultThread then serves them without JS). Resident, in-flight and cached pages
+   * are skipped. Resolves with the pages sent for, once the read is done.
+   */
+  async warm(key: number, pages: readonly number[]): Promise<number> {
+    const r = this.region(key);
+    const batch: number[] = [];
+    for (const p of pages) {
+      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
+      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
+      r.inFlight.set(p, newInFlight(p, true));
+      r.counters.prefetchIssued++;
+      batch.push(p);
+    }
+    if (batch.length === 0) return 0;
+    this.readsInFlight++;
+    try {
+      await this.readLoop(r, batch);
+    } finally {
+      this.readsInFlight--;
+    }
+    return batch.length;
+  }
+
   prefetchUsed(r: RegionState, p: number): void {
     r.counters.prefetchUsed++;
+    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
     r.cfg.prefetcher?.onPrefetchUsed(p);
   }
 

@@ -9,7 +9,7 @@ import { FaultThread, memfd, PageCache, type FaultEvent } from '../native';
 
 const closeFd = (fd: number) => memfd.close(fd);
 import { Pager, nativeOps, type RegionStats } from '../pager';
-import { createPrefetcher } from '../prefetch';
+import { createPrefetcher, ReplayStore, runWarmup } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
 import type { AttachHost, DetachReason, NewAttachment, ResolveRequest, Resolution } from '../attach/host';
@@ -31,6 +31,8 @@ export interface PagingOptions {
   unavailableAfterMs: number;
   /** Where a region's pages live (the pool for its servers). */
   storeFor(spec: RegionSpec): PageStore;
+  /** Where replay recordings are kept (first-touch order per region), or null to record nothing. */
+  replayDir?: string | null;
 }
 
 interface LiveRegion {
@@ -70,10 +72,14 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private nextKey = 1;
   private nextAttachment = 1;
   private readonly log: Logger;
+  private readonly replay: ReplayStore | null;
+  private readonly idOfKey = new Map<number, string>();
 
   constructor(private readonly opts: PagingOptions) {
     this.log = opts.logger.child({ part: 'paging' });
     this.cache = new PageCache(opts.cacheBytes);
+    this.replay = opts.replayDir != null ? new ReplayStore(opts.replayDir) : null;
+    const replay = this.replay;
     this.pager = new Pager({
       ops: nativeOps(),
       cache: this.cache.native,
@@ -81,6 +87,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       globalCapBytes: opts.residentCapBytes,
       unavailableAfterMs: opts.unavailableAfterMs,
       onAttachmentGone: (id, reason) => this.endAttachment(id, reason),
+      onTouch: replay === null ? null : (key, att, page) => replay.touch(this.idOfKey.get(key) ?? '', att, page),
     });
     const cpus = os.availableParallelism();
     const n = opts.faultThreads > 0 ? opts.faultThreads : cpus;
@@ -117,6 +124,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       prefetcher,
     });
     this.regions.set(spec.id, live);
+    this.idOfKey.set(key, spec.id);
     return live;
   }
 
@@ -139,6 +147,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       closeFd(r.memfd);
       this.regions.delete(spec.id);
     }
+    this.replay?.remove(spec.id);
     const store = this.opts.storeFor(spec);
     await store.deleteRegion(spec.id);
     return { pagesFreed: 0 };
@@ -158,6 +167,10 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       prefetchAccuracy: s.prefetch.accuracy ?? 0,
       prefetchCoverage: s.prefetch.coverage ?? 0,
       prefetchedPages: s.prefetch.issued,
+      prefetchUsedPages: s.prefetch.used,
+      prefetchWastedPages: s.prefetch.wasted,
+      prefetchWastedBytes: s.prefetch.wasted * s.pageSize,
+      prefetchPolicy: r.prefetcher === null ? 'none' : r.prefetcher.current?.() ?? r.prefetcher.name,
       evictedPages: s.evicted.clean + s.evicted.dirty,
       writtenBackPages: s.writeBack.pages,
       remoteBytesIn: s.remoteBytesIn,
@@ -225,6 +238,31 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     return p;
   }
 
+  /**
+   * Replay warm-up (`farmem region warm`): fetches the latest recorded working set in first-touch
+   * order, 256 pages per read, and places each page like a prefetch guess (installed when an
+   * attachment is live and the budget has room, else staged in the native page cache).
+   */
+  async warm(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress> {
+    const r = this.live(spec, 'warm');
+    if (this.replay === null) throw new RegionError('precondition', `warm region "${spec.name}": replay recording is off in this daemon`);
+    let rec;
+    try {
+      rec = this.replay.load(spec.id);
+    } catch (e) {
+      throw new RegionError('precondition', `warm region "${spec.name}": ${(e as Error).message}`);
+    }
+    if (rec === null) throw new RegionError('precondition', `warm region "${spec.name}": no recorded run yet (a process must attach and detach first)`);
+    const pages = spec.sizeBytes / spec.pageSize;
+    if (rec.pageSize !== spec.pageSize || rec.regionPages !== pages) {
+      throw new RegionError('precondition', `warm region "${spec.name}": the recording is of ${rec.regionPages} pages of ${rec.pageSize} bytes, the region has ${pages} of ${spec.pageSize}`);
+    }
+    const msg = (w: { pagesDone: number; pagesTotal: number; pagesFetched: number }) => `walked ${w.pagesDone} of ${w.pagesTotal} recorded page(s), fetched ${w.pagesFetched}`;
+    const w = await runWarmup(rec, (batch) => this.pager.warm(r.key, batch), (w) => progress({ pagesDone: w.pagesDone, pagesTotal: w.pagesTotal, bytesDone: w.pagesFetched * spec.pageSize, message: msg(w) }), signal);
+    if (signal.aborted) throw new RegionError('precondition', `warm region "${spec.name}": cancelled`);
+    return { pagesDone: w.pagesDone, pagesTotal: w.pagesTotal, bytesDone: w.pagesFetched * spec.pageSize, message: `warmed: ${msg(w)}` };
+  }
+
   /** SIGTERM: writes back every dirty page, bounded by timeoutMs. */
   async drain(timeoutMs: number): Promise<{ complete: boolean; dirtyLeft: number }> {
     return this.pager.drain(timeoutMs);
@@ -285,6 +323,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     for (const t of this.threads) {
       t.add({ attachment: id, uffd: att.uffd, pidfd: att.pidfd, region: r.key, start: att.start, length: att.length, pageSize: att.spec.pageSize, writeProtect: att.writeProtect });
     }
+    this.replay?.begin(id, r.spec.id, r.spec.sizeBytes / r.spec.pageSize, r.spec.pageSize);
     this.attachments.set(id, { id, region: r, uffd: att.uffd, pidfd: att.pidfd, pid: att.pid, uid: att.uid, since: new Date().toISOString(), comm: comm(att.pid) });
     this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach }, `region "${att.spec.name}": pid ${att.pid} attached`);
     return id;
@@ -302,6 +341,10 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     this.pager.detach(id);
     closeFd(a.uffd);
     if (a.pidfd !== null) closeFd(a.pidfd);
+    this.replay?.end(id).then(
+      (saved) => saved !== null && this.log.debug({ region: a.region.spec.name, pid: a.pid, ...saved }, 'replay recording saved'),
+      (err: unknown) => this.log.warn({ err, region: a.region.spec.name, pid: a.pid }, 'replay recording not saved'),
+    );
     this.log.info({ region: a.region.spec.name, pid: a.pid, attachment: id, reason }, `region "${a.region.spec.name}": pid ${a.pid} detached (${reason})`);
   }
 }
