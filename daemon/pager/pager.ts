@@ -173,6 +173,9 @@ export class Pager {
       f.waiters.delete(a);
       f.writers.delete(a);
     }
+    // The last process left: its streams are over, and a policy that remembers touched pages
+    // (auto) would otherwise refuse to guess them for the next run.
+    if (a.state.attachments.size === 0) a.state.cfg.prefetcher?.reset();
     this.evictor.kick();
     return true;
   }
@@ -350,7 +353,11 @@ export class Pager {
     const r = a.state;
     const pf = r.cfg.prefetcher;
     if (pf === null) return;
-    const guesses = pf.onFault(info);
+    this.issueGuesses(r, pf.onFault(info));
+  }
+
+  /** Sends for guesses, dropping those already here or on their way, within the in-flight cap. */
+  private issueGuesses(r: RegionState, guesses: readonly number[]): void {
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
     for (const p of guesses) {
       if (room <= 0) break;
@@ -395,7 +402,13 @@ export class Pager {
   prefetchUsed(r: RegionState, p: number): void {
     r.counters.prefetchUsed++;
     if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
-    r.cfg.prefetcher?.onPrefetchUsed(p);
+    // A stream that reached its newest window asks for the next one now (asynchronous readahead):
+    // dropping that answer would leave a hole the stream then faults through.
+    const more = r.cfg.prefetcher?.onPrefetchUsed(p);
+    if (more && more.length > 0) {
+      this.issueGuesses(r, more);
+      this.scheduleFlush();
+    }
   }
 
   prefetchWasted(r: RegionState, p: number): void {
