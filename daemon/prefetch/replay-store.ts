@@ -88,7 +88,8 @@ export async function runWarmup(
   const worker = async (): Promise<void> => {
     while (next < plan.length && !signal.aborted) {
       const batch = plan[next++]!;
-      st.pagesFetched += await fetch(batch);
+      const fetched = await fetch(batch); // not `+= await`: that reads the sum before the wait
+      st.pagesFetched += fetched;
       st.pagesDone += batch.length;
       st.batchesDone++;
       progress({ ...st });
