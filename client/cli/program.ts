@@ -172,7 +172,7 @@ export function buildProgram(): Command {
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
-              ['prefetch', `${s.prefetchPolicy || r.prefetch}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} used, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
+              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} used, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
               ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
               ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],
             ]),
@@ -203,6 +203,18 @@ export function buildProgram(): Command {
       withClient(cmd, async (c, out) => {
         const r = await c.updateRegion(name, { residentBytes: o.resident });
         print(out, regionJson(r), () => `region "${name}": resident budget ${Number(r.residentBytes) === 0 ? 'unlimited' : size(Number(r.residentBytes))}`);
+      }),
+    );
+
+  region
+    .command('prefetch <name> <policy>')
+    .description("change a region's prefetch policy (owner or root); it applies from the next fault")
+    .addHelpText('after', '\npolicy: auto, none, readahead, stride or trend')
+    .option('--json', 'print JSON')
+    .action(async (name: string, policy: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.updateRegion(name, { prefetch: policy });
+        print(out, regionJson(r), () => `region "${name}": prefetch ${r.prefetch}`);
       }),
     );
 

@@ -177,9 +177,10 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
       return v1.ShowRegionResponse.create({ region: regionToPb(v.spec), stats: statsToPb(v.stats) });
     }),
     UpdateRegion: unary<farmem.v1.UpdateRegionRequest>('UpdateRegion', async (caller, r) => {
-      const patch: { residentBytes?: number; mode?: number } = {};
+      const patch: { residentBytes?: number; mode?: number; prefetch?: string } = {};
       if (r.residentBytes != null) patch.residentBytes = Number(r.residentBytes);
       if (r.mode != null) patch.mode = r.mode;
+      if (r.prefetch) patch.prefetch = r.prefetch;
       return v1.UpdateRegionResponse.create({ region: regionToPb(await d.updateRegion(caller, r.name, patch)) });
     }),
     SyncRegion: progressStream('SyncRegion', (c, n, p, s) => d.syncRegion(c, n, p, s)),

@@ -131,6 +131,11 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   async onRegionUpdated(spec: RegionSpec): Promise<void> {
     const r = this.regions.get(spec.id);
     if (!r) return this.onRegionCreated(spec);
+    if (spec.prefetch !== r.spec.prefetch) {
+      // Takes effect at the next fault; guesses already out finish as usual.
+      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: 64, pageSize: spec.pageSize });
+      this.pager.region(r.key).cfg.prefetcher = r.prefetcher;
+    }
     r.spec = spec;
     this.pager.setBudget(r.key, spec.residentBytes);
   }

@@ -61,6 +61,34 @@ test('a sequential scan of an evicted region mostly hits with readahead, trend a
   assert.match(text2, /prefetch: +readahead: \d+ pages, \d+ used, accuracy \d+(\.\d)?%, coverage \d+(\.\d)?%, wasted /);
 });
 
+test('farmem region prefetch changes the policy of a live region from the next fault', { skip, timeout: 120_000 }, async (t) => {
+  const d = await startDaemon('1MiB');
+  t.after(() => d.stop());
+  scan(d, 'sw', 'readahead', 'seq');
+  const off = JSON.parse(d.cli(['region', 'prefetch', 'sw', 'none', '--json']).stdout) as { prefetch: string };
+  assert.equal(off.prefetch, 'none');
+  d.cli(['region', 'evict', 'sw']);
+  let before = d.show('sw');
+  d.fmattach(['--region', 'sw', '--pages', String(PAGES), '--op', 'verify', '--seed', '11']);
+  let after = d.show('sw');
+  assert.equal(after.prefetch, 'none');
+  assert.equal(after.stats.prefetchPolicy, 'none');
+  assert.equal(delta(before, after).issued, 0);
+
+  assert.equal(d.cli(['region', 'prefetch', 'sw', 'trend']).stdout, 'region "sw": prefetch trend\n');
+  d.cli(['region', 'evict', 'sw']);
+  before = d.show('sw');
+  d.fmattach(['--region', 'sw', '--pages', String(PAGES), '--op', 'verify', '--seed', '11']);
+  after = d.show('sw');
+  assert.equal(after.stats.prefetchPolicy, 'trend');
+  assert.ok(delta(before, after).coverage >= 0.85, JSON.stringify(delta(before, after)));
+
+  const bad = d.cli(['region', 'prefetch', 'sw', 'bogus'], true);
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr, 'farmem: Expected auto, none, readahead, stride, trend for prefetch but received "bogus"\n');
+  assert.equal(d.show('sw').prefetch, 'trend');
+});
+
 test('wrong guesses never change the bytes a process reads', { skip, timeout: 180_000 }, async (t) => {
   const d = await startDaemon('1MiB');
   t.after(() => d.stop());
