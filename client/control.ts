@@ -131,7 +131,7 @@ export class ControlClient {
   showRegion(name: string): Promise<farmem.v1.ShowRegionResponse> {
     return this.unary(DaemonService.ShowRegion, farmem.v1.ShowRegionRequest.create({ name }));
   }
-  async updateRegion(name: string, patch: { residentBytes?: number; mode?: number }): Promise<Region> {
+  async updateRegion(name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string }): Promise<Region> {
     return (await this.unary(DaemonService.UpdateRegion, farmem.v1.UpdateRegionRequest.create({ name, ...patch }))).region!;
   }
   syncRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {
@@ -139,6 +139,10 @@ export class ControlClient {
   }
   evictRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {
     return this.progress(DaemonService.EvictRegion, name, onProgress);
+  }
+  /** Replay warm-up: farmemd fetches the region's recorded working set; progress as it goes. */
+  warmRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {
+    return this.progress(DaemonService.WarmRegion, name, onProgress);
   }
   daemonStats(): Promise<farmem.v1.DaemonStatsResponse> {
     return this.unary(DaemonService.DaemonStats, farmem.v1.DaemonStatsRequest.create());

@@ -151,7 +151,7 @@ export class Daemon {
     return { spec, accessible: true, attachments: this.runtime.attachmentCount(spec), stats: this.runtime.regionStats(spec) };
   }
 
-  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number }): Promise<RegionSpec> {
+  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string }): Promise<RegionSpec> {
     const op = `change region "${name}"`;
     this.open(op);
     const cur = this.registry.require(name, 'change');

@@ -33,6 +33,11 @@ export interface RegionStatsSnapshot {
   /** faults avoided by prefetching / (those + remote faults), 0..1. */
   prefetchCoverage: number;
   prefetchedPages: number;
+  /** Prefetched pages touched, dropped untouched (and those in bytes); the policy guessing now. */
+  prefetchUsedPages?: number;
+  prefetchWastedPages?: number;
+  prefetchWastedBytes?: number;
+  prefetchPolicy?: string;
   evictedPages: number;
   writtenBackPages: number;
   /** A write-back is waiting for a memory server (refusing, full, or slow): dirty pages stay resident. */
@@ -111,6 +116,8 @@ export interface RegionRuntime {
    * The caller may keep the arrays (return a copy, not live memory the fault path writes to).
    */
   pageMap(spec: RegionSpec): RegionPageMap | null;
+  /** Replay warm-up: fetches the region's recorded working set before it is touched (absent: not offered). */
+  warm?(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress>;
 }
 
 export const NO_PAGER_DETAIL = 'no pager is attached to this daemon: faults are not served and nothing is counted';

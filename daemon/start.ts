@@ -4,6 +4,7 @@
 import type { DaemonConfig } from './config/load';
 import type { Logger } from './log';
 import { createMetrics, startMetricsServer } from './metrics';
+import { registerPrefetchMetrics } from './metrics/prefetch';
 import { Lifecycle } from './lifecycle';
 import { RegionRegistry } from './regions';
 import { Daemon } from './daemon';
@@ -59,8 +60,10 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     unavailableAfterMs: config.fault.unavailableTimeoutMs,
     storeFor: (spec) => stores.storeFor(spec),
     metrics,
+    replayDir: `${config.stateDir}/replay`,
   });
   runtime.lookup = (name) => registry.get(name);
+  registerPrefetchMetrics(metrics.registry, () => runtime.pager.allStats());
   await daemon.useRuntime(runtime);
 
   let metricsAddress: string | null = null;

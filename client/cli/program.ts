@@ -174,7 +174,7 @@ export function buildProgram(): Command {
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
-              ['prefetch', `${s.prefetchedPages} pages, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}`],
+              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} used, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
               ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
               ['write-back', `${s.writeBackStalled ? 'stalled: a memory server does not acknowledge writes; dirty pages stay resident' : 'ok'} (${s.writeBackStalls} stall(s) so far)`],
               ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],
@@ -209,9 +209,22 @@ export function buildProgram(): Command {
       }),
     );
 
+  region
+    .command('prefetch <name> <policy>')
+    .description("change a region's prefetch policy (owner or root); it applies from the next fault")
+    .addHelpText('after', '\npolicy: auto, none, readahead, stride or trend')
+    .option('--json', 'print JSON')
+    .action(async (name: string, policy: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.updateRegion(name, { prefetch: policy });
+        print(out, regionJson(r), () => `region "${name}": prefetch ${r.prefetch}`);
+      }),
+    );
+
   for (const [verb, what] of [
     ['sync', 'write back every dirty page and make the memory servers durable'],
     ['evict', 'drop every clean resident page now'],
+    ['warm', 'replay: fetch the pages the last attached process touched, in its order, before they are touched again'],
   ] as const) {
     region
       .command(`${verb} <name>`)
@@ -220,7 +233,7 @@ export function buildProgram(): Command {
       .action(async (name: string, o, cmd: Command) =>
         withClient(cmd, async (c, out) => {
           const bar = out.json ? () => {} : progressBar(`${verb} ${name}`);
-          const last = verb === 'sync' ? await c.syncRegion(name, bar) : await c.evictRegion(name, bar);
+          const last = verb === 'sync' ? await c.syncRegion(name, bar) : verb === 'evict' ? await c.evictRegion(name, bar) : await c.warmRegion(name, bar);
           const json = { region: name, pagesDone: Number(last.pagesDone), pagesTotal: Number(last.pagesTotal), bytesDone: Number(last.bytesDone), message: last.message };
           print(out, json, () => `${verb} "${name}": ${json.pagesDone} pages (${size(json.bytesDone)})${json.message ? `: ${json.message}` : ''}`);
         }),

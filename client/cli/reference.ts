@@ -15,6 +15,7 @@ export const EXIT_NOTES: Record<string, string> = {
   'region delete': '1 when you are neither the owner nor root.',
   'region sync': '1 when farmemd has no pager (nothing to write back).',
   'region evict': '1 when farmemd has no pager (nothing to evict).',
+  'region warm': '1 when farmemd has no pager or no recorded run of the region (a process must attach and detach first).',
   'region heatmap': '1 when farmemd has no pager (no page map to draw), or the file cannot be written.',
   stats: 'with --watch: 0 after --count refreshes or Ctrl-C; 1 when the last refresh could not reach farmemd.',
 };

@@ -16,6 +16,7 @@ export const DaemonService = {
   DaemonStats: method(S, 'DaemonStats', v1.DaemonStatsRequest, v1.DaemonStatsResponse),
   ListServers: method(S, 'ListServers', v1.ListServersRequest, v1.ListServersResponse),
   RegionPageMap: method(S, 'RegionPageMap', v1.RegionPageMapRequest, v1.RegionPageMapResponse),
+  WarmRegion: method(S, 'WarmRegion', v1.WarmRegionRequest, v1.OperationProgress, true),
 } as const;
 
 export type DaemonMethod = keyof typeof DaemonService;

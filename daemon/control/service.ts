@@ -2,7 +2,7 @@
 // refusal becomes a gRPC status whose details are the full message.
 import * as grpc from '@grpc/grpc-js';
 import { farmem } from '../../proto/gen/farmem';
-import { RegionError, groupsOf, type Caller, type RegionSpec } from '../regions';
+import { RegionError, check, groupsOf, type Caller, type RegionSpec } from '../regions';
 import { parsePeerTag } from './peer';
 import type { Daemon, RegionView } from '../daemon';
 import type { Progress, RegionStatsSnapshot } from '../runtime';
@@ -87,6 +87,10 @@ function statsToPb(st: RegionStatsSnapshot | null): farmem.v1.IRegionStats {
     attachments: st.attachments,
     faultP50Us: st.faultP50Us,
     faultP99Us: st.faultP99Us,
+    prefetchUsedPages: st.prefetchUsedPages ?? 0,
+    prefetchWastedPages: st.prefetchWastedPages ?? 0,
+    prefetchWastedBytes: st.prefetchWastedBytes ?? 0,
+    prefetchPolicy: st.prefetchPolicy ?? '',
   };
 }
 
@@ -175,13 +179,20 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
       return v1.ShowRegionResponse.create({ region: regionToPb(v.spec), stats: statsToPb(v.stats) });
     }),
     UpdateRegion: unary<farmem.v1.UpdateRegionRequest>('UpdateRegion', async (caller, r) => {
-      const patch: { residentBytes?: number; mode?: number } = {};
+      const patch: { residentBytes?: number; mode?: number; prefetch?: string } = {};
       if (r.residentBytes != null) patch.residentBytes = Number(r.residentBytes);
       if (r.mode != null) patch.mode = r.mode;
+      if (r.prefetch) patch.prefetch = r.prefetch;
       return v1.UpdateRegionResponse.create({ region: regionToPb(await d.updateRegion(caller, r.name, patch)) });
     }),
     SyncRegion: progressStream('SyncRegion', (c, n, p, s) => d.syncRegion(c, n, p, s)),
     EvictRegion: progressStream('EvictRegion', (c, n, p, s) => d.evictRegion(c, n, p, s)),
+    WarmRegion: progressStream('WarmRegion', async (c, n, p, s) => {
+      const spec = d.registry.require(n, 'warm');
+      check(spec, c, 'use', 'warm');
+      if (d.runtime.warm === undefined) throw new RegionError('precondition', `warm region "${spec.name}": ${NO_PAGER_DETAIL}, so it has no recorded run to replay`);
+      return d.runtime.warm(spec, p, s);
+    }),
     DaemonStats: unary('DaemonStats', () => {
       const s = d.status();
       const rt = s.runtime;

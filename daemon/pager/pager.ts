@@ -54,6 +54,11 @@ export interface PagerOptions extends EvictorOptions {
    * read and the hand-off to JS.
    */
   onFaultServed?: (region: number, kind: 'remote' | 'zero' | 'cache', micros: number) => void;
+  /**
+   * Every touch the pager learns of: a fault of an attachment, or a use of a prefetched page
+   * (attachment null: the pager cannot tell which process used it). For replay recording; must be cheap.
+   */
+  onTouch?: ((region: number, attachment: number | null, page: number) => void) | null;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -74,6 +79,7 @@ export class Pager {
   readonly retryMaxMs: number;
   private readonly onGone: (attachment: number, reason: string) => void;
   private readonly onServed: ((region: number, kind: 'remote' | 'zero' | 'cache', micros: number) => void) | null;
+  private readonly onTouch: ((region: number, attachment: number | null, page: number) => void) | null;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
   /** Pages waiting to be read, per region (flushed once per event batch / tick, or at maxBatch). */
@@ -97,6 +103,7 @@ export class Pager {
     this.retryMaxMs = opts.retryMaxMs ?? 1000;
     this.onGone = opts.onAttachmentGone ?? (() => {});
     this.onServed = opts.onFaultServed ?? null;
+    this.onTouch = opts.onTouch ?? null;
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? defaultSleep;
     this.evictor = new Evictor(this, opts);
@@ -175,6 +182,9 @@ export class Pager {
       f.waiters.delete(a);
       f.writers.delete(a);
     }
+    // The last process left: its streams are over, and a policy that remembers touched pages
+    // (auto) would otherwise refuse to guess them for the next run.
+    if (a.state.attachments.size === 0) a.state.cfg.prefetcher?.reset();
     this.evictor.kick();
     return true;
   }
@@ -247,6 +257,7 @@ export class Pager {
           return;
         }
         if (a.state.faults[e.page]! < 0xffffffff) a.state.faults[e.page]!++;
+        if (this.onTouch !== null) this.onTouch(a.state.cfg.key, a.attachment, e.page);
         if (e.resolved === 'cache') this.onCacheInstalled(a, e.page, e.write, e.tid);
         else if (e.wp) this.onWriteProtectFault(a, e.page);
         else this.onMissing(a, e.page, e.write, e.tid);
@@ -381,13 +392,44 @@ export class Pager {
     }
   }
 
+  /**
+   * Replay warm-up: reads `pages` in one PageStore.read and places them like prefetch guesses —
+   * installed when the region has an attachment and room under its budget, else staged in the
+   * native cache (the FaultThread then serves them without JS). Resident, in-flight and cached pages
+   * are skipped. Resolves with the pages sent for, once the read is done.
+   */
+  async warm(key: number, pages: readonly number[]): Promise<number> {
+    const r = this.region(key);
+    const batch: number[] = [];
+    for (const p of pages) {
+      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
+      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
+      r.inFlight.set(p, newInFlight(p, true));
+      r.counters.prefetchIssued++;
+      batch.push(p);
+    }
+    if (batch.length === 0) return 0;
+    this.readsInFlight++;
+    try {
+      await this.readLoop(r, batch);
+    } finally {
+      this.readsInFlight--;
+    }
+    return batch.length;
+  }
+
   prefetchUsed(r: RegionState, p: number): void {
     r.counters.prefetchUsed++;
+    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
     // A policy may answer a use with its next window (the stream reached its marker). It counts those
     // pages as asked for, so a later fault on one is taken as a use and asks for nothing: dropping
     // them here would leave a hole that faults page by page until the stream passes it.
     const next = r.cfg.prefetcher?.onPrefetchUsed(p);
-    if (next) this.issueGuesses(r, next);
+    if (next && next.length > 0) {
+      this.issueGuesses(r, next);
+      this.scheduleFlush();
+    }
   }
 
   prefetchWasted(r: RegionState, p: number): void {

@@ -14,6 +14,7 @@ export { ReadaheadPrefetcher } from './readahead';
 export { StridePrefetcher } from './stride';
 export { TrendPrefetcher, majorityTrend } from './trend';
 export * from './replay';
+export { ReplayStore, runWarmup, type WarmupProgress } from './replay-store';
 
 export const PREFETCH_POLICIES = ['auto', 'none', 'readahead', 'stride', 'trend'] as const;
 export type PrefetchPolicy = (typeof PREFETCH_POLICIES)[number];

@@ -46,6 +46,7 @@ export interface NewRegion {
 export interface RegionPatch {
   residentBytes?: number;
   mode?: number;
+  prefetch?: string;
 }
 
 export class RegionRegistry {
@@ -145,6 +146,7 @@ export class RegionRegistry {
       const spec: RegionSpec = { ...cur };
       if (patch.residentBytes !== undefined) spec.residentBytes = v.validateResident(patch.residentBytes, cur.pageSize);
       if (patch.mode !== undefined) spec.mode = v.validateMode(patch.mode);
+      if (patch.prefetch !== undefined) spec.prefetch = v.validatePrefetch(patch.prefetch);
       await this.persist(new Map(this.regions).set(name, spec));
       return spec;
     });

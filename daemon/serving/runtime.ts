@@ -9,7 +9,7 @@ import { FaultThread, memfd, PageCache, type FaultEvent } from '../native';
 
 const closeFd = (fd: number) => memfd.close(fd);
 import { Pager, nativeOps, type RegionStats } from '../pager';
-import { createPrefetcher } from '../prefetch';
+import { createPrefetcher, ReplayStore, runWarmup } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
 import { NAME_EXPECTED, NAME_RE } from '../regions/validate';
@@ -56,6 +56,8 @@ export interface PagingOptions {
   storeFor(spec: RegionSpec): PageStore;
   /** Prometheus metrics to feed (faults, cache, remote bytes, attachments, per-region pages, latency). */
   metrics?: DaemonMetrics;
+  /** Where replay recordings are kept (first-touch order per region), or null to record nothing. */
+  replayDir?: string | null;
 }
 
 interface LiveRegion {
@@ -97,10 +99,14 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private readonly log: Logger;
   /** Fault-service latency per region key (the pager's onFaultServed measurement). */
   private readonly latency = new Map<number, FaultLatency>();
+  private readonly replay: ReplayStore | null;
+  private readonly idOfKey = new Map<number, string>();
 
   constructor(private readonly opts: PagingOptions) {
     this.log = opts.logger.child({ part: 'paging' });
     this.cache = new PageCache(opts.cacheBytes);
+    this.replay = opts.replayDir != null ? new ReplayStore(opts.replayDir) : null;
+    const replay = this.replay;
     this.pager = new Pager({
       ops: nativeOps(),
       cache: this.cache.native,
@@ -112,6 +118,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
         this.latency.get(key)?.record(micros);
         opts.metrics?.faultSeconds.observe({ kind }, micros / 1e6);
       },
+      onTouch: replay === null ? null : (key, att, page) => replay.touch(this.idOfKey.get(key) ?? '', att, page),
     });
     if (opts.metrics !== undefined) feedMetrics(opts.metrics, this);
     const cpus = os.availableParallelism();
@@ -150,12 +157,18 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       prefetcher,
     });
     this.regions.set(spec.id, live);
+    this.idOfKey.set(key, spec.id);
     return live;
   }
 
   async onRegionUpdated(spec: RegionSpec): Promise<void> {
     const r = this.regions.get(spec.id);
     if (!r) return this.onRegionCreated(spec);
+    if (spec.prefetch !== r.spec.prefetch) {
+      // Takes effect at the next fault; guesses already out finish as usual.
+      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: 64, pageSize: spec.pageSize });
+      this.pager.region(r.key).cfg.prefetcher = r.prefetcher;
+    }
     r.spec = spec;
     this.pager.setBudget(r.key, spec.residentBytes);
   }
@@ -173,6 +186,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       closeFd(r.memfd);
       this.regions.delete(spec.id);
     }
+    this.replay?.remove(spec.id);
     // The region is gone from this daemon either way; a memory server that cannot be reached keeps
     // its copy of the pages until it is told again (worth a warning, not a refused delete that
     // would leave a region the pager no longer serves).
@@ -198,6 +212,10 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       prefetchAccuracy: s.prefetch.accuracy ?? 0,
       prefetchCoverage: s.prefetch.coverage ?? 0,
       prefetchedPages: s.prefetch.issued,
+      prefetchUsedPages: s.prefetch.used,
+      prefetchWastedPages: s.prefetch.wasted,
+      prefetchWastedBytes: s.prefetch.wasted * s.pageSize,
+      prefetchPolicy: r.prefetcher === null ? 'none' : r.prefetcher.current?.() ?? r.prefetcher.name,
       evictedPages: s.evicted.clean + s.evicted.dirty,
       writtenBackPages: s.writeBack.pages,
       writeBackStalled: s.writeBack.stalled,
@@ -293,6 +311,31 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     return p;
   }
 
+  /**
+   * Replay warm-up (`farmem region warm`): fetches the latest recorded working set in first-touch
+   * order, 256 pages per read, and places each page like a prefetch guess (installed when an
+   * attachment is live and the budget has room, else staged in the native page cache).
+   */
+  async warm(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress> {
+    const r = this.live(spec, 'warm');
+    if (this.replay === null) throw new RegionError('precondition', `warm region "${spec.name}": replay recording is off in this daemon`);
+    let rec;
+    try {
+      rec = this.replay.load(spec.id);
+    } catch (e) {
+      throw new RegionError('precondition', `warm region "${spec.name}": ${(e as Error).message}`);
+    }
+    if (rec === null) throw new RegionError('precondition', `warm region "${spec.name}": no recorded run yet (a process must attach and detach first)`);
+    const pages = spec.sizeBytes / spec.pageSize;
+    if (rec.pageSize !== spec.pageSize || rec.regionPages !== pages) {
+      throw new RegionError('precondition', `warm region "${spec.name}": the recording is of ${rec.regionPages} pages of ${rec.pageSize} bytes, the region has ${pages} of ${spec.pageSize}`);
+    }
+    const msg = (w: { pagesDone: number; pagesTotal: number; pagesFetched: number }) => `walked ${w.pagesDone} of ${w.pagesTotal} recorded page(s), fetched ${w.pagesFetched}`;
+    const w = await runWarmup(rec, (batch) => this.pager.warm(r.key, batch), (w) => progress({ pagesDone: w.pagesDone, pagesTotal: w.pagesTotal, bytesDone: w.pagesFetched * spec.pageSize, message: msg(w) }), signal);
+    if (signal.aborted) throw new RegionError('precondition', `warm region "${spec.name}": cancelled`);
+    return { pagesDone: w.pagesDone, pagesTotal: w.pagesTotal, bytesDone: w.pagesFetched * spec.pageSize, message: `warmed: ${msg(w)}` };
+  }
+
   /** SIGTERM: writes back every dirty page, bounded by timeoutMs. */
   async drain(timeoutMs: number): Promise<{ complete: boolean; dirtyLeft: number }> {
     return this.pager.drain(timeoutMs);
@@ -356,6 +399,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     for (const t of this.threads) {
       t.add({ attachment: id, uffd: att.uffd, pidfd: att.pidfd, region: r.key, start: att.start, length: att.length, pageSize: att.spec.pageSize, writeProtect: att.writeProtect });
     }
+    this.replay?.begin(id, r.spec.id, r.spec.sizeBytes / r.spec.pageSize, r.spec.pageSize);
     this.attachments.set(id, { id, region: r, uffd: att.uffd, pidfd: att.pidfd, pid: att.pid, uid: att.uid, since: new Date().toISOString(), comm: comm(att.pid) });
     this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach }, `region "${att.spec.name}": pid ${att.pid} attached`);
     return id;
@@ -373,6 +417,10 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     this.pager.detach(id);
     closeFd(a.uffd);
     if (a.pidfd !== null) closeFd(a.pidfd);
+    this.replay?.end(id).then(
+      (saved) => saved !== null && this.log.debug({ region: a.region.spec.name, pid: a.pid, ...saved }, 'replay recording saved'),
+      (err: unknown) => this.log.warn({ err, region: a.region.spec.name, pid: a.pid }, 'replay recording not saved'),
+    );
     this.log.info({ region: a.region.spec.name, pid: a.pid, attachment: id, reason }, `region "${a.region.spec.name}": pid ${a.pid} detached (${reason})`);
   }
 }

@@ -1,0 +1,121 @@
+// A real farmemd child with its embedded memory server on loopback, a small page cache, its control
+// and attach sockets in a fresh temp dir; helpers to run the farmem CLI and fmattach against it and
+// to read a region's figures from `farmem region show --json`.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { FARMEM, FARMEMD } from '../helpers/farmemd';
+import { workloadBin } from '../helpers/pattern';
+
+export interface Daemon {
+  dir: string;
+  stateDir: string;
+  metrics: string;
+  /** Runs `farmem ARGS`; throws with its stderr unless it exits 0 (or `allowFail`). */
+  cli(args: string[], allowFail?: boolean): { status: number; stdout: string; stderr: string };
+  /** Runs fmattach; resolves with its parsed JSON lines (one per op), throws unless it exits 0. */
+  fmattach(args: string[]): Array<Record<string, unknown>>;
+  show(name: string): RegionFigures;
+  scrape(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface RegionFigures {
+  prefetch: string;
+  stats: {
+    faults: { cacheHit: number; remote: number; zero: number; writeProtect: number };
+    prefetchAccuracy: number;
+    prefetchCoverage: number;
+    prefetchedPages: number;
+    prefetchUsedPages: number;
+    prefetchWastedPages: number;
+    prefetchWastedBytes: number;
+    prefetchPolicy: string;
+    remoteBytesIn: number;
+  };
+}
+
+export async function startDaemon(cacheSize: string): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-pfe2e-'));
+  const socket = path.join(dir, 'ctl.sock');
+  const attach = path.join(dir, 'attach.sock');
+  const stateDir = path.join(dir, 'state');
+  const args = [FARMEMD, '--socket', socket, '--attach-socket', attach, '--state-dir', stateDir, '--embedded-listen', '127.0.0.1:0', '--cache-size', cacheSize, '--metrics', '127.0.0.1:0'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  let metrics = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      for (const line of out.split('\n')) {
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (typeof j.metrics === 'string') metrics = j.metrics;
+          if (j.state === 'READY') resolve();
+        } catch {
+          /* partial line */
+        }
+      }
+    });
+    void exited.then(() => reject(new Error(`farmemd exited before READY: ${err}${out}`)));
+  });
+  const env = { ...process.env, FARMEM_SOCKET: '', FARMEM_ATTACH_SOCKET: attach };
+  const d: Daemon = {
+    dir,
+    stateDir,
+    metrics,
+    cli(a, allowFail = false) {
+      const r = spawnSync(process.execPath, [FARMEM, '--socket', socket, ...a], { encoding: 'utf8', env, timeout: 60_000 });
+      if (!allowFail && r.status !== 0) throw new Error(`farmem ${a.join(' ')}: exit ${r.status}: ${r.stderr}`);
+      return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    },
+    fmattach(a) {
+      const r = spawnSync(workloadBin('fmattach'), a, { encoding: 'utf8', env, timeout: 120_000 });
+      if (r.status !== 0) throw new Error(`fmattach ${a.join(' ')}: exit ${r.status}: ${r.stderr}${r.stdout}`);
+      return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    show(name) {
+      return JSON.parse(d.cli(['region', 'show', name, '--json']).stdout) as RegionFigures;
+    },
+    scrape() {
+      return new Promise((resolve, reject) => {
+        http.get(`http://${metrics}/metrics`, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        }).on('error', reject);
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return d;
+}
+
+/** What happened between two `show`s: prefetch outcomes and faults of one run. */
+export function delta(a: RegionFigures, b: RegionFigures) {
+  const s = a.stats;
+  const t = b.stats;
+  const used = t.prefetchUsedPages - s.prefetchUsedPages;
+  const issued = t.prefetchedPages - s.prefetchedPages;
+  const remote = t.faults.remote - s.faults.remote;
+  const zero = t.faults.zero - s.faults.zero;
+  return {
+    issued,
+    used,
+    wasted: t.prefetchWastedPages - s.prefetchWastedPages,
+    remote,
+    zero,
+    cacheHit: t.faults.cacheHit - s.faults.cacheHit,
+    accuracy: issued === 0 ? 0 : used / issued,
+    coverage: used + remote + zero === 0 ? 0 : used / (used + remote + zero),
+  };
+}

@@ -1,0 +1,117 @@
+// Real faults through a real farmemd: data written, written back and evicted, then read again with
+// each prefetcher. A sequential scan (and a stride-4 one) must mostly hit, the figures `farmem
+// region show` reports must say so, and Prometheus must export the same figures.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { userfaultfdUnavailable } from '../helpers/env';
+import { delta, startDaemon, type Daemon } from './fixture';
+
+const PAGES = 4096; // a 16 MiB region of 4 KiB pages
+const skip = userfaultfdUnavailable() ?? false;
+
+/** Writes the region, makes it clean and drops it, then runs `pattern` over it with verify. */
+function scan(d: Daemon, name: string, prefetch: string, pattern: string) {
+  d.cli(['region', 'create', name, '--size', '16MiB', '--resident', '4MiB', '--prefetch', prefetch]);
+  d.fmattach(['--region', name, '--pages', String(PAGES), '--op', 'write', '--seed', '11']);
+  d.cli(['region', 'sync', name]);
+  d.cli(['region', 'evict', name]);
+  const before = d.show(name);
+  const [res] = d.fmattach(['--region', name, '--pages', String(PAGES), '--op', 'verify', '--seed', '11', '--pattern', pattern]);
+  assert.equal(res!.mismatches, 0, `${prefetch} ${pattern}: bytes read back differ`);
+  const after = d.show(name);
+  return { before, after, run: delta(before, after) };
+}
+
+test('a sequential scan of an evicted region mostly hits with readahead, trend and auto; stride 4 with stride', { skip, timeout: 180_000 }, async (t) => {
+  const d = await startDaemon('1MiB');
+  t.after(() => d.stop());
+  for (const [prefetch, pattern] of [['readahead', 'seq'], ['trend', 'seq'], ['auto', 'seq'], ['stride', 'stride:4'], ['trend', 'stride:4']] as const) {
+    const name = `${prefetch}-${pattern.replace(':', '')}`;
+    const { after, run } = scan(d, name, prefetch, pattern);
+    const msg = `${name}: ${JSON.stringify(run)}`;
+    // Coverage from the daemon's own counters: faults avoided ÷ faults that would have happened.
+    assert.ok(run.coverage >= 0.85, msg);
+    assert.ok(run.remote <= PAGES * 0.15, msg);
+    // Guesses installed straight into the region and read without a fault are invisible to the
+    // pager (no accessed bits), and count as wasted when evicted: accuracy is a lower bound here.
+    assert.ok(run.accuracy >= 0.6, msg);
+    const s = after.stats;
+    assert.equal(s.prefetchWastedBytes, s.prefetchWastedPages * 4096);
+    assert.ok(Math.abs(s.prefetchAccuracy - s.prefetchUsedPages / s.prefetchedPages) < 1e-9, msg);
+    assert.ok(s.prefetchCoverage > 0 && s.prefetchCoverage <= 1, msg);
+    assert.equal(after.prefetch, prefetch);
+    // auto says which policy it runs now (none again once the process left: its streams ended).
+    if (prefetch === 'auto') assert.equal(s.prefetchPolicy, 'none', msg);
+    else assert.equal(s.prefetchPolicy, prefetch);
+  }
+
+  // Prometheus exports the same per-region figures.
+  const text = await d.scrape();
+  const s = d.show('readahead-seq').stats;
+  const metric = (line: string) => Number(text.split('\n').find((l) => l.startsWith(line + ' '))?.slice(line.length + 1));
+  assert.equal(metric('farmem_region_prefetch_pages{region="readahead-seq",outcome="issued"}'), s.prefetchedPages);
+  assert.equal(metric('farmem_region_prefetch_pages{region="readahead-seq",outcome="used"}'), s.prefetchUsedPages);
+  assert.equal(metric('farmem_region_prefetch_pages{region="readahead-seq",outcome="wasted"}'), s.prefetchWastedPages);
+  assert.equal(metric('farmem_region_prefetch_wasted_bytes{region="readahead-seq"}'), s.prefetchWastedBytes);
+  assert.equal(metric('farmem_region_prefetch_accuracy{region="readahead-seq"}'), s.prefetchAccuracy);
+  assert.equal(metric('farmem_region_prefetch_coverage{region="readahead-seq"}'), s.prefetchCoverage);
+
+  // The human view shows them too.
+  const text2 = d.cli(['region', 'show', 'readahead-seq']).stdout;
+  assert.match(text2, /prefetch: +readahead: \d+ pages, \d+ used, accuracy \d+(\.\d)?%, coverage \d+(\.\d)?%, wasted /);
+});
+
+test('farmem region prefetch changes the policy of a live region from the next fault', { skip, timeout: 120_000 }, async (t) => {
+  const d = await startDaemon('1MiB');
+  t.after(() => d.stop());
+  scan(d, 'sw', 'readahead', 'seq');
+  const off = JSON.parse(d.cli(['region', 'prefetch', 'sw', 'none', '--json']).stdout) as { prefetch: string };
+  assert.equal(off.prefetch, 'none');
+  d.cli(['region', 'evict', 'sw']);
+  let before = d.show('sw');
+  d.fmattach(['--region', 'sw', '--pages', String(PAGES), '--op', 'verify', '--seed', '11']);
+  let after = d.show('sw');
+  assert.equal(after.prefetch, 'none');
+  assert.equal(after.stats.prefetchPolicy, 'none');
+  assert.equal(delta(before, after).issued, 0);
+
+  assert.equal(d.cli(['region', 'prefetch', 'sw', 'trend']).stdout, 'region "sw": prefetch trend\n');
+  d.cli(['region', 'evict', 'sw']);
+  before = d.show('sw');
+  d.fmattach(['--region', 'sw', '--pages', String(PAGES), '--op', 'verify', '--seed', '11']);
+  after = d.show('sw');
+  assert.equal(after.stats.prefetchPolicy, 'trend');
+  assert.ok(delta(before, after).coverage >= 0.85, JSON.stringify(delta(before, after)));
+
+  const bad = d.cli(['region', 'prefetch', 'sw', 'bogus'], true);
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr, 'farmem: Expected auto, none, readahead, stride, trend for prefetch but received "bogus"\n');
+  assert.equal(d.show('sw').prefetch, 'trend');
+});
+
+test('wrong guesses never change the bytes a process reads', { skip, timeout: 180_000 }, async (t) => {
+  const d = await startDaemon('1MiB');
+  t.after(() => d.stop());
+  // readahead guesses on the first adjacent pair; random writes and reads make most guesses wrong,
+  // while eviction under a 1 MiB budget keeps writing back and dropping pages under them.
+  d.cli(['region', 'create', 'rnd', '--size', '16MiB', '--resident', '1MiB', '--prefetch', 'readahead']);
+  d.fmattach(['--region', 'rnd', '--pages', String(PAGES), '--op', 'write', '--seed', '23', '--pattern', 'random:7']);
+  const [a] = d.fmattach(['--region', 'rnd', '--pages', String(PAGES), '--op', 'verify', '--seed', '23', '--pattern', 'random:8']);
+  assert.equal(a!.mismatches, 0);
+  d.cli(['region', 'evict', 'rnd']);
+  const [b] = d.fmattach(['--region', 'rnd', '--pages', String(PAGES), '--op', 'verify,write,verify', '--seed', '23', '--pattern', 'reverse']);
+  assert.equal(b!.mismatches, 0);
+  const [c] = d.fmattach(['--region', 'rnd', '--pages', String(PAGES), '--op', 'verify', '--seed', '23', '--pattern', 'stride:3']);
+  assert.equal(c!.mismatches, 0);
+
+  // trend stays quiet on random access: few guesses, so little waste.
+  d.cli(['region', 'create', 'quiet', '--size', '16MiB', '--resident', '4MiB', '--prefetch', 'trend']);
+  d.fmattach(['--region', 'quiet', '--pages', String(PAGES), '--op', 'write', '--seed', '5', '--pattern', 'random:3']);
+  d.cli(['region', 'sync', 'quiet']);
+  d.cli(['region', 'evict', 'quiet']);
+  const before = d.show('quiet');
+  const [q] = d.fmattach(['--region', 'quiet', '--pages', String(PAGES), '--op', 'verify', '--seed', '5', '--pattern', 'random:4']);
+  assert.equal(q!.mismatches, 0);
+  const run = delta(before, d.show('quiet'));
+  assert.ok(run.issued <= PAGES * 0.05, JSON.stringify(run));
+});
