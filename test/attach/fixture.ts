@@ -36,7 +36,7 @@ export function setup(opts: Partial<AttachServerOptions> = {}): Env {
     cleanup() {
       env.server.close();
       host.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     },
   };
   return env;

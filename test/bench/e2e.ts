@@ -133,7 +133,7 @@ export async function startBench(opts: { cacheSize: string; capacity: string }):
       await store.close();
       await daemon.stop();
       ms.child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     },
   };
 }

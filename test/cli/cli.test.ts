@@ -16,7 +16,7 @@ before(async () => {
 });
 after(async () => {
   await d.stop('SIGKILL');
-  fs.rmSync(d.dir, { recursive: true, force: true });
+  fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
 });
 
 test('create, list, show, resize, delete with --json', async () => {
@@ -34,7 +34,7 @@ test('create, list, show, resize, delete with --json', async () => {
   // The pager serves every region from its creation: live numbers, all true zeros.
   assert.deepEqual(shown.stats, {
     pager: true, residentPages: 0, dirtyPages: 0, faults: { cacheHit: 0, remote: 0, zero: 0, writeProtect: 0, sigbus: 0 }, cacheHits: 0, cacheMisses: 0,
-    prefetchAccuracy: 0, prefetchCoverage: 0, prefetchedPages: 0, evictedPages: 0, writtenBackPages: 0, writeBackStalled: false, writeBackStalls: 0, remoteBytesIn: 0, remoteBytesOut: 0, faultP50Us: 0, faultP99Us: 0, attachments: [],
+    prefetchAccuracy: 0, prefetchCoverage: 0, prefetchedPages: 0, evictedPages: 0, writtenBackPages: 0, writeBackStalled: false, writeBackStalls: 0, prefetchUsedPages: 0, prefetchWastedPages: 0, prefetchWastedBytes: 0, prefetchPolicy: 'stride', remoteBytesIn: 0, remoteBytesOut: 0, faultP50Us: 0, faultP99Us: 0, attachments: [],
   });
   r = farmem(d.socket, ['region', 'resize', 'json1', '--resident', '1MiB', '--json']);
   assert.equal(r.status, 0, r.stderr);
@@ -71,7 +71,7 @@ test('readable tables', () => {
     'faults:                  0 cache hit, 0 remote, 0 zero, 0 write-protect, 0 sigbus',
     'fault latency:           p50 0 µs, p99 0 µs',
     'cache hit ratio:         -',
-    'prefetch:                0 pages, accuracy 0.0%, coverage 0.0%',
+    'prefetch:                auto (now none): 0 pages, 0 used, accuracy 0.0%, coverage 0.0%, wasted 0',
     'evicted / written back:  0 / 0 pages',
     'write-back:              ok (0 stall(s) so far)',
     'remote in / out:         0 / 0',
@@ -154,7 +154,7 @@ test('daemon not running: exit 1 and how to start it', () => {
     assert.equal(r.status, 1);
     assert.equal(r.stderr, `farmem: connect ${sock}: ENOENT — is farmemd running? start it with: npm start (or systemctl start farmemd)\n`);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 });
 

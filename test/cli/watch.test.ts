@@ -22,7 +22,7 @@ before(async () => {
 });
 after(async () => {
   await d.stop('SIGKILL');
-  fs.rmSync(d.dir, { recursive: true, force: true });
+  fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
 });
 
 test('piped: --count N prints N blocks, each with the pager and its true zeros', async () => {
@@ -99,7 +99,7 @@ test('farmemd going away mid-watch: said in the view, exit 1 when the last refre
   const gone = await startFarmemd();
   t.after(async () => {
     await gone.stop('SIGKILL');
-    fs.rmSync(gone.dir, { recursive: true, force: true });
+    fs.rmSync(gone.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   let killed = false;
   const r = await farmemAsync(gone.socket, ['stats', '--watch', '--interval', '300ms', '--count', '3'], {
@@ -225,7 +225,7 @@ test('on a terminal: redraws in place, Ctrl-C exits 0', { skip: tmuxMissing ?? f
     } catch {
       /* already gone */
     }
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   const cmd = `${process.execPath} ${FARMEM} --socket ${d.socket} stats --watch --interval 100ms; echo "exit=$?"; sleep 60`;
   tmux(sock, 'new-session', '-d', '-x', '160', '-y', '40', '-s', 'w', `sh -c 'exec 2>&1; trap : INT; ${cmd}'`);

@@ -16,7 +16,7 @@ function withFile(text: string, fn: (file: string) => void): void {
     fs.writeFileSync(file, text);
     fn(file);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 
@@ -136,7 +136,7 @@ test('token and token_file', () => {
     fs.writeFileSync(file, `[[memory_servers]]\naddress = "h:1"\ntoken_file = "${dir}/none"\n`);
     assert.throws(() => loadConfig({ file, explicit: true, env }), { message: `config ${file}: memory_servers[0].token_file: ENOENT: cannot read ${dir}/none` });
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 });
 
@@ -156,7 +156,7 @@ test('the example file is valid, and documents every key', () => {
     assert.equal(c.memoryServers[0]!.tls!.serverName, 'mem1.example');
     assert.equal(c.metricsAddress, '127.0.0.1:9464');
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
   for (const k of KEYS) {
     const leaf = k.key.replace('memory_servers[].', '').split('.').pop()!;

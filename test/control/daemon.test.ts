@@ -19,7 +19,7 @@ function get(url: string): Promise<{ status: number; body: string }> {
 
 test('the registry survives kill -9 and a restart on the same state dir', async (t) => {
   const dir = tempDir('restart');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const d1 = await startFarmemd({ dir });
   t.after(() => d1.stop('SIGKILL'));
   const created = farmem(d1.socket, ['region', 'create', 'keep', '--size', '64MiB', '--resident', '16MiB', '--json']);
@@ -40,7 +40,7 @@ test('the registry survives kill -9 and a restart on the same state dir', async 
 
 test('SIGTERM drains and exits 0, logging STOPPING, and removes the socket', async (t) => {
   const d = await startFarmemd();
-  t.after(() => fs.rmSync(d.dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const mode = fs.statSync(d.socket).mode & 0o777;
   assert.equal(mode, peerCredUnavailable() === null ? 0o660 : 0o600);
   assert.equal(await d.stop('SIGTERM'), 0);
@@ -55,7 +55,7 @@ test('start-up says where the socket is and how to try it', async (t) => {
   const d = await startFarmemd();
   t.after(async () => {
     await d.stop('SIGKILL');
-    fs.rmSync(d.dir, { recursive: true, force: true });
+    fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   const ready = d.lines.find((l) => l.state === 'READY')!;
   assert.equal(ready.msg, `farmemd ready: control socket ${d.socket}. Try: farmem --socket ${d.socket} region create demo --size 1GiB, then: farmem --socket ${d.socket} demo`);
@@ -65,7 +65,7 @@ test('a second farmemd on a live socket refuses to start', async (t) => {
   const d = await startFarmemd();
   t.after(async () => {
     await d.stop('SIGKILL');
-    fs.rmSync(d.dir, { recursive: true, force: true });
+    fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   const r = spawnSync(process.execPath, [FARMEMD, '--socket', d.socket, '--state-dir', path.join(d.dir, 'other'), '--no-embedded-server'], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.status, 1);
@@ -75,7 +75,7 @@ test('a second farmemd on a live socket refuses to start', async (t) => {
 
 test('bad flags and config exit 2 with the whole message', async (t) => {
   const dir = tempDir('badcfg');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const file = path.join(dir, 'farmemd.toml');
   fs.writeFileSync(file, '# comment\nlog_level = "loud"\n');
   let r = spawnSync(process.execPath, [FARMEMD, '--config', file], { encoding: 'utf8' });
@@ -96,7 +96,7 @@ test('Prometheus metrics on the configured address', async (t) => {
   const d = await startFarmemd({ args: ['--metrics', '127.0.0.1:0'] });
   t.after(async () => {
     await d.stop('SIGKILL');
-    fs.rmSync(d.dir, { recursive: true, force: true });
+    fs.rmSync(d.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   const addr = d.lines.find((l) => typeof l.metrics === 'string')!.metrics as string;
   assert.equal(farmem(d.socket, ['region', 'list']).status, 0);

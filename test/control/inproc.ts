@@ -112,7 +112,7 @@ export async function startInProcess(): Promise<InProcess> {
     close: async () => {
       client.close();
       await control.close(200);
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     },
   };
 }

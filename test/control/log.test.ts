@@ -91,7 +91,7 @@ async function runFarmemd(args: string[]): Promise<Run> {
     }
     return { stdout, code: await exited, sync };
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 

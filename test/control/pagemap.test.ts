@@ -136,7 +136,7 @@ test('farmem region heatmap writes the SVG of the page map', async () => {
     assert.equal(r.status, 2);
     assert.equal(r.stderr, `error: option '--columns <n>' argument '0' is invalid. Expected an integer from 1 to 4096 for --columns but received "0"\n(run with --help for usage)\n`);
   } finally {
-    fs.rmSync(cwd, { recursive: true, force: true });
+    fs.rmSync(cwd, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 });
 
@@ -174,7 +174,7 @@ test("the client checks farmemd's windows (a misbehaving server)", async (t) => 
   t.after(async () => {
     c.close();
     await server.close(100);
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   });
   await rejects(() => c.regionPageMap('r'), 'ABORTED', 'heatmap region "r": the region changed from 5 to 6 pages while its page map was read; try again');
   mode = 'gap';

@@ -12,7 +12,7 @@ async function withRegistry(fn: (dir: string, r: RegionRegistry) => Promise<void
   try {
     await fn(dir, await RegionRegistry.open(path.join(dir, 'state')));
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 
@@ -103,6 +103,6 @@ test('a state dir that cannot be created is named', async () => {
       message: `state dir ${file}/state: ENOTDIR: cannot create it (pass --state-dir or set state_dir)`,
     });
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 });

@@ -107,7 +107,7 @@ test('the memory-server example is valid TOML, binds loopback, and every key is 
   const all = readConfigFile(full);
   assert.equal(all.token_file, '/etc/farmem/memserver.token');
   assert.deepEqual({ ...all.tls }, { cert: '/etc/farmem/tls/memserver.crt', key: '/etc/farmem/tls/memserver.key', ca: '/etc/farmem/tls/clients-ca.crt' });
-  fs.rmSync(path.dirname(full), { recursive: true, force: true });
+  fs.rmSync(path.dirname(full), { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   // Every key (set or commented out) follows a comment that explains it, not a blank line or a header.
   const lines = text.split('\n');
   const isKey = (l: string): boolean => /^(# )?[a-z_]+ = /.test(l);

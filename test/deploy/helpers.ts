@@ -42,7 +42,7 @@ export function systemdToolsUnavailable(): string | null {
 
 export function tempDir(t: { after: (fn: () => void) => void }, tag: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `farmem-deploy-${tag}-`));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   return dir;
 }
 

@@ -30,7 +30,7 @@ async function collect(fd: number, got: string[], until: (m: string) => boolean,
 
 test('farmemd under systemd: READY=1 with STATUS once serving, WATCHDOG=1 pings, STOPPING=1 on SIGTERM', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-notify-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const notify = path.join(dir, 'notify');
   const manager = fdpass.dgramBind(notify);
   t.after(() => memfd.close(manager));

@@ -20,7 +20,7 @@ interface After {
 export function tempDir(t: After, tag: string): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `farmem-e2e-${tag}-`));
   fs.chmodSync(d, 0o755); // other uids connect to the sockets in it
-  t.after(() => fs.rmSync(d, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   return d;
 }
 

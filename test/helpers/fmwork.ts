@@ -70,7 +70,7 @@ export async function startFmwork(args: string[], options: { memfd?: number } = 
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     server?.close();
     server = null;
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   };
   const first = await Promise.race([hello, exited.then((x) => x)]);
   if (!('payload' in first)) {

@@ -63,7 +63,7 @@ export async function startFmwork(o: FmworkOptions): Promise<FmworkChild> {
     server?.close();
     if (memfd !== null) addon().closeFd(memfd);
     if (hello) addon().closeFd(hello.uffd);
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   };
   let hello: { uffd: number; address: bigint; length: number; pageSize: number; pid: number } | null = null;
   let onHello: (e: Error | null) => void = () => undefined;

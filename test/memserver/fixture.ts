@@ -28,7 +28,7 @@ export function captureLogger(): { logger: pino.Logger; lines: LogLine[] } {
 
 export function tmpDir(t: { after(fn: () => void): void }, prefix = 'farmem-ms-'): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(d, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   return d;
 }
 

@@ -227,7 +227,7 @@ export class Cluster {
       await gone;
     }
     this.hosts.destroy();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 

@@ -31,7 +31,7 @@ const nextState = (fd: number) => fdpass.recv(fd, { timeoutMs: 1000 });
 
 test('READY, STATUS, WATCHDOG and STOPPING reach the socket named by NOTIFY_SOCKET', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-sdnotify-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const sock = path.join(dir, 'notify');
   const manager = fakeManager(t, sock);
   withNotifySocket(t, sock);
@@ -75,7 +75,7 @@ test('without NOTIFY_SOCKET nothing is sent and the result says so', (t) => {
 
 test('errors: nobody listening, a bad NOTIFY_SOCKET, bad arguments', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-sdnotify-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   withNotifySocket(t, path.join(dir, 'gone'));
   assert.throws(() => sdNotify.ready(), nativeError('ENOENT', 'sendmsg: No such file or directory (ENOENT)'));
   process.env.NOTIFY_SOCKET = 'vsock:2:1234';

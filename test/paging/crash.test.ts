@@ -13,7 +13,7 @@ const skip = userfaultfdUnavailable() ?? false;
 test('kill -9 of farmemd mid-write: fmattach blocks, reattaches to the restarted daemon, and no byte is lost', { skip }, async (t) => {
   const ms = await startMemserver(t);
   const dir = tempDir('crash');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'k9', '--size', '64MiB', '--resident', '1MiB']);
   const run = fmattach(t, d1.attachSocket, ['--region', 'k9', '--pages', '8192', '--op', 'write', '--seed', '41', '--pattern', 'random:7', '--pause']);
@@ -37,7 +37,7 @@ test('kill -9 of farmemd mid-write: fmattach blocks, reattaches to the restarted
 test('kill -9 of farmemd while a Node process writes through the Node API: it reattaches on its own and no byte is lost', { skip }, async (t) => {
   const ms = await startMemserver(t);
   const dir = tempDir('crashnode');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'nk', '--size', '32MiB', '--resident', '1MiB']);
   const run = nodeWriter(t, d1.attachSocket, 'nk', 4096, 43);
@@ -58,7 +58,7 @@ test('kill -9 of farmemd while a Node process writes through the Node API: it re
 test('SIGTERM writes every dirty page back before exiting 0; a fresh farmemd reads them all from the server', { skip }, async (t) => {
   const ms = await startMemserver(t);
   const dir = tempDir('drain');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'dr', '--size', '16MiB', '--resident', '8MiB', '--prefetch', 'none']);
   // The app exits first: the daemon's memfd is then the only copy of the 1024 dirty pages.
@@ -78,7 +78,7 @@ test('SIGTERM writes every dirty page back before exiting 0; a fresh farmemd rea
 
 test('a memory server at capacity stalls write-back (log line, region show), drops nothing, and resumes when it has room', { skip }, async (t) => {
   const data = tempDir('msdata');
-  t.after(() => fs.rmSync(data, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(data, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const small = await startMemserver(t, { capacity: '1MiB', dataDir: data });
   const d = await startDaemon(t, [small.address]);
   cli(d, ['region', 'create', 'cap', '--size', '16MiB', '--resident', '1MiB']);

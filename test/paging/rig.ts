@@ -50,7 +50,7 @@ export interface Daemon extends Farmemd {
 /** farmemd with a 1 MiB page cache on `servers`; `dir` reuses a state dir and attach socket (restart). */
 export async function startDaemon(t: TestContext, servers: string[], dir?: string, extra: string[] = []): Promise<Daemon> {
   const d = dir ?? tempDir('paging');
-  if (dir === undefined) t.after(() => fs.rmSync(d, { recursive: true, force: true }));
+  if (dir === undefined) t.after(() => fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const attachSocket = path.join(d, 'attach.sock');
   const f = await startFarmemd({ dir: d, servers, args: ['--attach-socket', attachSocket, '--cache-size', '1MiB', ...extra] });
   t.after(() => f.stop('SIGKILL'));

@@ -9,7 +9,7 @@ import { ReplayStore, runWarmup, type Recording } from '../../daemon/prefetch';
 
 test('ReplayStore records each attachment, saves the latest run per region, and loads it back', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-replay-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const store = new ReplayStore(path.join(dir, 'replay'));
   assert.equal(store.load('r1'), null);
   store.begin(1, 'r1', 100, 4096);

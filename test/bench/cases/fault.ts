@@ -49,7 +49,7 @@ export async function runRaw(pages: number, handlerCpu: number, appCpu: number):
     await new Promise((resolve) => h.on('close', resolve));
     return fromFmwork(JSON.parse(out), pages);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 

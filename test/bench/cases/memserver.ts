@@ -140,7 +140,7 @@ async function durableRow(ctx: BenchContext): Promise<BenchRow[]> {
   } finally {
     mem.child.kill('SIGKILL');
     dur.child.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 
