@@ -543,13 +543,21 @@ export class Pager {
     return keep;
   }
 
-  /** sigbus regions: answer the fault with UFFDIO_POISON, so the woken thread gets SIGBUS. */
+  /**
+   * sigbus regions: answer the fault with UFFDIO_POISON, so the woken thread gets SIGBUS. The kernel
+   * refuses to poison over any pte marker (EEXIST), and a page evicted while write-protected keeps a
+   * uffd-wp marker, so the marker is cleared first (DONTWAKE; the poison wakes). If the pte is still
+   * not empty (another process sharing the memfd brought the page in), the thread is woken to retry.
+   */
   private poisonWaiters(r: RegionState, f: InFlight): void {
     r.inFlight.delete(f.page);
     for (const a of f.waiters) {
       try {
-        this.ops.poison!(a.uffd, addressOf(a, f.page), r.pageSize, false);
-        r.counters.poisoned++;
+        const at = addressOf(a, f.page);
+        this.ops.writeProtect(a.uffd, at, r.pageSize, false, true);
+        const res = this.ops.poison!(a.uffd, at, r.pageSize, false);
+        if (res.outcome === 'done') r.counters.poisoned++;
+        else this.ops.wake(a.uffd, at, r.pageSize);
       } catch (e) {
         if (isGone(e)) this.teardown(a, (e as Error).message);
         else this.log.error({ err: e, region: r.cfg.name, pid: a.pid, page: f.page }, 'poison failed');

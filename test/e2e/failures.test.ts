@@ -121,3 +121,25 @@ test('a memory server that goes away and comes back: the faulting process waits,
   assert.equal(JSON.parse(v.stdout).mismatches, 0);
   assert.equal(JSON.parse(v.stdout).checksum, JSON.parse(w.stdout).checksum);
 });
+
+test('a region created with --on-unavailable sigbus: after fault.unavailable_timeout the faulting process gets SIGBUS', { skip }, async (t) => {
+  const ms = await memoryServer(t);
+  const proxy = await stallProxy(t, ms.address);
+  const d = await farmemd(t, proxy.address, { config: '[fault]\nunavailable_timeout = "1s"\n' });
+  assert.equal((await cli(d, ['region', 'create', 'strict', '--size', '8MiB', '--prefetch', 'none', '--on-unavailable', 'sigbus'])).code, 0);
+  const w = await c(d, ['--region', 'strict', '--pages', '2048', '--op', 'write', '--seed', '43']).done;
+  assert.equal(w.code, 0, w.stderr);
+  await writeBackAndDrop(d, 'strict'); // the 1 MiB cache keeps only a quarter of it
+
+  proxy.goDown();
+  const started = Date.now();
+  const r = await c(d, ['--region', 'strict', '--pages', '2048', '--op', 'verify', '--seed', '43']).done;
+  assert.equal(r.signal, 'SIGBUS', `exit ${r.code}, stderr ${r.stderr}`);
+  assert.ok(Date.now() - started >= 900, 'SIGBUS came before the configured timeout');
+  // The daemon is fine, and once the server is back a new process reads every byte.
+  proxy.comeBack();
+  const v = await c(d, ['--region', 'strict', '--pages', '2048', '--op', 'verify', '--seed', '43']).done;
+  assert.equal(v.code, 0, v.stderr);
+  assert.equal(JSON.parse(v.stdout).mismatches, 0);
+  assert.equal(d.child.exitCode, null, 'farmemd is still running');
+});

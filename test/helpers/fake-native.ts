@@ -212,6 +212,8 @@ export class FakeKernel implements PagerOps {
 
   private doPoison(uffd: number, start: bigint, length: number, dontWake: boolean): CopyResult {
     const { m, first, count } = this.range('poison', uffd, start, length);
+    // Like the kernel: no poison over any pte marker, a uffd-wp one included (EEXIST, no wake).
+    for (let p = first; p < first + count; p++) if (m.wp.has(p)) return { outcome: 'exists', bytes: 0 };
     for (let p = first; p < first + count; p++) m.poison.add(p);
     if (!dontWake) this.wakeRange(m, first, count);
     return { outcome: 'done', bytes: length };

@@ -220,6 +220,24 @@ test('onUnavailable sigbus: after the timeout the faulting thread gets SIGBUS (U
   assert.deepEqual(await rig.done(rig.read(b, 0)), page(0));
 });
 
+test('onUnavailable sigbus on a page evicted while write-protected: the uffd-wp marker is cleared so the poison lands', async () => {
+  const rig = new Rig({ onUnavailable: 'sigbus', cacheBytes: null, pager: { unavailableAfterMs: 5 } }); // no victim cache: the page must come from the store
+  rig.kernel.punchKeepsMarkers = true; // like shmem: a punched write-protected pte leaves a marker
+  const a = rig.attach();
+  await rig.done(rig.write(a, 3, Buffer.from([9])));
+  await rig.pager.sync(rig.key);
+  assert.equal(rig.pager.evictAll(rig.key), 1);
+  assert.ok(a.wp.has(3), 'the marker outlives the punch');
+  rig.store.down = true;
+  const err = await rig.read(a, 3).then(() => 'resumed', (e: Error) => e.message);
+  assert.equal(err, 'SIGBUS');
+  assert.equal(rig.stats().poisoned, 1);
+  await rig.settle();
+  rig.store.down = false;
+  const b = rig.attach();
+  assert.deepEqual(await rig.done(rig.read(b, 3)), Buffer.concat([Buffer.from([9]), page(0).subarray(1)]));
+});
+
 test('onUnavailable sigbus without UFFDIO_POISON in the addon falls back to waiting, and says so', async () => {
   const rig = new Rig({ onUnavailable: 'sigbus', pager: { unavailableAfterMs: 2 } });
   rig.kernel.poison = null;
