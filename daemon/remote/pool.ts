@@ -25,6 +25,12 @@ export interface PoolMember {
    * change means the server restarted and, unless durable, lost its pages.
    */
   instance?(): Promise<string>;
+  /**
+   * Whether the server said, at its last instance() answer, that it keeps pages in a data dir. A
+   * durable server that restarted kept what it had synced, and perhaps more: its pages are checked,
+   * not forgotten.
+   */
+  durable?(): boolean;
 }
 
 export interface PoolOptions {
@@ -250,7 +256,8 @@ export class MemoryPool implements PageStore {
             this.repairStats.restartsDetected++;
             this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
             m.instanceId = id;
-            this.serverLostData(m.id);
+            if (m.m.durable?.() === true) this.serverRestartedDurable(m.id);
+            else this.serverLostData(m.id);
           } else if (id !== null && id !== '') {
             m.instanceId = id;
           }
@@ -282,6 +289,60 @@ export class MemoryPool implements PageStore {
     }
     this.opts.logger.warn({ server: id }, 'memory server lost its pages; re-replicating its groups');
     this.scheduleRepair();
+  }
+
+  /**
+   * A durable server restarted: it kept every page it had synced, and whatever its journal had
+   * written before it stopped (all of it after a SIGTERM; perhaps not the latest writes after a
+   * kill -9). Each page the pool placed there is read back from it (in the background, under the
+   * group's lock, so no write races the check); the ones it no longer has lose it as a copy and are
+   * re-replicated from the others. Pages with no other copy are reported: acknowledged but never
+   * synced, they are gone.
+   */
+  serverRestartedDurable(id: string): void {
+    this.opts.logger.warn({ server: id }, 'memory server restarted with a data dir: checking which of its pages it kept');
+    const check = async () => {
+      let kept = 0;
+      let lost = 0;
+      let stranded = 0;
+      for (const r of [...this.regions.values()]) {
+        for (const group of [...r.written.keys()]) {
+          await this.locked(r, group, async () => {
+            const pages = [...(r.written.get(group) ?? [])].filter((p) => this.copiesOf(r, p).includes(id));
+            for (let i = 0; i < pages.length; i += 256) {
+              const chunk = pages.slice(i, i + 256);
+              const got = await this.call(id, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs }));
+              kept += chunk.length - got.absent.length;
+              for (const p of got.absent) {
+                const others = this.copiesOf(r, p).filter((s) => s !== id);
+                r.override.set(p, others);
+                lost++;
+                if (others.length === 0) stranded++;
+              }
+            }
+          });
+        }
+      }
+      const line = { server: id, keptPages: kept, lostPages: lost, pagesWithNoCopy: stranded };
+      if (stranded > 0) this.opts.logger.error(line, 'memory server restarted without pages it had acknowledged but not synced, and no other server holds them');
+      else this.opts.logger.warn(line, 'memory server restarted: checked its pages');
+      if (lost > 0) this.scheduleRepair();
+    };
+    // The connection may still be in its reconnect backoff: retry for a while, as long as this is the
+    // same server instance (a newer restart starts its own check) and the pool is open.
+    const instance = this.members.get(id)?.instanceId;
+    const attempt = (n: number): void => {
+      check().catch((e: unknown) => {
+        const why = e instanceof Error ? e.message : String(e);
+        if (n >= 10 || this.closed || this.members.get(id)?.instanceId !== instance) {
+          this.opts.logger.error({ server: id, err: why }, 'could not check a restarted memory server: its pages are still trusted');
+          return;
+        }
+        this.opts.logger.warn({ server: id, err: why, retryInMs: 1000 * n }, 'checking a restarted memory server failed; retrying');
+        setTimeout(() => attempt(n + 1), 1000 * n).unref();
+      });
+    };
+    attempt(1);
   }
 
   /** Repairs every under-replicated group now (rate-limited); resolves when done. */

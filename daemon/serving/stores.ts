@@ -56,6 +56,7 @@ function member(s: KnownServer, logger: Logger): PoolMember {
   };
   const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
   const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ part: 'remote' }) });
+  let durable = false;
   return {
     id: s.address,
     weight: s.weight,
@@ -69,7 +70,12 @@ function member(s: KnownServer, logger: Logger): PoolMember {
         throw e;
       }
     },
-    instance: async () => (await client.stats(HEALTH_DEADLINE_MS)).instanceId,
+    instance: async () => {
+      const st = await client.stats(HEALTH_DEADLINE_MS);
+      durable = st.durable;
+      return st.instanceId;
+    },
+    durable: () => durable,
   };
 }
 

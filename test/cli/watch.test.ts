@@ -86,9 +86,14 @@ test('piped with --json: one JSON object per line and refresh', async () => {
 });
 
 test('Ctrl-C (SIGINT) ends the view with exit 0', async () => {
+  let sent = false;
   const r = await farmemAsync(d.socket, ['stats', '--watch', '--interval', '100ms'], {
     onStdout: (all, child) => {
-      if (all.split('\n').filter((l) => l.startsWith('farmemd ')).length === 2) child.kill('SIGINT');
+      // >= 2: on a loaded machine two refreshes can arrive in one chunk with a third.
+      if (!sent && all.split('\n').filter((l) => l.startsWith('farmemd ')).length >= 2) {
+        sent = true;
+        child.kill('SIGINT');
+      }
     },
   });
   assert.equal(r.status, 0, r.stderr);

@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { userfaultfdUnavailable } from '../helpers/env';
 import { tempDir } from '../helpers/farmemd';
-import { cli, fmattach, nodeWriter, runOk, show, startDaemon, startMemserver, until } from './rig';
+import { cli, fmattach, nodeWriter, runOk, show, startDaemon, startMemserver, stateDir, until } from './rig';
 
 const skip = userfaultfdUnavailable() ?? false;
 
 test('kill -9 of farmemd mid-write: fmattach blocks, reattaches to the restarted daemon, and no byte is lost', { skip }, async (t) => {
   const ms = await startMemserver(t);
-  const dir = tempDir('crash');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const dir = stateDir(t, 'crash');
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'k9', '--size', '64MiB', '--resident', '1MiB']);
   const run = fmattach(t, d1.attachSocket, ['--region', 'k9', '--pages', '8192', '--op', 'write', '--seed', '41', '--pattern', 'random:7', '--pause']);
@@ -36,8 +35,7 @@ test('kill -9 of farmemd mid-write: fmattach blocks, reattaches to the restarted
 
 test('kill -9 of farmemd while a Node process writes through the Node API: it reattaches on its own and no byte is lost', { skip }, async (t) => {
   const ms = await startMemserver(t);
-  const dir = tempDir('crashnode');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const dir = stateDir(t, 'crashnode');
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'nk', '--size', '32MiB', '--resident', '1MiB']);
   const run = nodeWriter(t, d1.attachSocket, 'nk', 4096, 43);
@@ -57,8 +55,7 @@ test('kill -9 of farmemd while a Node process writes through the Node API: it re
 
 test('SIGTERM writes every dirty page back before exiting 0; a fresh farmemd reads them all from the server', { skip }, async (t) => {
   const ms = await startMemserver(t);
-  const dir = tempDir('drain');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const dir = stateDir(t, 'drain');
   const d1 = await startDaemon(t, [ms.address], dir);
   cli(d1, ['region', 'create', 'dr', '--size', '16MiB', '--resident', '8MiB', '--prefetch', 'none']);
   // The app exits first: the daemon's memfd is then the only copy of the 1024 dirty pages.

@@ -47,13 +47,35 @@ export interface Daemon extends Farmemd {
   attachSocket: string;
 }
 
-/** farmemd with a 1 MiB page cache on `servers`; `dir` reuses a state dir and attach socket (restart). */
+const daemonsIn = new Map<string, Farmemd[]>();
+
+/**
+ * A state dir shared by the daemons of one test (a restart reuses it), removed at the end once every
+ * daemon started in it is dead: a live one keeps writing into it (replay recordings).
+ */
+export function stateDir(t: TestContext, name: string): string {
+  const dir = tempDir(name);
+  daemonsIn.set(dir, []);
+  t.after(async () => {
+    for (const f of daemonsIn.get(dir) ?? []) await f.stop('SIGKILL');
+    daemonsIn.delete(dir);
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
+  });
+  return dir;
+}
+
+/** farmemd with a 1 MiB page cache on `servers`; `dir` (from stateDir) reuses a state dir and attach socket (restart). */
 export async function startDaemon(t: TestContext, servers: string[], dir?: string, extra: string[] = []): Promise<Daemon> {
   const d = dir ?? tempDir('paging');
-  if (dir === undefined) t.after(() => fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
   const attachSocket = path.join(d, 'attach.sock');
-  const f = await startFarmemd({ dir: d, servers, args: ['--attach-socket', attachSocket, '--cache-size', '1MiB', ...extra] });
-  t.after(() => f.stop('SIGKILL'));
+  let f: Farmemd | null = null;
+  // One hook, in this order: the daemon writes into its state dir (replay recordings) until it is dead.
+  t.after(async () => {
+    await f?.stop('SIGKILL');
+    if (dir === undefined) fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
+  });
+  f = await startFarmemd({ dir: d, servers, args: ['--attach-socket', attachSocket, '--cache-size', '1MiB', ...extra] });
+  if (dir !== undefined) daemonsIn.get(dir)?.push(f);
   return { ...f, attachSocket };
 }
 

@@ -203,6 +203,42 @@ test('a changed instance id (the server restarted) makes the pool refill that se
   assert.equal(p.repairStatus().underReplicatedGroups, 0);
 });
 
+test('a durable server that restarted keeps its pages: the pool checks them instead of forgetting them', async () => {
+  // One server, one copy (R=1), with a data dir: it was stopped and started again, keeping every page.
+  const store = new MemStore('10.0.0.1:7070');
+  let run = 'run-1';
+  const m: PoolMember = { id: store.id, weight: 1, store, health: async () => true, instance: async () => run, durable: () => true };
+  const p = new MemoryPool([m], { logger, replicas: 1, downAfterMs: 0, repairBytesPerSecond: 1e12 });
+  const pages = Array.from({ length: 128 }, (_, i) => i);
+  await writeAll(p, pages, 3);
+  await p.checkHealth();
+  run = 'run-2';
+  await p.checkHealth();
+  assert.equal(p.repairStatus().restartsDetected, 1);
+  await verifyAll(p, pages, () => 3);
+});
+
+test('a durable server that restarted without its latest writes: the pages it lost are re-replicated from the others', async () => {
+  const { stores } = setup(3);
+  const runs = new Map(stores.map((s) => [s.id, 'run-1']));
+  const members = stores.map((s): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => true, instance: async () => runs.get(s.id)!, durable: () => true }));
+  const p = new MemoryPool(members, { logger, replicas: 2, downAfterMs: 0, repairBytesPerSecond: 1e12 });
+  const pages = Array.from({ length: 256 }, (_, i) => i);
+  await writeAll(p, pages, 4);
+  await p.checkHealth();
+  // Killed before its journal had the last writes: it comes back without some of its pages.
+  const victim = stores[1]!;
+  const lost = [...victim.pages.keys()].filter((_, i) => i % 3 === 0);
+  assert.ok(lost.length > 0);
+  for (const k of lost) victim.pages.delete(k);
+  runs.set(victim.id, 'run-2');
+  await p.checkHealth();
+  for (let i = 0; i < 500 && pages.some((x) => copies(stores, x) < 2); i++) await new Promise((r) => setTimeout(r, 5));
+  for (const x of pages) assert.equal(copies(stores, x), 2, `page ${x}`);
+  await verifyAll(p, pages, () => 4);
+  assert.equal(p.repairStatus().underReplicatedGroups, 0);
+});
+
 test('a write racing the repair copy of its group is never overwritten by the older copy', async () => {
   const { stores, pool } = setup(3);
   const pages = Array.from({ length: 16 }, (_, i) => i); // one group
