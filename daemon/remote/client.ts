@@ -181,11 +181,19 @@ export class MemoryServerClient implements PageStore {
     for (const c of old) c.close();
   }
 
-  /** The standard gRPC health check (service '' = the whole server). */
+  /**
+   * The standard gRPC health check (service '' = the whole server). An answer ends the page
+   * streams' reopen backoff: the server is reachable now, and a fault should not wait out a timer
+   * grown while it was away.
+   */
   health(service = '', deadlineMs = 2000): Promise<HealthStatus> {
     return new Promise((resolve, reject) => {
       this.clients[0]!.makeUnaryRequest(healthCheckMethod.path, healthCheckMethod.requestSerialize, healthCheckMethod.responseDeserialize, service,
-        this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(this.statusError('health check', err)) : resolve(res!)));
+        this.metadata.clone(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+          if (err) return reject(this.statusError('health check', err));
+          if (res === 'SERVING') this.retryAt = 0;
+          resolve(res!);
+        });
     });
   }
 

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { rootUnavailable, userfaultfdUnavailable } from '../helpers/env';
 import { workloadBin } from '../helpers/pattern';
 import { fmattach, start, until } from '../attach/fixture';
-import { cli, farmemd, memoryServer, regionStats, stallProxy, writeBackAndDrop, type Daemon } from './fixture';
+import { cli, cliJson, farmemd, memoryServer, regionStats, stallProxy, writeBackAndDrop, type Daemon } from './fixture';
 
 const skip = userfaultfdUnavailable() ?? false;
 
@@ -136,8 +136,13 @@ test('a region created with --on-unavailable sigbus: after fault.unavailable_tim
   const r = await c(d, ['--region', 'strict', '--pages', '2048', '--op', 'verify', '--seed', '43']).done;
   assert.equal(r.signal, 'SIGBUS', `exit ${r.code}, stderr ${r.stderr}`);
   assert.ok(Date.now() - started >= 900, 'SIGBUS came before the configured timeout');
-  // The daemon is fine, and once the server is back a new process reads every byte.
+  // The daemon is fine, and once the server is back (its health check passed: within
+  // unavailable_timeout from then a fault is answered) a new process reads every byte.
   proxy.comeBack();
+  for (let i = 0; (await cliJson<{ state: string }[]>(d, ['servers']))[0]!.state !== 'up'; i++) {
+    assert.ok(i < 200, 'the server is not up again after 20 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const v = await c(d, ['--region', 'strict', '--pages', '2048', '--op', 'verify', '--seed', '43']).done;
   assert.equal(v.code, 0, v.stderr);
   assert.equal(JSON.parse(v.stdout).mismatches, 0);
