@@ -128,6 +128,36 @@ test('kill -9 of farmemd after the writer exited: the memfd comes back from the 
   assert.deepEqual(mgr.poll().map((m) => m.text).filter((x) => x.startsWith('FDSTORE')), [`FDSTOREREMOVE=1\nFDNAME=region-${id}`]);
 });
 
+test('a process still attached across the crash reattaches and joins the memfd the fd store gave back', { skip }, async (t) => {
+  const ms = await startMemserver(t);
+  const dir = tempDir('fdjoin');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const mgr = manager(t, dir);
+  const d1 = await daemon(t, dir, [ms.address], mgr.path);
+  cli(d1, ['region', 'create', 'live', '--size', '16MiB', '--resident', '16MiB', '--prefetch', 'none']);
+  const id = regionId(d1, 'live');
+  const run = fmattach(t, d1.attachSocket, ['--region', 'live', '--pages', String(PAGES), '--op', 'write,verify', '--seed', '62', '--pause']);
+  await run.line((l) => l.ready === 'write');
+  run.child.stdin!.write('go\n');
+  await run.line((l) => l.ready === 'verify');
+  assert.equal(await d1.stop('SIGKILL'), 'SIGKILL');
+  const stored = mgr.poll().find((m) => m.text === `FDSTORE=1\nFDNAME=region-${id}`)!.fds[0]!;
+  await until('libfarmem to notice', () => run.stderr().includes('lost farmemd'));
+
+  const d2 = await daemon(t, dir, [ms.address], mgr.path, [{ fd: stored, name: `region-${id}` }]);
+  await until('the reattach', () => /reattached to farmemd \(attachment \d+\)/.test(run.stderr()));
+  run.child.stdin!.write('go\n');
+  assert.equal(await run.done, 0, run.stderr());
+  assert.equal(run.lines.find((l) => l.op === 'verify')!.mismatches, 0);
+  // Same file: the region kept the memfd from the store (fd 3), no second adoption.
+  assert.ok(d2.lines.some((l) => l.msg === `region "live": adopted its memfd from the systemd fd store: ${PAGES} dirty page(s) to write back`));
+  assert.equal(d2.lines.some((l) => String(l.msg).includes('adopted the memfd of re-attaching pid')), false);
+  assert.ok(d2.lines.some((l) => l.msg === `region "live": pid ${run.child.pid} attached` && l.reattach === true));
+  assert.match(fs.readlinkSync(`/proc/${d2.child.pid}/fd/3`), /^\/memfd:farmem:live \(deleted\)$/);
+  cli(d2, ['region', 'sync', 'live']);
+  assert.deepEqual([show(d2, 'live').writtenBackPages, show(d2, 'live').dirtyPages], [PAGES, 0]);
+});
+
 test('the same crash without the fd store loses the pages (what the store is for)', { skip }, async (t) => {
   const { dir, ms, mgr, stored } = await writeThenCrash(t, 'fdlost');
   // A service manager that kept nothing (and the manager's cleanup must not close the number again).
