@@ -216,6 +216,38 @@ test('fds the daemon cannot use are refused, closed and removed from the store; 
   assert.equal(d2.lines.some((l) => String(l.msg).includes('adopted its memfd')), false);
 });
 
+test('two memfds for one region: the first is adopted with the pages it holds, the second refused', { skip }, async (t) => {
+  const dir = tempDir('fddup');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const mgr = manager(t, dir);
+  const d1 = await daemon(t, dir, ['127.0.0.1:1'], mgr.path);
+  cli(d1, ['region', 'create', 'r2', '--size', '2MiB']);
+  const id = regionId(d1, 'r2');
+  await d1.stop('SIGKILL');
+  mgr.poll();
+
+  const first = memfd.create('first', 2 * 1024 * 1024);
+  const second = memfd.create('second', 2 * 1024 * 1024);
+  t.after(() => [first, second].forEach(closeQuietly));
+  // Pages 0 and 5 hold data: they are what the adopted memfd brings back.
+  memfd.pwrite(first, Buffer.alloc(4096, 1), 0);
+  memfd.pwrite(first, Buffer.alloc(4096, 2), 5 * 4096);
+  const name = `region-${id}`;
+  const d2 = await daemon(t, dir, ['127.0.0.1:1'], mgr.path, [{ fd: first, name }, { fd: second, name }]);
+  assert.deepEqual(
+    d2.lines.filter((l) => String(l.msg).includes('fd store:') || String(l.msg).includes('adopted')).map((l) => l.msg),
+    [
+      'fd store: 2 fd(s) passed by the service manager',
+      `fd store: refused fd 4 "${name}": region "r2": a second memfd for the same region; closed it and removed "${name}" from the store`,
+      'region "r2": adopted its memfd from the systemd fd store: 2 dirty page(s) to write back',
+    ],
+  );
+  assert.match(fs.readlinkSync(`/proc/${d2.child.pid}/fd/3`), /^\/memfd:first \(deleted\)$/);
+  // Removed by name (both copies), then the adopted one stored again.
+  assert.deepEqual(mgr.poll().filter((m) => m.text.startsWith('FDSTORE')).map((m) => m.text), [`FDSTOREREMOVE=1\nFDNAME=${name}`, `FDSTORE=1\nFDNAME=${name}`]);
+  assert.deepEqual([show(d2, 'r2').residentPages, show(d2, 'r2').dirtyPages], [2, 2]);
+});
+
 test('takeListenFds: fds from 3 with their names, only for our pid, and the variables are unset', () => {
   const env: NodeJS.ProcessEnv = { LISTEN_PID: '4242', LISTEN_FDS: '2', LISTEN_FDNAMES: 'region-a:region-b', KEEP: '1' };
   assert.deepEqual(takeListenFds(env, 4242), { fds: [{ fd: 3, name: 'region-a' }, { fd: 4, name: 'region-b' }], ignored: null });
