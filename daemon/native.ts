@@ -671,13 +671,25 @@ export const sdNotify = {
   watchdog(): boolean {
     return sdNotify.send('WATCHDOG=1');
   },
-  /** Hands fds to the service manager to keep across a restart (FDSTORE=1), under a name. */
+  /**
+   * Hands fds to the service manager to keep across a restart (FDSTORE=1), under a name. systemd
+   * takes names of at most 255 printable ASCII characters without ':' (the LISTEN_FDNAMES
+   * separator); we allow a safe subset.
+   */
   fdStore(name: string, fds: number[]): boolean {
-    checkString(name, 'name');
-    if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(name)) throw argError('an fd name of 1-255 letters, digits, "_.:-"', 'name', name);
-    return sdNotify.send(`FDSTORE=1\nFDNAME=${name}`, fds);
+    return sdNotify.send(`FDSTORE=1\nFDNAME=${checkFdName(name)}`, fds);
+  },
+  /** Drops every fd stored under `name` (FDSTOREREMOVE=1). */
+  fdStoreRemove(name: string): boolean {
+    return sdNotify.send(`FDSTOREREMOVE=1\nFDNAME=${checkFdName(name)}`);
   },
 };
+
+function checkFdName(name: unknown): string {
+  checkString(name, 'name');
+  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name as string)) throw argError('an fd name of 1-255 letters, digits, "_.-"', 'name', name);
+  return name as string;
+}
 
 function oneLine(text: unknown): string {
   if (typeof text !== 'string' || text.includes('\n')) throw argError('a string without newlines', 'status', text);

@@ -14,6 +14,7 @@ import { clientSocketPath } from './util/paths';
 import { AttachServer } from './attach';
 import { PagingRuntime } from './serving/runtime';
 import { Stores } from './serving/stores';
+import { FdStore, takeListenFds } from './lifecycle/fdstore';
 import type * as grpc from '@grpc/grpc-js';
 
 
@@ -24,6 +25,10 @@ export interface StartedDaemon {
 }
 
 export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<StartedDaemon> {
+  // First, before anything opens fds: what systemd's fd store handed back (region memfds).
+  const listen = takeListenFds();
+  if (listen.ignored !== null) logger.warn(`fd store: ignored LISTEN_FDS: ${listen.ignored}`);
+  else if (listen.fds.length > 0) logger.info({ fds: listen.fds.length }, `fd store: ${listen.fds.length} fd(s) passed by the service manager`);
   const lifecycle = new Lifecycle(logger, config.drainTimeoutMs, opts.exit);
   lifecycle.installSignalHandlers();
   const metrics = createMetrics();
@@ -61,8 +66,11 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     storeFor: (spec) => stores.storeFor(spec),
     metrics,
     replayDir: `${config.stateDir}/replay`,
+    fdStore: new FdStore(logger),
   });
   runtime.lookup = (name) => registry.get(name);
+  // Before useRuntime: a region whose memfd came back keeps it instead of getting an empty one.
+  runtime.restore(listen.fds, (id) => registry.byId(id));
   registerPrefetchMetrics(metrics.registry, () => runtime.pager.allStats());
   await daemon.useRuntime(runtime);
 

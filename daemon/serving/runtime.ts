@@ -21,6 +21,9 @@ import type { DaemonMetrics } from '../metrics';
 import { FaultLatency } from './latency';
 import { feedMetrics } from './metrics';
 import { PageStoreError, type PageStore } from '../remote/types';
+import { closeQuietly, regionFdName, type FdStore, type ListenFd } from '../lifecycle/fdstore';
+import { fileIdentity } from '../attach/fds';
+import { sortStored } from './stored';
 
 /**
  * A PageStore failure as the user sees it: the region by name (the store only knows its id), the
@@ -58,6 +61,8 @@ export interface PagingOptions {
   metrics?: DaemonMetrics;
   /** Where replay recordings are kept (first-touch order per region), or null to record nothing. */
   replayDir?: string | null;
+  /** systemd's fd store: every region memfd goes there while the region lives (null: none). */
+  fdStore?: FdStore | null;
 }
 
 interface LiveRegion {
@@ -138,7 +143,32 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     this.adopt(spec, fd);
   }
 
-  /** Starts serving a region over an existing memfd (a fresh one, or one a re-attaching process kept). */
+  /**
+   * Start-up, before the registry's regions get fresh memfds: adopts the region memfds handed back
+   * by systemd's fd store (LISTEN_FDS). Every page present in one counts as resident and dirty (as
+   * for a re-attaching process's memfd), so eviction and drain write it back. Refused fds are closed
+   * and dropped from the store; a process that re-attaches later with the same memfd just joins.
+   */
+  restore(stored: ListenFd[], byId: (id: string) => RegionSpec | null): { adopted: number; refused: number } {
+    const { adopt, refuse } = sortStored(stored, byId);
+    for (const r of refuse) {
+      this.log.warn({ fd: r.fd, fdName: r.name, reason: r.reason }, `fd store: refused fd ${r.fd} "${r.name}": ${r.reason}; closed it and removed "${r.name}" from the store`);
+      closeQuietly(r.fd);
+      this.opts.fdStore?.remove(r.name);
+    }
+    for (const a of adopt) {
+      if (this.regions.has(a.spec.id)) continue; // sortStored keeps one per region
+      const live = this.adopt(a.spec, a.fd);
+      const s = this.pager.stats(live.key);
+      this.log.info(
+        { region: a.spec.name, regionId: a.spec.id, fd: a.fd, residentPages: s.residentPages, dirtyPages: s.dirtyPages },
+        `region "${a.spec.name}": adopted its memfd from the systemd fd store: ${s.dirtyPages} dirty page(s) to write back`,
+      );
+    }
+    return { adopted: adopt.length, refused: refuse.length };
+  }
+
+  /** Starts serving a region over an existing memfd (a fresh one, one a re-attaching process kept, or one from the fd store). */
   private adopt(spec: RegionSpec, fd: number): LiveRegion {
     const key = this.nextKey++;
     const pages = spec.sizeBytes / spec.pageSize;
@@ -158,6 +188,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     });
     this.regions.set(spec.id, live);
     this.idOfKey.set(key, spec.id);
+    // Our copy is what keeps the pages when farmemd and every attached process die together.
+    this.opts.fdStore?.store(regionFdName(spec.id), fd);
     return live;
   }
 
@@ -185,6 +217,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       this.cache.dropRegion(r.key);
       closeFd(r.memfd);
       this.regions.delete(spec.id);
+      this.opts.fdStore?.remove(regionFdName(spec.id));
     }
     this.replay?.remove(spec.id);
     // The region is gone from this daemon either way; a memory server that cannot be reached keeps
@@ -369,15 +402,18 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       return { ok: false, code: 'PERMISSION_DENIED', reason: (e as Error).message.replace(/^attach region "[^"]*": /, '') };
     }
     let r = this.regions.get(spec.id);
-    if (req.reattach !== null && req.reattach.regionId === spec.id && (r === undefined || !this.hasAttachments(r))) {
+    const sameFile = r !== undefined && req.reattach !== null && fileIdentity(r.memfd) === fileIdentity(req.reattach.memfd);
+    if (req.reattach !== null && req.reattach.regionId === spec.id && !sameFile && (r === undefined || !this.hasAttachments(r))) {
       // A daemon restarted after a crash: the process kept the region's memfd (with every page
-      // written before the crash); adopt it instead of the empty one we made at start-up.
+      // written before the crash); adopt it instead of the empty one we made at start-up. (When the
+      // fd store gave us back that very memfd, the process just joins: sameFile.)
       if (r !== undefined) {
         this.retire(r);
         this.pager.removeRegion(r.key);
         this.cache.dropRegion(r.key);
         closeFd(r.memfd);
         this.regions.delete(spec.id);
+        this.opts.fdStore?.remove(regionFdName(spec.id));
       }
       r = this.adopt(spec, req.reattach.memfd);
       this.log.info({ region: spec.name, pid: req.cred.pid }, `region "${spec.name}": adopted the memfd of re-attaching pid ${req.cred.pid}`);

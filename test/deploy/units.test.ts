@@ -141,11 +141,12 @@ test('the syscall filters keep what farmem calls and drop what it must not', { s
   const common = ['ioctl', 'mmap', 'munmap', 'futex', 'clone3', 'epoll_wait', 'epoll_ctl', 'eventfd2', 'socket', 'bind', 'listen',
     'accept4', 'connect', 'sendmsg', 'recvmsg', 'pread64', 'pwrite64', 'fsync', 'fdatasync', 'openat', 'getrandom'];
   const d = allowedSyscalls('farmemd.service', groups);
-  for (const s of [...common, 'userfaultfd', 'memfd_create', 'fallocate', 'lseek', 'mincore', 'pidfd_open', 'pidfd_getfd',
+  for (const s of [...common, 'userfaultfd', 'memfd_create', 'fallocate', 'lseek', 'mincore', 'pidfd_open',
     'process_madvise', 'sched_setaffinity', 'sched_getaffinity', 'madvise']) {
     assert.ok(d.has(s), `farmemd.service must allow ${s}`);
   }
-  for (const s of ['ptrace', 'process_vm_readv', 'process_vm_writev', 'init_module', 'mount', 'setuid']) assert.ok(!d.has(s), `farmemd.service must not allow ${s}`);
+  // pidfd_getfd: the daemon never takes fds out of processes (they re-attach and send them).
+  for (const s of ['ptrace', 'pidfd_getfd', 'process_vm_readv', 'process_vm_writev', 'init_module', 'mount', 'setuid']) assert.ok(!d.has(s), `farmemd.service must not allow ${s}`);
   const m = allowedSyscalls('farmem-memserver.service', groups);
   for (const s of common) assert.ok(m.has(s), `farmem-memserver.service must allow ${s}`);
   for (const s of ['userfaultfd', 'pidfd_getfd', 'ptrace', 'setrlimit', 'mount']) assert.ok(!m.has(s), `farmem-memserver.service must not allow ${s}`);

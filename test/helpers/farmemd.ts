@@ -27,9 +27,14 @@ export function tempDir(tag: string): string {
 
 /**
  * Starts farmemd and resolves once it logged READY. `dir` reuses a state dir (restart). `servers`:
- * memory servers to use (default: an unreachable one, for tests that never page).
+ * memory servers to use (default: an unreachable one, for tests that never page). `env` is added to
+ * the environment (NOTIFY_SOCKET is '' unless given). `listenFds` are passed as systemd passes its
+ * fd store: as fds 3.. with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (the daemon's own pid, which
+ * only a shell that execs node can know).
  */
-export function startFarmemd(opts: { dir?: string; args?: string[]; config?: string; servers?: string[] } = {}): Promise<Farmemd> {
+export function startFarmemd(
+  opts: { dir?: string; args?: string[]; config?: string; servers?: string[]; env?: NodeJS.ProcessEnv; listenFds?: Array<{ fd: number; name: string }> } = {},
+): Promise<Farmemd> {
   const dir = opts.dir ?? tempDir('ctl');
   const socket = path.join(dir, 'farmemd.sock');
   const stateDir = path.join(dir, 'state');
@@ -40,7 +45,15 @@ export function startFarmemd(opts: { dir?: string; args?: string[]; config?: str
     fs.writeFileSync(file, opts.config);
     args.push('--config', file);
   }
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: '', ...opts.env };
+  const passed = opts.listenFds ?? [];
+  const child =
+    passed.length === 0
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn('/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', process.execPath, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe', ...passed.map((p) => p.fd)],
+          env: { ...env, LISTEN_FDS: String(passed.length), LISTEN_FDNAMES: passed.map((p) => p.name).join(':') },
+        });
   const lines: Array<Record<string, unknown>> = [];
   let err = '';
   let buf = '';

@@ -64,6 +64,8 @@ test('FDSTORE=1 hands an fd over: the manager can read what the daemon wrote', (
   memfd.pread(m.fds[0]!, b, 0);
   memfd.close(m.fds[0]!);
   assert.equal(b.toString(), 'kept across restart');
+  assert.equal(sdNotify.fdStoreRemove('region-db'), true);
+  assert.deepEqual(nextState(manager), { payload: Buffer.from('FDSTOREREMOVE=1\nFDNAME=region-db'), fds: [] });
 });
 
 test('without NOTIFY_SOCKET nothing is sent and the result says so', (t) => {
@@ -83,5 +85,7 @@ test('errors: nobody listening, a bad NOTIFY_SOCKET, bad arguments', (t) => {
   assert.throws(() => sdNotify.status('two\nlines'), typeError('Expected a string without newlines for status but received "two\\nlines"'));
   assert.throws(() => sdNotify.send(''), typeError('Expected a non-empty state for state but received ""'));
   assert.throws(() => sdNotify.send('READY=1', [-1]), typeError('Expected an array of at most 253 file descriptors for fds but received an array'));
-  assert.throws(() => sdNotify.fdStore('has space', [0]), typeError('Expected an fd name of 1-255 letters, digits, "_.:-" for name but received "has space"'));
+  assert.throws(() => sdNotify.fdStore('has space', [0]), typeError('Expected an fd name of 1-255 letters, digits, "_.-" for name but received "has space"'));
+  // ':' separates names in LISTEN_FDNAMES: systemd refuses it.
+  assert.throws(() => sdNotify.fdStoreRemove('region:db'), typeError('Expected an fd name of 1-255 letters, digits, "_.-" for name but received "region:db"'));
 });
