@@ -5,7 +5,7 @@ import path from 'node:path';
 import { RegionRegistry, type NewRegion } from '../../daemon/regions';
 import { tempDir } from '../helpers/farmemd';
 
-const base: NewRegion = { name: 'db', sizeBytes: 1 << 30, pageSize: 4096, residentBytes: 0, servers: [], replicas: 1, prefetch: 'auto', onUnavailable: 'wait', ownerUid: 1000, ownerGid: 1000, mode: 0o600 };
+const base: NewRegion = { name: 'db', sizeBytes: 1 << 30, pageSize: 4096, residentBytes: 0, servers: [], replicas: 1, prefetch: 'auto', onUnavailable: 'wait', dirtyTracking: 'auto', ownerUid: 1000, ownerGid: 1000, mode: 0o600 };
 
 async function withRegistry(fn: (dir: string, r: RegionRegistry) => Promise<void>): Promise<void> {
   const dir = tempDir('reg');
