@@ -164,7 +164,8 @@ export function buildProgram(): Command {
             ['replicas', r.replicas],
             ['prefetch', r.prefetch],
             ['on unavailable', r.onUnavailable],
-            ['dirty tracking', r.dirtyTracking],
+            ['dirty tracking', !st.pager || st.dirtyTracking === '' ? r.dirtyTracking
+              : `${r.dirtyTracking}${st.dirtyTracking === r.dirtyTracking ? '' : ` (now ${st.dirtyTracking})`}${st.dirtyTrackingNote === '' ? '' : `: ${st.dirtyTrackingNote}`}`],
             ['owner', `uid ${r.ownerUid}, gid ${r.ownerGid}, mode ${r.mode}`],
             ['created', r.createdAt],
           ];
@@ -177,7 +178,6 @@ export function buildProgram(): Command {
               ...base,
               ['resident pages', s.residentPages],
               ['dirty pages', s.dirtyTracking === 'async' ? `${s.dirtyPages} (as of the last scan)` : s.dirtyPages],
-              ['dirty tracking in effect', s.dirtyTracking === '' ? '-' : s.dirtyTrackingNote === '' ? s.dirtyTracking : `${s.dirtyTracking}: ${s.dirtyTrackingNote}`],
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],

@@ -260,6 +260,13 @@ export class Pager {
     return r.dirty - before;
   }
 
+  /** 'async' when the attachment's writes are found by PAGEMAP_SCAN, 'wp' when they raise WP faults, 'none' untracked; null if unknown. */
+  attachmentTracking(attachment: number): 'async' | 'wp' | 'none' | null {
+    const a = this.attachments.get(attachment);
+    if (a === undefined) return null;
+    return a.pagemap !== null ? 'async' : a.writeProtect ? 'wp' : 'none';
+  }
+
   /** Removes an attachment (detach, or its process exited). Threads waiting in it are gone with it. */
   detach(attachment: number): boolean {
     const a = this.attachments.get(attachment);

@@ -451,7 +451,9 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     }
     this.replay?.begin(id, r.spec.id, r.spec.sizeBytes / r.spec.pageSize, r.spec.pageSize);
     this.attachments.set(id, { id, region: r, uffd: att.uffd, pidfd: att.pidfd, pid: att.pid, uid: att.uid, since: new Date().toISOString(), comm: comm(att.pid) });
-    this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach }, `region "${att.spec.name}": pid ${att.pid} attached`);
+    // The pager drops to WP faults when the process's uffd turns out to lack WP_ASYNC.
+    const dirtyTracking = this.pager.attachmentTracking(id);
+    this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach, dirtyTracking }, `region "${att.spec.name}": pid ${att.pid} attached`);
     return id;
   }
 
