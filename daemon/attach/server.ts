@@ -355,7 +355,7 @@ export class AttachServer {
     // Async write-protect hides writes from the pager: only where the daemon asked for it (a region
     // that is never evicted), never on a client's own initiative.
     if (names.includes('WP_ASYNC') && !(m.writeProtect && c.wpAsync)) {
-      throw bad(`uffd feature WP_ASYNC is only allowed when AttachReply.wp_async asked for it (region ${JSON.stringify(spec.name)} tracks dirty pages with write-protect faults)`);
+      throw bad('uffd feature WP_ASYNC was not asked for (AttachReply.wp_async): the region tracks dirty pages with write-protect faults');
     }
     const notMapped = checkMapping(c.cred.pid, m.address, m.length, c.memfdIno);
     if (notMapped) throw bad(`RegisterRequest: ${notMapped}`);
