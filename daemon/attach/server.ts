@@ -353,8 +353,9 @@ export class AttachServer {
       throw bad('write-protect mode needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and PAGEFAULT_FLAG_WP');
     }
     // Async write-protect hides writes from the pager: only where the daemon asked for it (a region
-    // that is never evicted), never on a client's own initiative.
-    if (names.includes('WP_ASYNC') && !(m.writeProtect && c.wpAsync)) {
+    // that is never evicted), or on a reattach of a uffd negotiated so before (the region's mode may
+    // have changed meanwhile; the pager then keeps the region from eviction while it is attached).
+    if (names.includes('WP_ASYNC') && !(m.writeProtect && (c.wpAsync || c.reattach))) {
       throw bad('uffd feature WP_ASYNC was not asked for (AttachReply.wp_async): the region tracks dirty pages with write-protect faults');
     }
     const notMapped = checkMapping(c.cred.pid, m.address, m.length, c.memfdIno);

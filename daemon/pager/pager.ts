@@ -166,9 +166,15 @@ export class Pager {
       throw new Error(`Expected an unused attachment id for region "${r.cfg.name}" but received ${info.attachment}`);
     }
     const a: Attachment = { ...info, state: r, pagemap: null };
-    if (a.asyncWp === true && (!a.writeProtect || r.cfg.dirtyTracking !== 'async' || this.asyncWp === null)) {
-      // Only an async region's attachments may skip WP faults; the attach server enforces it too.
-      throw new Error(`attach region "${r.cfg.name}": pid ${a.pid} negotiated WP_ASYNC, but the region tracks dirty pages with write-protect faults`);
+    if (a.asyncWp === true && (!a.writeProtect || this.asyncWp === null)) {
+      // Its writes would be invisible: no fault, and nothing here to scan them with.
+      throw new Error(`attach region "${r.cfg.name}": pid ${a.pid} negotiated WP_ASYNC, but this daemon cannot scan for written pages (PAGEMAP_SCAN)`);
+    }
+    if (a.asyncWp === true && r.cfg.dirtyTracking !== 'async') {
+      // A reattach with a uffd negotiated for async before the region's mode changed (e.g. auto
+      // under a new resident cap): safe, as an async attachment keeps the region from eviction.
+      this.log.warn({ region: r.cfg.name, pid: a.pid, attachment: a.attachment },
+        'the process tracks writes asynchronously from an earlier attach: the region is not evicted while it is attached');
     }
     if (a.writeProtect) {
       // Protects resident pages and leaves a marker on the others (shmem), so writes through this

@@ -103,9 +103,22 @@ test('async: a uffd without WP_ASYNC (EPERM at arming) is served by WP faults; W
   assert.deepEqual([rig.stats().faults.wp, rig.stats().dirtyPages], [1, 1]);
   assert.equal(rig.pager.evictAll(rig.key), 0, 'the region is still async: never evicted');
 
-  const wp = new Rig({ pages: 16, pager: { asyncWp: new FakeScan() } });
-  const m = wp.kernel.map(wp.memfd);
-  assert.throws(() => wp.pager.attach({ attachment: 1, region: wp.key, uffd: m.uffd, pid: 77, base: m.base, length: m.length, writeProtect: true, asyncWp: true }), {
-    message: 'attach region "test": pid 77 negotiated WP_ASYNC, but the region tracks dirty pages with write-protect faults',
+  // No PAGEMAP_SCAN in this daemon: an async uffd's writes could not be seen at all.
+  const blind = new Rig({ pages: 16 });
+  const m = blind.kernel.map(blind.memfd);
+  assert.throws(() => blind.pager.attach({ attachment: 1, region: blind.key, uffd: m.uffd, pid: 77, base: m.base, length: m.length, writeProtect: true, asyncWp: true }), {
+    message: 'attach region "test": pid 77 negotiated WP_ASYNC, but this daemon cannot scan for written pages (PAGEMAP_SCAN)',
   });
+});
+
+test('async: a reattach whose uffd kept WP_ASYNC on a region that is wp now keeps the region from eviction while attached', async () => {
+  const scan = new FakeScan();
+  const rig = new Rig({ pages: 16, pager: { asyncWp: scan } });
+  const a = attachAsync(rig, scan);
+  assert.equal(rig.log.count('the process tracks writes asynchronously from an earlier attach: the region is not evicted while it is attached'), 1);
+  for (let p = 0; p < 4; p++) await rig.done(rig.read(a, p));
+  assert.equal(rig.pager.evictAll(rig.key), 0);
+  rig.pager.detach(a.attachment);
+  // Scanned at detach (nothing written): clean, and evictable again.
+  assert.equal(rig.pager.evictAll(rig.key), 4);
 });
