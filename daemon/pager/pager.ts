@@ -195,9 +195,10 @@ export class Pager {
 
   /**
    * Async attachment: opens its pagemap and arms the range with one matching scan (pages never
-   * populated report WRITTEN until then: KERNEL.md). Of what that first scan reports, the pages
-   * already in the memfd count as dirty: a reconnecting process may have written them since the
-   * last scan of its previous attachment (over-counting is safe; missing one would not be). A
+   * populated report WRITTEN until then: KERNEL.md). On a reconnect, the pages of that first report
+   * already in the memfd count as dirty: the process may have written them since the last scan of
+   * its previous attachment (over-counting is safe; missing one would not be). A fresh mapping has
+   * had no write through it, so its report (every page in the memfd) is ignored. A
    * process whose uffd lacks WP_ASYNC after all (EPERM from PM_SCAN_CHECK_WPASYNC) is served by WP
    * faults instead.
    */
@@ -208,7 +209,9 @@ export class Pager {
     a.pagemap = ops.open(a.pid);
     try {
       const ps = BigInt(r.pageSize);
-      for (const g of ops.written(a.pagemap, a.base, end)) {
+      const ranges = ops.written(a.pagemap, a.base, end);
+      if (a.reattach === false) return true;
+      for (const g of ranges) {
         const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
         for (let p = Math.max(0, Number((g.start - a.base) / ps)); p < last; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
       }

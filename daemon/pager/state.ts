@@ -48,6 +48,8 @@ export interface AttachmentInfo {
   writeProtect: boolean;
   /** The uffd was negotiated with WP_ASYNC: writes do not fault, PAGEMAP_SCAN finds them (async regions only). */
   asyncWp?: boolean;
+  /** false: a mapping just made (nothing written through it yet); true or absent: it may be a reconnect. */
+  reattach?: boolean;
 }
 
 export interface Attachment extends AttachmentInfo {

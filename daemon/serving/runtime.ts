@@ -445,7 +445,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     if (!r) throw new Error(`region "${att.spec.name}" is not loaded in the pager`);
     const id = this.nextAttachment++;
     const asyncWp = att.writeProtect && att.features.includes('WP_ASYNC');
-    this.pager.attach({ attachment: id, region: r.key, uffd: att.uffd, pid: att.pid, base: att.start, length: att.length, writeProtect: att.writeProtect, asyncWp });
+    this.pager.attach({ attachment: id, region: r.key, uffd: att.uffd, pid: att.pid, base: att.start, length: att.length, writeProtect: att.writeProtect, asyncWp, reattach: att.reattach });
     for (const t of this.threads) {
       t.add({ attachment: id, uffd: att.uffd, pidfd: att.pidfd, region: r.key, start: att.start, length: att.length, pageSize: att.spec.pageSize, writeProtect: att.writeProtect });
     }

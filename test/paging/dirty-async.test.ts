@@ -23,8 +23,8 @@ function shown(d: Daemon, name: string): Shown {
 }
 
 /** fmattach reading PAGES pages (installed write-protected, clean), then writing them all; it waits before `verify`. */
-async function readThenWrite(t: TestContext, d: Daemon, region: string, seed: number): Promise<Run> {
-  const run = fmattach(t, d.attachSocket, ['--region', region, '--pages', String(PAGES), '--op', 'read,write,verify', '--seed', String(seed), '--pattern', 'random:3', '--pause']);
+async function readThenWrite(t: TestContext, d: Daemon, region: string, seed: number, pages = PAGES, first = 0): Promise<Run> {
+  const run = fmattach(t, d.attachSocket, ['--region', region, '--pages', String(pages), '--first', String(first), '--op', 'read,write,verify', '--seed', String(seed), '--pattern', 'random:3', '--pause']);
   for (const op of ['read', 'write', 'verify']) {
     await run.line((l) => l.ready === op);
     if (op !== 'verify') run.child.stdin!.write('go\n');
@@ -77,6 +77,32 @@ test('async: writes raise no fault, region sync finds them by PAGEMAP_SCAN, and 
   assert.equal(v[0]!.mismatches, 0);
   const fresh = JSON.parse(cli(d2, ['region', 'show', 'as', '--json'])) as { stats: { faults: { remote: number; zero: number } } };
   assert.deepEqual([fresh.stats.faults.remote, fresh.stats.faults.zero], [PAGES, 0]);
+});
+
+test('async: two processes share a region; each one\'s writes are found in its own pagemap, and nothing more', { skip }, async (t) => {
+  const ms = await startMemserver(t);
+  const dir = tempDir('async2');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  const d1 = await startDaemon(t, [ms.address], dir);
+  cli(d1, ['region', 'create', 'a2', '--size', '16MiB', '--dirty-tracking', 'async', '--prefetch', 'none']);
+  const half = PAGES / 2;
+  const synced = (n: number) => `sync "a2": ${n} pages (${n * 4 / 1024}.0 MiB): synced: ${n} dirty page(s) written back and made durable`;
+  const a = await readThenWrite(t, d1, 'a2', 66, half, 0);
+  assert.equal(cli(d1, ['region', 'sync', 'a2']).trim(), synced(half));
+  // B maps the region after A's pages are in the memfd (and clean): arming its fresh mapping marks
+  // none of them, so the next sync writes B's pages only.
+  const b = await readThenWrite(t, d1, 'a2', 67, half, half);
+  assert.deepEqual(attachedAs(d1, 'a2'), ['async', 'async']);
+  assert.equal(cli(d1, ['region', 'sync', 'a2']).trim(), synced(half));
+  assert.equal(shown(d1, 'a2').stats.faults.writeProtect, 0);
+  a.child.stdin!.write('go\n');
+  b.child.stdin!.write('go\n');
+  assert.deepEqual(await Promise.all([a.done, b.done]), [0, 0], a.stderr() + b.stderr());
+  assert.equal(await d1.stop('SIGKILL'), 'SIGKILL');
+  const d2 = await startDaemon(t, [ms.address], dir);
+  const va = await runOk(t, d2.attachSocket, ['--region', 'a2', '--pages', String(half), '--op', 'verify', '--seed', '66']);
+  const vb = await runOk(t, d2.attachSocket, ['--region', 'a2', '--pages', String(half), '--first', String(half), '--op', 'verify', '--seed', '67']);
+  assert.deepEqual([va[0]!.mismatches, vb[0]!.mismatches], [0, 0]);
 });
 
 test('async: kill -9 of farmemd after unscanned writes: the reattached memfd counts every page dirty, and sync saves them all', { skip }, async (t) => {
