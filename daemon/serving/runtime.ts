@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import { FaultThread, memfd, PageCache, type FaultEvent } from '../native';
 
 const closeFd = (fd: number) => memfd.close(fd);
-import { Pager, nativeOps, type RegionStats } from '../pager';
-import { nativeAsyncWpOps, probeAsyncWp, type DirtyTrackingMode } from '../pager/async-wp';
+import { Pager, nativeOps, nativeAsyncWpOps, probeAsyncWp, type DirtyTrackingMode, type RegionStats } from '../pager';
 import { createPrefetcher, ReplayStore, runWarmup } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
