@@ -6,7 +6,8 @@
 //
 // Invariants the evictor relies on (see evictor.ts):
 // - a resident page that is not DIRTY is write-protected in every attachment, so a write to it
-//   raises a WP fault before it changes a byte;
+//   raises a WP fault before it changes a byte (an async attachment's write lifts the protection
+//   without a fault and shows up in the next scan: collectWritten; async regions are never evicted);
 // - the native page cache never holds a page that is resident (the memfd is the truth then);
 // - a region with an attachment that cannot write-protect treats every resident page as dirty.
 
