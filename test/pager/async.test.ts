@@ -91,7 +91,7 @@ test('async: a process that cannot be scanned (gone, or unmapped) leaves every r
   assert.deepEqual(scan.calls.slice(-2), ['written', 'close 900']);
 });
 
-test('async: a uffd without WP_ASYNC (EPERM at arming) is served by WP faults; WP_ASYNC on a wp region is refused', async () => {
+test('async: a uffd without WP_ASYNC (EPERM at arming) is served by WP faults; WP_ASYNC where nothing can scan is refused', async () => {
   const scan = new FakeScan();
   scan.fail = Object.assign(new Error('PAGEMAP_SCAN: EPERM'), { code: 'EPERM' });
   const rig = asyncRig(scan);
