@@ -99,7 +99,7 @@ export function attach(name: string, opts: AttachOptions = {}): Attachment {
       throw new AttachError(`${ctx}: farmemd sent an invalid region geometry (${rep.sizeBytes} bytes, pages of ${rep.pageSize}, id ${JSON.stringify(rep.regionId)})`, 'EPROTO');
     }
     mapping = step(ctx, 'mmap', () => memfd.map(mfd, rep.sizeBytes, { writable: true }));
-    const u = openUffd(ctx, mapping, rep.writeProtect);
+    const u = openUffd(ctx, mapping, rep.writeProtect, rep.wpAsync);
     owned.push(u.fd);
     const reg: ClientMessage = {
       kind: 'register',
@@ -221,11 +221,16 @@ interface OpenedUffd {
   userModeOnly: boolean;
 }
 
-/** Opens, negotiates and registers the uffd; write-protect is dropped when the kernel cannot do it on shmem. */
-function openUffd(ctx: string, m: Mapping, wantWp: boolean): OpenedUffd {
-  for (const wp of wantWp ? [true, false] : [false]) {
+/**
+ * Opens, negotiates and registers the uffd. Async write-protect (asked by the daemon) is dropped when
+ * the kernel refuses it, then write-protect when the kernel cannot do it on shmem: each step down is
+ * still correct (the daemon learns what is in effect from RegisterRequest.uffd_features).
+ */
+function openUffd(ctx: string, m: Mapping, wantWp: boolean, wantAsync: boolean): OpenedUffd {
+  const tries: [boolean, boolean][] = wantWp ? (wantAsync ? [[true, true], [true, false], [false, false]] : [[true, false], [false, false]]) : [[false, false]];
+  for (const [wp, wpAsync] of tries) {
     const opened = step(ctx, 'userfaultfd', () => uffd.open({ nonBlocking: true, allowUserModeOnly: true }));
-    const names = clientFeatures(wp);
+    const names = clientFeatures(wp, wpAsync);
     try {
       uffd.api(opened.fd, names);
       uffd.register(opened.fd, m.address, m.length, wp ? ['missing', 'wp'] : ['missing']);

@@ -19,6 +19,8 @@ export interface CreateInput {
   replicas: number | null;
   prefetch: string | null;
   onUnavailable: string | null;
+  /** wp | async | auto; null = [region_defaults] dirty_tracking. */
+  dirtyTracking?: string | null;
   ownerUid: number | null;
   ownerGid: number | null;
   mode: number | null;
@@ -105,10 +107,18 @@ export class Daemon {
       replicas: input.replicas ?? d.replicas,
       prefetch: input.prefetch ?? d.prefetch,
       onUnavailable: input.onUnavailable ?? d.onUnavailable,
+      dirtyTracking: input.dirtyTracking ?? d.dirtyTracking,
       ownerUid,
       ownerGid,
       mode: input.mode ?? 0o600,
     };
+    if (n.dirtyTracking === 'async' && n.residentBytes === 0) {
+      // Explicit async needs the kernel's support; auto falls back to wp quietly (region show says why).
+      const why = this.runtime.asyncUnavailable?.() ?? null;
+      if (why !== null) {
+        throw new RegionError('precondition', `${op}: dirty tracking async needs UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN (Linux 6.7+): ${why}; use --dirty-tracking wp or auto`);
+      }
+    }
     const spec = await this.registry.create(n, this.servers.length);
     this.metrics.regions.set(this.registry.list().length);
     this.logger.info({ region: spec.name, id: spec.id, sizeBytes: spec.sizeBytes, pageSize: spec.pageSize, uid: caller.uid, pid: caller.pid }, 'region created');
@@ -156,6 +166,10 @@ export class Daemon {
     this.open(op);
     const cur = this.registry.require(name, 'change');
     check(cur, caller, 'admin', 'change');
+    if (patch.residentBytes !== undefined && patch.residentBytes > 0 && cur.residentBytes === 0) {
+      const why = this.runtime.budgetRefusal?.(cur) ?? null;
+      if (why !== null) throw new RegionError('precondition', `resize region "${name}": ${why}`);
+    }
     const spec = await this.registry.update(name, patch);
     this.logger.info({ region: name, ...patch, uid: caller.uid, pid: caller.pid }, 'region changed');
     await this.runtime.onRegionUpdated(spec);

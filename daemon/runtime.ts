@@ -49,6 +49,9 @@ export interface RegionStatsSnapshot {
   attachments: AttachmentInfo[];
   faultP50Us: number;
   faultP99Us: number;
+  /** The dirty tracking in effect ('wp' or 'async') and a note on it (why not async, or what async means). */
+  dirtyTracking?: string;
+  dirtyTrackingNote?: string;
 }
 
 export interface RuntimeStats {
@@ -116,6 +119,10 @@ export interface RegionRuntime {
    * The caller may keep the arrays (return a copy, not live memory the fault path writes to).
    */
   pageMap(spec: RegionSpec): RegionPageMap | null;
+  /** Why async dirty tracking cannot be used on this host, or null when it can (absent: no pager, nothing to check). */
+  asyncUnavailable?(): string | null;
+  /** Why the region may not get a resident budget now (processes attached with async tracking), or null. */
+  budgetRefusal?(spec: RegionSpec): string | null;
   /** Replay warm-up: fetches the region's recorded working set before it is touched (absent: not offered). */
   warm?(spec: RegionSpec, progress: (p: Progress) => void, signal: AbortSignal): Promise<Progress>;
 }

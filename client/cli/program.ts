@@ -98,6 +98,10 @@ export function buildProgram(): Command {
     .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
     .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
     .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
+    .addOption(
+      new Option('--dirty-tracking <how>', 'how dirty pages are found: wp (write-protect fault on first write), async (WP_ASYNC + PAGEMAP_SCAN, no fault; never evicted, so no --resident), auto (async when safe and available; default: the daemon config)')
+        .choices(['wp', 'async', 'auto']),
+    )
     .option('--owner <uid>', 'owner uid (root only; default: you)', intArg('--owner', 0, 0xfffffffe))
     .option('--group <gid>', 'group gid (default: your gid)', intArg('--group', 0, 0xfffffffe))
     .option('--mode <octal>', 'access mode: 600 owner only, 660 owner and group (default 600)', modeArg)
@@ -113,6 +117,7 @@ export function buildProgram(): Command {
           replicas: o.replicas ?? null,
           prefetch: o.prefetch ?? '',
           onUnavailable: o.onUnavailable === 'sigbus' ? farmem.v1.OnUnavailable.ON_UNAVAILABLE_SIGBUS : o.onUnavailable === 'wait' ? farmem.v1.OnUnavailable.ON_UNAVAILABLE_WAIT : 0,
+          dirtyTracking: o.dirtyTracking ?? '',
           ownerUid: o.owner ?? null,
           ownerGid: o.group ?? null,
           mode: o.mode ?? null,
@@ -159,6 +164,8 @@ export function buildProgram(): Command {
             ['replicas', r.replicas],
             ['prefetch', r.prefetch],
             ['on unavailable', r.onUnavailable],
+            ['dirty tracking', !st.pager || st.dirtyTracking === '' ? r.dirtyTracking
+              : `${r.dirtyTracking}${st.dirtyTracking === r.dirtyTracking ? '' : ` (now ${st.dirtyTracking})`}${st.dirtyTrackingNote === '' ? '' : `: ${st.dirtyTrackingNote}`}`],
             ['owner', `uid ${r.ownerUid}, gid ${r.ownerGid}, mode ${r.mode}`],
             ['created', r.createdAt],
           ];
@@ -170,7 +177,7 @@ export function buildProgram(): Command {
             fields([
               ...base,
               ['resident pages', s.residentPages],
-              ['dirty pages', s.dirtyPages],
+              ['dirty pages', s.dirtyTracking === 'async' ? `${s.dirtyPages} (as of the last scan)` : s.dirtyPages],
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],

@@ -34,6 +34,8 @@ export type Resolution =
       memfd: number;
       /** Ask the client to register write-protect mode (dirty tracking by WP faults). */
       writeProtect: boolean;
+      /** Ask the client for UFFD_FEATURE_WP_ASYNC too (async dirty tracking; only with writeProtect). */
+      wpAsync?: boolean;
     }
   | Refusal;
 

@@ -78,6 +78,8 @@ export interface AttachReplyMsg {
   sizeBytes: number;
   pageSize: number;
   writeProtect: boolean;
+  /** Also ask UFFD_FEATURE_WP_ASYNC: the region finds written pages with PAGEMAP_SCAN, writes do not fault. */
+  wpAsync: boolean;
   onUnavailable: 'wait' | 'sigbus';
   attachmentId: number;
   token: Buffer;
@@ -145,6 +147,8 @@ export function encodeDaemonMessage(m: DaemonMessage): Buffer {
         onUnavailable: m.onUnavailable === 'sigbus' ? pb.AttachReply.OnUnavailable.ON_UNAVAILABLE_SIGBUS : pb.AttachReply.OnUnavailable.ON_UNAVAILABLE_WAIT,
         attachmentId: m.attachmentId,
         token: m.token,
+        // Only when set, so a reply to an older client is byte for byte what it was.
+        ...(m.wpAsync ? { wpAsync: true } : {}),
       },
     };
   } else {
@@ -227,6 +231,7 @@ export function decodeDaemonMessage(payload: Buffer): DaemonMessage {
         sizeBytes: safeInt('AttachReply.size_bytes', r.sizeBytes),
         pageSize: safeInt('AttachReply.page_size', r.pageSize),
         writeProtect: r.writeProtect === true,
+        wpAsync: r.writeProtect === true && r.wpAsync === true,
         onUnavailable: r.onUnavailable === pb.AttachReply.OnUnavailable.ON_UNAVAILABLE_SIGBUS ? 'sigbus' : 'wait',
         attachmentId: safeInt('AttachReply.attachment_id', r.attachmentId),
         token: bytes(r.token),
@@ -278,7 +283,9 @@ export function featureBits(names: readonly UffdFeatureName[]): number {
   return bits;
 }
 
-/** The features the client asks for (see attach.proto for why no EVENT_*). */
-export function clientFeatures(writeProtect: boolean): UffdFeatureName[] {
-  return writeProtect ? ['MISSING_SHMEM', 'THREAD_ID', 'WP_HUGETLBFS_SHMEM', 'PAGEFAULT_FLAG_WP'] : ['MISSING_SHMEM', 'THREAD_ID'];
+/** The features the client asks for (see attach.proto for why no EVENT_*); wpAsync only with writeProtect. */
+export function clientFeatures(writeProtect: boolean, wpAsync = false): UffdFeatureName[] {
+  if (!writeProtect) return ['MISSING_SHMEM', 'THREAD_ID'];
+  const wp: UffdFeatureName[] = ['MISSING_SHMEM', 'THREAD_ID', 'WP_HUGETLBFS_SHMEM', 'PAGEFAULT_FLAG_WP'];
+  return wpAsync ? [...wp, 'WP_ASYNC'] : wp;
 }

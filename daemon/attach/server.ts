@@ -53,6 +53,7 @@ interface Conn {
   memfd: number;
   memfdIno: bigint;
   writeProtect: boolean;
+  wpAsync: boolean;
   token: Buffer;
   reattach: boolean;
   attachmentId: number | null;
@@ -193,6 +194,7 @@ export class AttachServer {
       memfd: -1,
       memfdIno: 0n,
       writeProtect: false,
+      wpAsync: false,
       token: Buffer.alloc(0),
       reattach: false,
       attachmentId: null,
@@ -299,6 +301,7 @@ export class AttachServer {
       c.memfd = r.memfd;
       c.memfdIno = fs.fstatSync(r.memfd, { bigint: true }).ino;
       c.writeProtect = r.writeProtect;
+      c.wpAsync = r.writeProtect && r.wpAsync === true;
       c.reattach = reattach !== null;
       c.token = reattach && reattach.token.length === 16 ? reattach.token : crypto.randomBytes(16);
       // The client maps its own memfd on a reattach: no fd then.
@@ -312,6 +315,7 @@ export class AttachServer {
           sizeBytes: r.spec.sizeBytes,
           pageSize: r.spec.pageSize,
           writeProtect: r.writeProtect,
+          wpAsync: r.writeProtect && r.wpAsync === true,
           onUnavailable: r.spec.onUnavailable,
           attachmentId: 0,
           token: c.token,
@@ -343,10 +347,16 @@ export class AttachServer {
     if (!names.includes('MISSING_SHMEM')) throw bad('the userfaultfd lacks UFFD_FEATURE_MISSING_SHMEM');
     // Each of these changes what the kernel delivers in ways the pager does not handle (events that
     // block the application until read; SIGBUS instead of fault messages).
-    const unsupported = names.filter((n) => n.startsWith('EVENT_') || n === 'SIGBUS' || n === 'WP_ASYNC');
+    const unsupported = names.filter((n) => n.startsWith('EVENT_') || n === 'SIGBUS');
     if (unsupported.length) throw bad(`uffd features ${unsupported.join(', ')} are not supported (see proto/farmem/v1/attach.proto)`);
     if (m.writeProtect && !(names.includes('WP_HUGETLBFS_SHMEM') && names.includes('PAGEFAULT_FLAG_WP'))) {
       throw bad('write-protect mode needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and PAGEFAULT_FLAG_WP');
+    }
+    // Async write-protect hides writes from the pager: only where the daemon asked for it (a region
+    // that is never evicted), or on a reattach of a uffd negotiated so before (the region's mode may
+    // have changed meanwhile; the pager then keeps the region from eviction while it is attached).
+    if (names.includes('WP_ASYNC') && !(m.writeProtect && (c.wpAsync || c.reattach))) {
+      throw bad('uffd feature WP_ASYNC was not asked for (AttachReply.wp_async): the region tracks dirty pages with write-protect faults');
     }
     const notMapped = checkMapping(c.cred.pid, m.address, m.length, c.memfdIno);
     if (notMapped) throw bad(`RegisterRequest: ${notMapped}`);
@@ -474,6 +484,7 @@ function refusalReply(code: Exclude<AttachCodeName, 'OK'>, message: string) {
     sizeBytes: 0,
     pageSize: 0,
     writeProtect: false,
+    wpAsync: false,
     onUnavailable: 'wait' as const,
     attachmentId: 0,
     token: Buffer.alloc(0),

@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { configSchema, type LogLevel, type RawConfig } from './schema';
 import { formatPath, keyLines, lineOf } from './locate';
 import { defaultRunDir, defaultStateDir, ATTACH_SOCKET_NAME, SOCKET_NAME } from '../util/paths';
-import type { OnUnavailable, PrefetchPolicyName } from '../regions/types';
+import type { DirtyTracking, OnUnavailable, PrefetchPolicyName } from '../regions/types';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -49,7 +49,7 @@ export interface DaemonConfig {
   drainTimeoutMs: number;
   memoryServers: MemoryServerConfig[];
   fault: { threads: number; pin: boolean; unavailableTimeoutMs: number };
-  regionDefaults: { pageSize: number; replicas: number; prefetch: PrefetchPolicyName; onUnavailable: OnUnavailable };
+  regionDefaults: { pageSize: number; replicas: number; prefetch: PrefetchPolicyName; onUnavailable: OnUnavailable; dirtyTracking: DirtyTracking };
   /** Whether farmemd starts its own memory server ('auto' resolved: true when memoryServers is empty). */
   embeddedServer: { enabled: boolean; listen: string; capacityBytes: number; dataDir: string | null };
 }
@@ -192,6 +192,7 @@ function finish(c: RawConfig, file: string | null, flagOf: Map<string, string>, 
       replicas: c.region_defaults.replicas,
       prefetch: c.region_defaults.prefetch,
       onUnavailable: c.region_defaults.on_unavailable,
+      dirtyTracking: c.region_defaults.dirty_tracking,
     },
     embeddedServer: {
       enabled: e.enabled === 'auto' ? memoryServers.length === 0 : e.enabled,

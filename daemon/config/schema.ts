@@ -105,10 +105,11 @@ export const configSchema = z.strictObject(
           replicas: int('an integer from 1 to 16', 1, 16).default(1),
           prefetch: z.enum(PREFETCH, expect(PREFETCH.join(', '))).default('auto'),
           on_unavailable: z.enum(['wait', 'sigbus'], expect('wait or sigbus')).default('wait'),
+          dirty_tracking: z.enum(['wp', 'async', 'auto'], expect('wp, async or auto')).default('wp'),
         },
-        expect('a table with page_size, replicas, prefetch, on_unavailable'),
+        expect('a table with page_size, replicas, prefetch, on_unavailable, dirty_tracking'),
       )
-      .default({ page_size: 4096, replicas: 1, prefetch: 'auto', on_unavailable: 'wait' }),
+      .default({ page_size: 4096, replicas: 1, prefetch: 'auto', on_unavailable: 'wait', dirty_tracking: 'wp' }),
     embedded_server: z
       .strictObject(
         {
@@ -155,6 +156,7 @@ export const KEYS: ReadonlyArray<{ key: string; type: string; default: string; d
   { key: 'region_defaults.page_size', type: 'size', default: '4KiB', doc: 'Page size of new regions when `farmem region create` gives none (power of two, 4KiB..2MiB).' },
   { key: 'region_defaults.replicas', type: 'integer 1..16', default: '1', doc: 'Replicas of each page for new regions.' },
   { key: 'region_defaults.prefetch', type: 'auto|none|readahead|stride|trend', default: 'auto', doc: 'Prefetch policy of new regions.' },
+  { key: 'region_defaults.dirty_tracking', type: 'wp|async|auto', default: 'wp', doc: 'How new regions find dirty pages: wp (a write-protect fault on the first write to a page), async (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN, no fault; the region is never evicted — no resident budget, not by resident_cap, not by `farmem region evict` — because async write-protect cannot block a write racing an eviction), auto (async when the kernel has it, the region has no resident budget and no resident_cap is set; else wp). wp by default: async gives up every way of evicting the region.' },
   { key: 'region_defaults.on_unavailable', type: 'wait|sigbus', default: 'wait', doc: 'What a faulting process gets when no memory server answers: wait (like a hard NFS mount) or SIGBUS.' },
   { key: 'embedded_server.enabled', type: '"auto" | boolean', default: 'auto', doc: 'Start a memory server inside farmemd on loopback: auto = only when memory_servers is empty.' },
   { key: 'embedded_server.listen', type: 'host:port', default: '127.0.0.1:0', doc: 'Where the embedded memory server listens (port 0 picks one).' },

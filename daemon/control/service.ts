@@ -58,6 +58,7 @@ export function regionToPb(s: RegionSpec): farmem.v1.IRegion {
     replicas: s.replicas,
     prefetch: s.prefetch,
     onUnavailable: ON_UNAVAILABLE_TO_PB[s.onUnavailable],
+    dirtyTracking: s.dirtyTracking,
     ownerUid: s.ownerUid,
     ownerGid: s.ownerGid,
     mode: s.mode,
@@ -91,6 +92,8 @@ function statsToPb(st: RegionStatsSnapshot | null): farmem.v1.IRegionStats {
     prefetchWastedPages: st.prefetchWastedPages ?? 0,
     prefetchWastedBytes: st.prefetchWastedBytes ?? 0,
     prefetchPolicy: st.prefetchPolicy ?? '',
+    dirtyTracking: st.dirtyTracking ?? '',
+    dirtyTrackingNote: st.dirtyTrackingNote ?? '',
   };
 }
 
@@ -163,6 +166,7 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
         replicas: r.replicas ?? null,
         prefetch: r.prefetch || null,
         onUnavailable: onUnavailableFromPb(r.onUnavailable),
+        dirtyTracking: r.dirtyTracking || null,
         ownerUid: r.ownerUid ?? null,
         ownerGid: r.ownerGid ?? null,
         mode: r.mode ?? null,

@@ -155,8 +155,13 @@ export class Evictor {
     return best;
   }
 
-  /** A region whose every attachment tracks writes can be evicted; else a write could go unseen. */
+  /**
+   * A region whose every attachment tracks writes synchronously can be evicted; else a write could
+   * go unseen. Async regions never: a write between the read-back (or the scan that called the page
+   * clean) and the punch would be lost, as async WP cannot block the writer (KERNEL.md).
+   */
   private canEvict(r: RegionState): boolean {
+    if (r.asyncTracking()) return false;
     if (r.allWriteProtect()) return true;
     if (!r.noWpLogged) {
       r.noWpLogged = true;
@@ -358,7 +363,9 @@ export class Evictor {
       const pages = batch.filter((p) => r.has(p, RES) && r.has(p, DIRTY) && !r.has(p, WB));
       if (pages.length === 0) return;
       const tracked = r.allWriteProtect();
-      if (tracked) for (const p of pages) for (const a of [...r.attachments.values()]) this.pager.protect(a, p, true);
+      // Async attachments were re-protected by the scan that found these pages (sync collects
+      // first): a write since shows up in the next scan, and one before the pread is in the bytes.
+      if (tracked) for (const p of pages) for (const a of [...r.attachments.values()]) if (a.pagemap === null) this.pager.protect(a, p, true);
       const ps = r.pageSize;
       const data = Buffer.alloc(pages.length * ps);
       for (const [i, p] of pages.entries()) {
@@ -446,6 +453,7 @@ export class Evictor {
    * keep sync from finishing.
    */
   async sync(r: RegionState, onProgress?: (p: SyncProgress) => void, opts: { onlyIfWritten?: boolean } = {}): Promise<void> {
+    if (!r.removed) this.pager.collectWritten(r.cfg.key); // async attachments: what was written since the last scan
     const start = ++this.seq;
     const todo = new Set<number>();
     for (let p = 0; p < r.pages; p++) if (r.has(p, RES) && r.flags[p]! & (DIRTY | WB | QUEUED)) todo.add(p);
@@ -497,6 +505,7 @@ export class Evictor {
     // Only regions with something to write or to make durable (write-backs since the last sync): a
     // clean region needs no memory server, and a drain
     // must not fail (exit 1) because a server that holds nothing for us is unreachable.
+    for (const r of this.pager.regions.values()) this.pager.collectWritten(r.cfg.key);
     const dirty = [...this.pager.regions.values()].filter((r) => this.hasUnwritten(r) || r.unsynced);
     const work = Promise.all(dirty.map((r) => this.sync(r, (p) => totals.set(r, p.total), { onlyIfWritten: true }))).then(() => 'done' as const);
     try {

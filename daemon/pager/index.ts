@@ -6,6 +6,10 @@
 //   const faultThread = new addon().FaultThread(cpu, cache, pager.onEvents);
 //   pager.addRegion({...}); pager.attach({...}); faultThread.add({...same attachment id...});
 //
+// Dirty tracking: 'wp' regions learn of writes by WP faults; 'async' regions (WP_ASYNC + PAGEMAP_SCAN,
+// async-wp.ts) by scanning each attached process's pagemap at sync, drain and detach, and are never
+// evicted, because async write-protect cannot block a write racing an eviction (KERNEL.md).
+//
 // onUnavailable: 'wait' regions keep a faulting thread blocked (like a hard NFS mount) until a memory
 // server answers, logging loudly once per episode after unavailableAfterMs. 'sigbus' regions answer a
 // fault still unanswered after unavailableAfterMs with UFFDIO_POISON through the waiting attachment's
@@ -17,5 +21,6 @@
 export { Pager, type PagerOptions, type PagerLog } from './pager';
 export { Evictor, type AccessSource, type EvictorOptions, type SyncProgress, type DrainResult, type WriteMode } from './evictor';
 export { nativeOps, isGone, type PagerOps } from './ops';
+export { nativeAsyncWpOps, probeAsyncWp, type AsyncWpOps, type DirtyTrackingMode } from './async-wp';
 export { type RegionStats } from './stats';
 export { type RegionConfig, type AttachmentInfo } from './state';

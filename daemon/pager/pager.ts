@@ -6,13 +6,15 @@
 //
 // Invariants the evictor relies on (see evictor.ts):
 // - a resident page that is not DIRTY is write-protected in every attachment, so a write to it
-//   raises a WP fault before it changes a byte;
+//   raises a WP fault before it changes a byte (an async attachment's write lifts the protection
+//   without a fault and shows up in the next scan: collectWritten; async regions are never evicted);
 // - the native page cache never holds a page that is resident (the memfd is the truth then);
 // - a region with an attachment that cannot write-protect treats every resident page as dirty.
 
 import type { FaultEvent, NativePageCache } from '../native';
 import type { FaultInfo } from '../prefetch/types';
 import { PageStoreError } from '../remote/types';
+import type { AsyncWpOps } from './async-wp';
 import { Evictor, type AccessSource, type DrainResult, type EvictorOptions, type SyncProgress } from './evictor';
 import { isGone, type PagerOps } from './ops';
 import { regionStats, type RegionStats } from './stats';
@@ -45,6 +47,8 @@ export interface PagerOptions extends EvictorOptions {
   retryMaxMs?: number;
   /** Source of real accessed bits (PAGEMAP_SCAN) for CLOCK and prefetch accounting; null = fault history only. */
   accessSource?: AccessSource | null;
+  /** PAGEMAP_SCAN for async attachments (async-wp.ts); null: none is async (their WP_ASYNC is ignored). */
+  asyncWp?: AsyncWpOps | null;
   /** Called after the pager tore an attachment down (ESRCH/EBADF or a 'gone' event): remove it from the FaultThread, close fds. */
   onAttachmentGone?: (attachment: number, reason: string) => void;
   /**
@@ -80,6 +84,7 @@ export class Pager {
   private readonly onGone: (attachment: number, reason: string) => void;
   private readonly onServed: ((region: number, kind: 'remote' | 'zero' | 'cache', micros: number) => void) | null;
   private readonly onTouch: ((region: number, attachment: number | null, page: number) => void) | null;
+  private readonly asyncWp: AsyncWpOps | null;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
   /** Pages waiting to be read, per region (flushed once per event batch / tick, or at maxBatch). */
@@ -104,6 +109,7 @@ export class Pager {
     this.onGone = opts.onAttachmentGone ?? (() => {});
     this.onServed = opts.onFaultServed ?? null;
     this.onTouch = opts.onTouch ?? null;
+    this.asyncWp = opts.asyncWp ?? null;
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? defaultSleep;
     this.evictor = new Evictor(this, opts);
@@ -125,6 +131,10 @@ export class Pager {
       for (let p = first; p < end; p++) r.setFlag(p, RES | DIRTY);
     }
     this.regions.set(cfg.key, r);
+    if (cfg.dirtyTracking === 'async') {
+      this.log.info({ region: cfg.name, residentPages: r.resident },
+        `region "${cfg.name}" tracks dirty pages asynchronously (WP_ASYNC + PAGEMAP_SCAN): it is never evicted, not even under the daemon-wide cap (its pages count toward the cap)`);
+    }
     this.evictor.kick();
   }
 
@@ -156,12 +166,24 @@ export class Pager {
     if (this.attachments.has(info.attachment)) {
       throw new Error(`Expected an unused attachment id for region "${r.cfg.name}" but received ${info.attachment}`);
     }
-    const a: Attachment = { ...info, state: r };
+    const a: Attachment = { ...info, state: r, pagemap: null };
+    if (a.asyncWp === true && (!a.writeProtect || this.asyncWp === null)) {
+      // Its writes would be invisible: no fault, and nothing here to scan them with.
+      throw new Error(`attach region "${r.cfg.name}": pid ${a.pid} negotiated WP_ASYNC, but this daemon cannot scan for written pages (PAGEMAP_SCAN)`);
+    }
+    if (a.asyncWp === true && r.cfg.dirtyTracking !== 'async') {
+      // A reattach with a uffd negotiated for async before the region's mode changed (e.g. auto
+      // under a new resident cap): safe, as an async attachment keeps the region from eviction.
+      this.log.warn({ region: r.cfg.name, pid: a.pid, attachment: a.attachment },
+        'the process tracks writes asynchronously from an earlier attach: the region is not evicted while it is attached');
+    }
     if (a.writeProtect) {
       // Protects resident pages and leaves a marker on the others (shmem), so writes through this
       // mapping to pages installed through another one fault first.
       // (The kernel refuses DONTWAKE together with protect: EINVAL; protecting wakes no one anyway.)
-      this.ops.writeProtect(a.uffd, a.base, a.length, true, false);
+      // Async: the arming scan protects instead. A UFFDIO_WRITEPROTECT of the range would also
+      // wipe the trace of a write made since the last scan (a reconnecting process's).
+      if (a.asyncWp !== true || !this.armAsync(a)) this.ops.writeProtect(a.uffd, a.base, a.length, true, false);
     } else {
       // Writes through this mapping are invisible: no resident page can be called clean any more.
       for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
@@ -172,10 +194,99 @@ export class Pager {
     this.attachments.set(a.attachment, a);
   }
 
+  /**
+   * Async attachment: opens its pagemap and arms the range with one matching scan (pages never
+   * populated report WRITTEN until then: KERNEL.md). On a reconnect, the pages of that first report
+   * already in the memfd count as dirty: the process may have written them since the last scan of
+   * its previous attachment (over-counting is safe; missing one would not be). A fresh mapping has
+   * had no write through it, so its report (every page in the memfd) is ignored. A
+   * process whose uffd lacks WP_ASYNC after all (EPERM from PM_SCAN_CHECK_WPASYNC) is served by WP
+   * faults instead.
+   */
+  private armAsync(a: Attachment): boolean {
+    const ops = this.asyncWp!;
+    const r = a.state;
+    const end = a.base + BigInt(a.length);
+    a.pagemap = ops.open(a.pid);
+    try {
+      const ps = BigInt(r.pageSize);
+      const ranges = ops.written(a.pagemap, a.base, end);
+      if (a.reattach === false) return true;
+      for (const g of ranges) {
+        const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
+        for (let p = Math.max(0, Number((g.start - a.base) / ps)); p < last; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
+      }
+    } catch (e) {
+      ops.close(a.pagemap);
+      a.pagemap = null;
+      a.asyncWp = false;
+      if ((e as { code?: unknown }).code !== 'EPERM') throw e;
+      this.log.warn({ region: a.state.cfg.name, pid: a.pid, attachment: a.attachment },
+        'the process registered without WP_ASYNC: its writes are tracked with write-protect faults');
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Async regions: asks every async attachment's pagemap which pages were written since the last
+   * scan (re-protecting them in the same ioctl) and marks them dirty. Called before sync, drain and
+   * detach decide what to write back; returns how many pages it newly marked.
+   */
+  collectWritten(key: number): number {
+    const r = this.region(key);
+    let n = 0;
+    for (const a of [...r.attachments.values()]) if (a.pagemap !== null) n += this.collectFrom(a);
+    return n;
+  }
+
+  private collectFrom(a: Attachment): number {
+    const r = a.state;
+    const ops = this.asyncWp!;
+    const before = r.dirty;
+    let ranges: { start: bigint; end: bigint }[] | null = null;
+    try {
+      const end = a.base + BigInt(a.length);
+      ranges = ops.written(a.pagemap!, a.base, end);
+      // A process that exited or unmapped the region walks no VMA: an empty answer proves nothing.
+      if (!ops.covered(a.pagemap!, a.base, end)) ranges = null;
+    } catch (e) {
+      this.log.debug({ err: e, region: r.cfg.name, pid: a.pid }, 'PAGEMAP_SCAN failed');
+      ranges = null;
+    }
+    if (ranges === null) {
+      // Its writes cannot be known any more: every page in the memfd may have been written.
+      for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
+      this.log.info({ region: r.cfg.name, pid: a.pid, attachment: a.attachment, dirty: r.dirty },
+        'async attachment could not be scanned (process gone or region unmapped): every resident page counts as dirty');
+      return r.dirty - before;
+    }
+    const ps = BigInt(r.pageSize);
+    for (const g of ranges) {
+      const first = Number((g.start - a.base) / ps);
+      const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
+      for (let p = Math.max(0, first); p < last; p++) r.setFlag(p, RES | DIRTY);
+    }
+    return r.dirty - before;
+  }
+
+  /** 'async' when the attachment's writes are found by PAGEMAP_SCAN, 'wp' when they raise WP faults, 'none' untracked; null if unknown. */
+  attachmentTracking(attachment: number): 'async' | 'wp' | 'none' | null {
+    const a = this.attachments.get(attachment);
+    if (a === undefined) return null;
+    return a.pagemap !== null ? 'async' : a.writeProtect ? 'wp' : 'none';
+  }
+
   /** Removes an attachment (detach, or its process exited). Threads waiting in it are gone with it. */
   detach(attachment: number): boolean {
     const a = this.attachments.get(attachment);
     if (a === undefined) return false;
+    if (a.pagemap !== null) {
+      // Last look at what it wrote (or, if it cannot be scanned, count everything dirty).
+      this.collectFrom(a);
+      this.asyncWp!.close(a.pagemap);
+      a.pagemap = null;
+    }
     this.attachments.delete(attachment);
     a.state.attachments.delete(attachment);
     for (const f of a.state.inFlight.values()) {

@@ -28,6 +28,11 @@ export interface RegionConfig {
   memfd: number;
   store: PageStore;
   prefetcher: Prefetcher | null;
+  /**
+   * How dirty pages are found (default 'wp'): WP faults, or 'async' (WP_ASYNC + PAGEMAP_SCAN at sync,
+   * drain and detach). An async region is never evicted: async WP cannot block a concurrent writer.
+   */
+  dirtyTracking?: 'wp' | 'async';
 }
 
 export interface AttachmentInfo {
@@ -41,10 +46,16 @@ export interface AttachmentInfo {
   length: number;
   /** The mapping is registered for write-protect (dirty tracking by WP faults). */
   writeProtect: boolean;
+  /** The uffd was negotiated with WP_ASYNC: writes do not fault, PAGEMAP_SCAN finds them (async regions only). */
+  asyncWp?: boolean;
+  /** false: a mapping just made (nothing written through it yet); true or absent: it may be a reconnect. */
+  reattach?: boolean;
 }
 
 export interface Attachment extends AttachmentInfo {
   state: RegionState;
+  /** /proc/<pid>/pagemap of an async attachment (null otherwise). */
+  pagemap: number | null;
 }
 
 /** A fetch of one page: every fault on the page while it is in flight waits on this one fetch. */
@@ -142,7 +153,14 @@ export class RegionState {
     this.budgetPages = budgetPagesOf(cfg.residentBytes, cfg.ref.pageSize);
   }
 
-  /** Every attachment tracks dirtiness by WP faults: only then may a resident page be called clean. */
+  /** The region finds dirty pages by scanning (async WP): its pages are never evicted. */
+  asyncTracking(): boolean {
+    if (this.cfg.dirtyTracking === 'async') return true;
+    for (const a of this.attachments.values()) if (a.asyncWp === true) return true;
+    return false;
+  }
+
+  /** Every attachment tracks dirtiness by WP (faults, or async with scans): only then may a resident page be called clean. */
   allWriteProtect(): boolean {
     for (const a of this.attachments.values()) if (!a.writeProtect) return false;
     return true;

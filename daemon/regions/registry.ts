@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-write';
 import { RegionError } from './errors';
 import * as v from './validate';
-import type { OnUnavailable, PrefetchPolicyName, RegionSpec } from './types';
+import type { DirtyTracking, OnUnavailable, PrefetchPolicyName, RegionSpec } from './types';
 
 export const REGISTRY_FILE = 'regions.json';
 
@@ -22,6 +22,8 @@ const specSchema = z.strictObject({
   replicas: z.number().int().min(1),
   prefetch: z.enum(['auto', 'none', 'readahead', 'stride', 'trend']),
   onUnavailable: z.enum(['wait', 'sigbus']),
+  // Regions persisted before the property existed tracked with WP faults.
+  dirtyTracking: z.enum(['wp', 'async', 'auto']).default('wp'),
   ownerUid: z.number().int().nonnegative(),
   ownerGid: z.number().int().nonnegative(),
   mode: z.number().int().min(0).max(0o777),
@@ -38,6 +40,7 @@ export interface NewRegion {
   replicas: number;
   prefetch: string;
   onUnavailable: string;
+  dirtyTracking: string;
   ownerUid: number;
   ownerGid: number;
   mode: number;
@@ -126,12 +129,14 @@ export class RegionRegistry {
         replicas: 0,
         prefetch: v.validatePrefetch(n.prefetch) as PrefetchPolicyName,
         onUnavailable: v.validateOnUnavailable(n.onUnavailable) as OnUnavailable,
+        dirtyTracking: v.validateDirtyTracking(n.dirtyTracking) as DirtyTracking,
         ownerUid: v.validateId(n.ownerUid, 'owner uid'),
         ownerGid: v.validateId(n.ownerGid, 'owner gid'),
         mode: v.validateMode(n.mode),
         createdAt: new Date().toISOString(),
       };
       spec.replicas = v.validateReplicas(n.replicas, spec.servers.length > 0 ? spec.servers.length : poolSize);
+      v.validateTrackingBudget(`create region "${n.name}"`, spec.dirtyTracking, spec.residentBytes);
       const existing = this.regions.get(n.name);
       if (existing) throw new RegionError('exists', `create region "${n.name}": a region of that name already exists (id ${existing.id})`);
       const next = new Map(this.regions).set(spec.name, spec);
@@ -147,6 +152,7 @@ export class RegionRegistry {
       if (patch.residentBytes !== undefined) spec.residentBytes = v.validateResident(patch.residentBytes, cur.pageSize);
       if (patch.mode !== undefined) spec.mode = v.validateMode(patch.mode);
       if (patch.prefetch !== undefined) spec.prefetch = v.validatePrefetch(patch.prefetch);
+      v.validateTrackingBudget(`resize region "${name}"`, spec.dirtyTracking, spec.residentBytes);
       await this.persist(new Map(this.regions).set(name, spec));
       return spec;
     });

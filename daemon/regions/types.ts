@@ -2,6 +2,8 @@
 
 export type PrefetchPolicyName = 'auto' | 'none' | 'readahead' | 'stride' | 'trend';
 export type OnUnavailable = 'wait' | 'sigbus';
+/** How dirty pages are found: WP faults, WP_ASYNC + PAGEMAP_SCAN (never evicted), or the best that is safe. */
+export type DirtyTracking = 'wp' | 'async' | 'auto';
 
 export interface RegionSpec {
   /** Stable id (UUID v4), used as the key on memory servers. */
@@ -18,6 +20,8 @@ export interface RegionSpec {
   replicas: number;
   prefetch: PrefetchPolicyName;
   onUnavailable: OnUnavailable;
+  /** As created; what is in effect also depends on the kernel and the budgets (see regions/tracking.ts). */
+  dirtyTracking: DirtyTracking;
   ownerUid: number;
   ownerGid: number;
   /** Unix-style mode bits: 0o600 owner only, 0o660 owner + group. */

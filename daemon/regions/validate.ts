@@ -3,7 +3,7 @@
 import { RegionError } from './errors';
 import { formatSize } from '../util/size';
 import { ADDRESS_EXPECTED, isAddress } from '../util/address';
-import type { OnUnavailable, PrefetchPolicyName } from './types';
+import type { DirtyTracking, OnUnavailable, PrefetchPolicyName } from './types';
 
 export const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const NAME_EXPECTED = "1 to 63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit,";
@@ -14,6 +14,7 @@ export const MAX_REGION_BYTES = 64 * 1024 ** 4;
 export const MAX_REPLICAS = 16;
 export const PREFETCH_POLICIES: readonly PrefetchPolicyName[] = ['auto', 'none', 'readahead', 'stride', 'trend'];
 export const ON_UNAVAILABLE: readonly OnUnavailable[] = ['wait', 'sigbus'];
+export const DIRTY_TRACKING: readonly DirtyTracking[] = ['wp', 'async', 'auto'];
 
 function invalid(what: string, name: string, value: unknown): RegionError {
   return new RegionError('invalid', `Expected ${what} for ${name} but received ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
@@ -66,6 +67,23 @@ export function validatePrefetch(p: string): PrefetchPolicyName {
 export function validateOnUnavailable(p: string): OnUnavailable {
   if (!(ON_UNAVAILABLE as readonly string[]).includes(p)) throw invalid(ON_UNAVAILABLE.join(' or '), 'on-unavailable', p);
   return p as OnUnavailable;
+}
+
+export function validateDirtyTracking(t: string): DirtyTracking {
+  if (!(DIRTY_TRACKING as readonly string[]).includes(t)) throw invalid(DIRTY_TRACKING.join(', '), 'dirty tracking', t);
+  return t as DirtyTracking;
+}
+
+/**
+ * An async region has no resident budget: async write-protect cannot block a write that lands
+ * between an eviction's read-back (or the scan that called a page clean) and its hole punch, and
+ * that write would be lost (measured: KERNEL.md). `op`: e.g. `create region "db"`.
+ */
+export function validateTrackingBudget(op: string, tracking: DirtyTracking, residentBytes: number): void {
+  if (tracking !== 'async' || residentBytes === 0) return;
+  throw new RegionError('invalid', `${op}: Expected no resident budget (0) for a region with dirty tracking async but received ${formatSize(residentBytes)}: ` +
+    'async write-protect cannot block a write between the read-back and the hole punch of an eviction, so that write would be lost; ' +
+    'use --dirty-tracking wp (or auto) for a region with a resident budget');
 }
 
 export function validateMode(mode: number): number {

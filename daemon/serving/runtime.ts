@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { FaultThread, memfd, PageCache, type FaultEvent } from '../native';
 
 const closeFd = (fd: number) => memfd.close(fd);
-import { Pager, nativeOps, type RegionStats } from '../pager';
+import { Pager, nativeOps, nativeAsyncWpOps, probeAsyncWp, type DirtyTrackingMode, type RegionStats } from '../pager';
 import { createPrefetcher, ReplayStore, runWarmup } from '../prefetch';
 import type { Prefetcher } from '../prefetch/types';
 import { check, groupsOf, RegionError, type RegionSpec } from '../regions';
@@ -70,6 +70,9 @@ interface LiveRegion {
   key: number;
   memfd: number;
   prefetcher: Prefetcher | null;
+  /** The dirty tracking in effect, and why it is not what the spec asked for ('' when it is). */
+  tracking: DirtyTrackingMode;
+  trackingNote: string;
 }
 
 interface LiveAttachment {
@@ -106,9 +109,13 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private readonly latency = new Map<number, FaultLatency>();
   private readonly replay: ReplayStore | null;
   private readonly idOfKey = new Map<number, string>();
+  /** Why this kernel cannot do async dirty tracking, or null when it can (probed once). */
+  private readonly asyncWhy: string | null;
 
   constructor(private readonly opts: PagingOptions) {
     this.log = opts.logger.child({ part: 'paging' });
+    this.asyncWhy = probeAsyncWp();
+    if (this.asyncWhy !== null) this.log.info({ reason: this.asyncWhy }, 'async dirty tracking unavailable: every region tracks dirty pages with write-protect faults');
     this.cache = new PageCache(opts.cacheBytes);
     this.replay = opts.replayDir != null ? new ReplayStore(opts.replayDir) : null;
     const replay = this.replay;
@@ -119,6 +126,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       globalCapBytes: opts.residentCapBytes,
       unavailableAfterMs: opts.unavailableAfterMs,
       onAttachmentGone: (id, reason) => this.endAttachment(id, reason),
+      asyncWp: this.asyncWhy === null ? nativeAsyncWpOps() : null,
       onFaultServed: (key, kind, micros) => {
         this.latency.get(key)?.record(micros);
         opts.metrics?.faultSeconds.observe({ kind }, micros / 1e6);
@@ -173,7 +181,9 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     const key = this.nextKey++;
     const pages = spec.sizeBytes / spec.pageSize;
     const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: 64, pageSize: spec.pageSize });
-    const live: LiveRegion = { spec, key, memfd: fd, prefetcher };
+    const [tracking, trackingNote] = this.trackingOf(spec);
+    if (spec.dirtyTracking === 'async' && tracking === 'wp') this.log.warn({ region: spec.name }, `region "${spec.name}": ${trackingNote}`);
+    const live: LiveRegion = { spec, key, memfd: fd, prefetcher, tracking, trackingNote };
     this.latency.set(key, new FaultLatency());
     this.pager.addRegion({
       key,
@@ -185,6 +195,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       memfd: fd,
       store: this.opts.storeFor(spec),
       prefetcher,
+      dirtyTracking: tracking,
     });
     this.regions.set(spec.id, live);
     this.idOfKey.set(key, spec.id);
@@ -202,7 +213,38 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       this.pager.region(r.key).cfg.prefetcher = r.prefetcher;
     }
     r.spec = spec;
+    // auto follows the budget: async without one, wp with one (budgetRefusal kept async attachments out).
+    [r.tracking, r.trackingNote] = this.trackingOf(spec);
+    this.pager.region(r.key).cfg.dirtyTracking = r.tracking;
     this.pager.setBudget(r.key, spec.residentBytes);
+  }
+
+  /**
+   * The dirty tracking a region gets: async only where it is safe and possible — the kernel has
+   * WP_ASYNC and PAGEMAP_SCAN, and nothing would ever evict the region (no resident budget; for
+   * auto also no daemon-wide cap). Async regions are never evicted (see pager/async-wp.ts).
+   */
+  private trackingOf(spec: RegionSpec): [DirtyTrackingMode, string] {
+    const t = spec.dirtyTracking;
+    if (t === 'wp') return ['wp', ''];
+    if (this.asyncWhy !== null) return ['wp', `async dirty tracking unavailable (${this.asyncWhy}): using write-protect faults`];
+    if (spec.residentBytes > 0) return ['wp', 'a region with a resident budget is evicted, which needs write-protect faults'];
+    if (t === 'auto' && this.opts.residentCapBytes > 0) return ['wp', 'the daemon-wide resident cap may evict it, which needs write-protect faults'];
+    return ['async', ''];
+  }
+
+  asyncUnavailable(): string | null {
+    return this.asyncWhy;
+  }
+
+  budgetRefusal(spec: RegionSpec): string | null {
+    if (spec.dirtyTracking === 'async') return null; // the registry refuses it, saying why
+    const r = this.regions.get(spec.id);
+    if (!r || r.tracking !== 'async') return null;
+    const pids = [...this.attachments.values()].filter((a) => a.region === r).map((a) => a.pid);
+    if (pids.length === 0) return null;
+    return `${pids.length} process(es) attached with async dirty tracking (pid ${pids.join(', ')}); ` +
+      'a resident budget needs write-protect faults, as an async write between the read-back and the hole punch of an eviction would be lost: detach them first';
   }
 
   async onRegionDeleted(spec: RegionSpec): Promise<{ pagesFreed: number }> {
@@ -258,6 +300,8 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       attachments,
       faultP50Us: this.latency.get(r.key)?.percentile(50) ?? 0,
       faultP99Us: this.latency.get(r.key)?.percentile(99) ?? 0,
+      dirtyTracking: r.tracking,
+      dirtyTrackingNote: r.tracking === 'async' ? 'never evicted; its pages count toward the daemon-wide cap; dirty pages are found at sync' : r.trackingNote,
     };
   }
 
@@ -338,6 +382,10 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
 
   async evict(spec: RegionSpec, progress: (p: Progress) => void): Promise<Progress> {
     const r = this.live(spec, 'evict');
+    if (r.tracking === 'async') {
+      throw new RegionError('precondition', `evict region "${spec.name}": the region tracks dirty pages asynchronously (dirty tracking async) and is never evicted: ` +
+        'async write-protect cannot block a write between the read-back and the hole punch, so that write would be lost');
+    }
     const n = this.pager.evictAll(r.key);
     const p: Progress = { pagesDone: n, pagesTotal: n, bytesDone: n * spec.pageSize, message: `dropped ${n} clean page(s)` };
     progress(p);
@@ -419,7 +467,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       this.log.info({ region: spec.name, pid: req.cred.pid }, `region "${spec.name}": adopted the memfd of re-attaching pid ${req.cred.pid}`);
     }
     if (r === undefined) return { ok: false, code: 'UNAVAILABLE', reason: 'not loaded in the pager' };
-    return { ok: true, spec, memfd: r.memfd, writeProtect: true };
+    return { ok: true, spec, memfd: r.memfd, writeProtect: true, wpAsync: r.tracking === 'async' };
   }
 
   private hasAttachments(r: LiveRegion): boolean {
@@ -431,13 +479,16 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     const r = this.regions.get(att.spec.id);
     if (!r) throw new Error(`region "${att.spec.name}" is not loaded in the pager`);
     const id = this.nextAttachment++;
-    this.pager.attach({ attachment: id, region: r.key, uffd: att.uffd, pid: att.pid, base: att.start, length: att.length, writeProtect: att.writeProtect });
+    const asyncWp = att.writeProtect && att.features.includes('WP_ASYNC');
+    this.pager.attach({ attachment: id, region: r.key, uffd: att.uffd, pid: att.pid, base: att.start, length: att.length, writeProtect: att.writeProtect, asyncWp, reattach: att.reattach });
     for (const t of this.threads) {
       t.add({ attachment: id, uffd: att.uffd, pidfd: att.pidfd, region: r.key, start: att.start, length: att.length, pageSize: att.spec.pageSize, writeProtect: att.writeProtect });
     }
     this.replay?.begin(id, r.spec.id, r.spec.sizeBytes / r.spec.pageSize, r.spec.pageSize);
     this.attachments.set(id, { id, region: r, uffd: att.uffd, pidfd: att.pidfd, pid: att.pid, uid: att.uid, since: new Date().toISOString(), comm: comm(att.pid) });
-    this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach }, `region "${att.spec.name}": pid ${att.pid} attached`);
+    // The pager drops to WP faults when the process's uffd turns out to lack WP_ASYNC.
+    const dirtyTracking = this.pager.attachmentTracking(id);
+    this.log.info({ region: att.spec.name, pid: att.pid, attachment: id, reattach: att.reattach, dirtyTracking }, `region "${att.spec.name}": pid ${att.pid} attached`);
     return id;
   }
 

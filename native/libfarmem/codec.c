@@ -96,6 +96,7 @@ static void body_attach_reply(struct wr *w, const void *v) {
   put_uint(w, 7, r->on_unavailable);
   put_uint(w, 8, r->attachment_id);
   put_bytes(w, 9, r->token, r->token_len);
+  if (r->wp_async) put_uint(w, 10, 1);
 }
 
 static void body_register_reply(struct wr *w, const void *v) {
@@ -289,6 +290,7 @@ static int dec_attach_reply(const uint8_t *b, size_t n, struct fm_attach_reply *
     case 7: UINT(q->on_unavailable); break;
     case 8: UINT(q->attachment_id); break;
     case 9: if (copy_bytes(&f, q->token, sizeof q->token, &q->token_len, why) < 0) return -1; break;
+    case 10: UINT(q->wp_async); q->wp_async = !!q->wp_async; break;
     }
   }
   return 0;

@@ -50,6 +50,7 @@ struct fm_attach_reply {
   uint64_t size_bytes;
   uint32_t page_size;
   int write_protect;
+  int wp_async; /* also ask UFFD_FEATURE_WP_ASYNC (field 10) */
   uint32_t on_unavailable;
   uint64_t attachment_id;
   uint8_t token[FM_TOKEN_MAX];

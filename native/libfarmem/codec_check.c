@@ -105,6 +105,7 @@ int main(int argc, char **argv) {
       r->size_bytes = num(argc, argv, "size");
       r->page_size = (uint32_t)num(argc, argv, "page_size");
       r->write_protect = (int)num(argc, argv, "wp");
+      r->wp_async = (int)num(argc, argv, "wp_async");
       r->on_unavailable = (uint32_t)num(argc, argv, "on_unavailable");
       r->attachment_id = num(argc, argv, "attachment_id");
       const char *t = arg(argc, argv, "token");
@@ -157,8 +158,8 @@ int main(int argc, char **argv) {
       put_json_str(r->message);
       printf(",\"region_id\":");
       put_json_str(r->region_id);
-      printf(",\"size\":\"%" PRIu64 "\",\"page_size\":%u,\"wp\":%d,\"on_unavailable\":%u,\"attachment_id\":\"%" PRIu64 "\",\"token\":\"", r->size_bytes,
-             r->page_size, r->write_protect, r->on_unavailable, r->attachment_id);
+      printf(",\"size\":\"%" PRIu64 "\",\"page_size\":%u,\"wp\":%d,\"wp_async\":%d,\"on_unavailable\":%u,\"attachment_id\":\"%" PRIu64 "\",\"token\":\"", r->size_bytes,
+             r->page_size, r->write_protect, r->wp_async, r->on_unavailable, r->attachment_id);
       put_hex(r->token, r->token_len);
       printf("\"}\n");
     } else {

@@ -33,6 +33,9 @@
 #ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
 #define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
 #endif
+#ifndef UFFD_FEATURE_WP_ASYNC /* Linux 6.7; the build headers may be older */
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
 
 #define DEFAULT_SOCKET "/run/farmem/attach.sock"
 #define REPLY_TIMEOUT_MS 10000
@@ -261,15 +264,19 @@ static int open_uffd(int *user_mode_only, char *err) {
   return fmt_err(err, errno, "userfaultfd: %s (needs root, CAP_SYS_PTRACE or read/write access to /dev/userfaultfd)", errname(errno));
 }
 
-/* Opens the uffd, negotiates features and registers [base, base+len). Write-protect is dropped
- * (not fatal) when the kernel cannot do it on shmem. */
-static int setup_uffd(struct att *a, int want_wp, char *err) {
-  for (int wp = want_wp; wp >= 0; wp--) {
+/* Opens the uffd, negotiates features and registers [base, base+len). Async write-protect (asked
+ * by farmemd) is dropped when the kernel refuses it, then write-protect when the kernel cannot do
+ * it on shmem: each step down is still correct (farmemd learns what is in effect). */
+static int setup_uffd(struct att *a, int want_wp, int want_async, char *err) {
+  /* level 2: wp + async, 1: wp, 0: missing only */
+  for (int level = want_wp ? (want_async ? 2 : 1) : 0; level >= 0; level--) {
+    int wp = level >= 1;
     int umo;
     int fd = open_uffd(&umo, err);
     if (fd < 0) return fd;
     uint64_t features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID;
     if (wp) features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+    if (level == 2) features |= UFFD_FEATURE_WP_ASYNC;
     struct uffdio_api api = {.api = UFFD_API, .features = features};
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
       int e = errno;
@@ -424,7 +431,7 @@ void *farmem_attach(const char *name, size_t *len_out) {
     r = fmt_err(err, errno, "madvise MADV_DONTFORK: %s", errname(errno));
     goto out;
   }
-  if ((r = setup_uffd(a, reply.write_protect, err)) < 0) goto out;
+  if ((r = setup_uffd(a, reply.write_protect, reply.write_protect && reply.wp_async, err)) < 0) goto out;
   if ((r = request_register(a, a->sock, err)) < 0) goto out;
   a->stopfd = eventfd(0, EFD_CLOEXEC);
   if (a->stopfd < 0) {

@@ -34,14 +34,20 @@ test('client messages: C encodes what protobufjs decodes, byte for byte', () => 
 test('daemon messages: C decodes what the daemon encodes, and encodes the same bytes', () => {
   const reply = {
     kind: 'attach_reply', code: 'OK', message: '', regionId: 'r-1', sizeBytes: 2 ** 40, pageSize: 2 << 20, writeProtect: true,
-    onUnavailable: 'sigbus', attachmentId: 2 ** 33 + 5, token,
+    wpAsync: false, onUnavailable: 'sigbus', attachmentId: 2 ** 33 + 5, token,
   } as const;
   const hex = encodeDaemonMessage(reply).toString('hex');
   assert.deepEqual(JSON.parse(c('decode-daemon', hex)), {
-    kind: 'attach_reply', code: 0, message: '', region_id: 'r-1', size: String(2 ** 40), page_size: 2 << 20, wp: 1, on_unavailable: 1,
+    kind: 'attach_reply', code: 0, message: '', region_id: 'r-1', size: String(2 ** 40), page_size: 2 << 20, wp: 1, wp_async: 0, on_unavailable: 1,
     attachment_id: String(2 ** 33 + 5), token: token.toString('hex'),
   });
   assert.equal(c('encode-daemon', 'attach_reply', 'region_id=r-1', `size=${2 ** 40}`, `page_size=${2 << 20}`, 'wp=1', 'on_unavailable=1', `attachment_id=${2 ** 33 + 5}`, `token=${token.toString('hex')}`), hex);
+
+  // Async dirty tracking (field 10): both sides agree, and the C client sees the flag.
+  const asyncHex = encodeDaemonMessage({ ...reply, wpAsync: true }).toString('hex');
+  assert.equal(JSON.parse(c('decode-daemon', asyncHex)).wp_async, 1);
+  assert.equal(c('encode-daemon', 'attach_reply', 'region_id=r-1', `size=${2 ** 40}`, `page_size=${2 << 20}`, 'wp=1', 'wp_async=1', 'on_unavailable=1', `attachment_id=${2 ** 33 + 5}`, `token=${token.toString('hex')}`), asyncHex);
+  assert.deepEqual(decodeDaemonMessage(Buffer.from(asyncHex, 'hex')), { ...reply, wpAsync: true });
 
   const refusal = { kind: 'register_reply', code: 'PERMISSION_DENIED', message: 'region "db": uid 7 may not attach it "quoted"\\', attachmentId: 0 } as const;
   const rhex = encodeDaemonMessage(refusal).toString('hex');

@@ -105,6 +105,8 @@ test('malformed messages and wrong fds are refused with clear errors, and no fd 
     { send: () => reg({ address: 0x10001 }), fds: () => [uffd.open().fd], message: 'region "db": Expected a page-aligned address for RegisterRequest.address but received 0x10001' },
     { send: () => reg({ uffdFeatures: 0x122 }), fds: () => [uffd.open().fd], message: 'region "db": uffd features EVENT_FORK are not supported (see proto/farmem/v1/attach.proto)' },
     { send: () => reg({ uffdFeatures: 0x100 }), fds: () => [uffd.open().fd], message: 'region "db": the userfaultfd lacks UFFD_FEATURE_MISSING_SHMEM' },
+    // MISSING_SHMEM|THREAD_ID|WP_HUGETLBFS_SHMEM|PAGEFAULT_FLAG_WP|WP_ASYNC on a region that did not ask for async.
+    { send: () => reg({ uffdFeatures: 0x120 | 0x1000 | 0x1 | 0x8000, writeProtect: true }), fds: () => [uffd.open().fd], message: 'region "db": uffd feature WP_ASYNC was not asked for (AttachReply.wp_async): the region tracks dirty pages with write-protect faults' },
     { send: () => reg({}), fds: () => [uffd.open().fd], message: 'region "db": RegisterRequest: 0x10000 is not mapped from the region\'s memfd' },
   ];
   for (const c of regCases) {

@@ -31,6 +31,7 @@ export function regionSpec(name: string, sizeBytes: number, over: Partial<Region
     replicas: 1,
     prefetch: 'none',
     onUnavailable: 'wait',
+    dirtyTracking: 'wp',
     ownerUid: 0,
     ownerGid: 0,
     mode: 0o600,

@@ -25,7 +25,7 @@ test('create, list, show, resize, delete with --json', async () => {
   const created = JSON.parse(r.stdout);
   assert.deepEqual({ ...created, id: '', createdAt: '' }, {
     id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride',
-    onUnavailable: 'sigbus', ownerUid: process.getuid!(), ownerGid: process.getgid!(), mode: '0640', createdAt: '',
+    onUnavailable: 'sigbus', dirtyTracking: 'wp', ownerUid: process.getuid!(), ownerGid: process.getgid!(), mode: '0640', createdAt: '',
   });
   r = farmem(d.socket, ['region', 'show', 'json1', '--json']);
   assert.equal(r.status, 0, r.stderr);
@@ -34,7 +34,7 @@ test('create, list, show, resize, delete with --json', async () => {
   // The pager serves every region from its creation: live numbers, all true zeros.
   assert.deepEqual(shown.stats, {
     pager: true, residentPages: 0, dirtyPages: 0, faults: { cacheHit: 0, remote: 0, zero: 0, writeProtect: 0, sigbus: 0 }, cacheHits: 0, cacheMisses: 0,
-    prefetchAccuracy: 0, prefetchCoverage: 0, prefetchedPages: 0, evictedPages: 0, writtenBackPages: 0, writeBackStalled: false, writeBackStalls: 0, prefetchUsedPages: 0, prefetchWastedPages: 0, prefetchWastedBytes: 0, prefetchPolicy: 'stride', remoteBytesIn: 0, remoteBytesOut: 0, faultP50Us: 0, faultP99Us: 0, attachments: [],
+    prefetchAccuracy: 0, prefetchCoverage: 0, prefetchedPages: 0, evictedPages: 0, writtenBackPages: 0, writeBackStalled: false, writeBackStalls: 0, prefetchUsedPages: 0, prefetchWastedPages: 0, prefetchWastedBytes: 0, prefetchPolicy: 'stride', dirtyTracking: 'wp', dirtyTrackingNote: '', remoteBytesIn: 0, remoteBytesOut: 0, faultP50Us: 0, faultP99Us: 0, attachments: [],
   });
   r = farmem(d.socket, ['region', 'resize', 'json1', '--resident', '1MiB', '--json']);
   assert.equal(r.status, 0, r.stderr);
@@ -65,7 +65,8 @@ test('readable tables', () => {
   const s = farmem(d.socket, ['region', 'show', 'table1']);
   assert.match(s.stdout, /^size:\s+1\.0 GiB \(1073741824 bytes, 262144 pages of 4\.0 KiB\)$/m);
   assert.equal(s.status, 0, s.stderr);
-  assert.equal(s.stdout.split('\n').slice(10).join('\n'), [
+  assert.match(s.stdout, /^dirty tracking:\s+wp$/m);
+  assert.equal(s.stdout.split('\n').slice(11).join('\n'), [
     'resident pages:          0',
     'dirty pages:             0',
     'faults:                  0 cache hit, 0 remote, 0 zero, 0 write-protect, 0 sigbus',

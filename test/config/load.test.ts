@@ -76,6 +76,18 @@ test('a bad value names the file, the line and the key', () => {
   });
 });
 
+test('region_defaults.dirty_tracking: wp by default, wp|async|auto, anything else is refused', () => {
+  withFile('[region_defaults]\ndirty_tracking = "auto"\n', (file) => {
+    assert.equal(loadConfig({ file, explicit: true, env }).regionDefaults.dirtyTracking, 'auto');
+  });
+  withFile('', (file) => {
+    assert.equal(loadConfig({ file, explicit: true, env }).regionDefaults.dirtyTracking, 'wp');
+  });
+  withFile('[region_defaults]\ndirty_tracking = "lazy"\n', (file) => {
+    assert.throws(() => loadConfig({ file, explicit: true, env }), { message: `config ${file}:2: region_defaults.dirty_tracking: Expected wp, async or auto but received "lazy"` });
+  });
+});
+
 test('every bad key is reported, one per line', () => {
   withFile('cache_size = "1GB"\nlog_level = "loud"\ncolour = true\n[fault]\nthreads = -1\n[memory_servers.tls]\n', (file) => {
     assert.throws(() => loadConfig({ file, explicit: true, env }), {

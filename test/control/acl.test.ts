@@ -4,7 +4,7 @@ import { check, refusal, type Caller, type RegionSpec } from '../../daemon/regio
 
 const region: RegionSpec = {
   id: '00000000-0000-4000-8000-000000000000', name: 'db', sizeBytes: 4096, pageSize: 4096, residentBytes: 0, servers: [], replicas: 1,
-  prefetch: 'auto', onUnavailable: 'wait', ownerUid: 1000, ownerGid: 2000, mode: 0o660, createdAt: '',
+  prefetch: 'auto', onUnavailable: 'wait', dirtyTracking: 'wp', ownerUid: 1000, ownerGid: 2000, mode: 0o660, createdAt: '',
 };
 const who = (uid: number, gid: number, groups: number[] = []): Caller => ({ pid: 1, uid, gid, groups });
 

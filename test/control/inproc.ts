@@ -25,6 +25,8 @@ export class TestRuntime implements RegionRuntime {
   readonly maps = new Map<string, RegionPageMap | null>();
   readonly regions = new Map<string, RegionStatsSnapshot>();
   daemonStats: RuntimeStats | null = null;
+  /** Why async dirty tracking is unavailable (a test sets it), or null. */
+  asyncUnavailable: () => string | null = () => null;
   async onRegionCreated(): Promise<void> {}
   async onRegionUpdated(): Promise<void> {}
   async onRegionDeleted(): Promise<{ pagesFreed: number }> {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { RegionRegistry, type NewRegion } from '../../daemon/regions';
 import { tempDir } from '../helpers/farmemd';
 
-const base: NewRegion = { name: 'db', sizeBytes: 1 << 30, pageSize: 4096, residentBytes: 0, servers: [], replicas: 1, prefetch: 'auto', onUnavailable: 'wait', ownerUid: 1000, ownerGid: 1000, mode: 0o600 };
+const base: NewRegion = { name: 'db', sizeBytes: 1 << 30, pageSize: 4096, residentBytes: 0, servers: [], replicas: 1, prefetch: 'auto', onUnavailable: 'wait', dirtyTracking: 'auto', ownerUid: 1000, ownerGid: 1000, mode: 0o600 };
 
 async function withRegistry(fn: (dir: string, r: RegionRegistry) => Promise<void>): Promise<void> {
   const dir = tempDir('reg');
@@ -63,6 +63,10 @@ test('bad names, sizes and settings are refused with what was expected', async (
       [{ replicas: 0 }, 'Expected an integer from 1 to 16 for replicas but received 0'],
       [{ prefetch: 'magic' }, 'Expected auto, none, readahead, stride, trend for prefetch but received "magic"'],
       [{ onUnavailable: 'panic' }, 'Expected wait or sigbus for on-unavailable but received "panic"'],
+      [{ dirtyTracking: 'lazy' }, 'Expected wp, async, auto for dirty tracking but received "lazy"'],
+      [{ dirtyTracking: 'async', residentBytes: 1 << 20 }, 'create region "ok18": Expected no resident budget (0) for a region with dirty tracking async but received 1MiB: ' +
+        'async write-protect cannot block a write between the read-back and the hole punch of an eviction, so that write would be lost; use --dirty-tracking wp (or auto) for a region with a resident budget'],
+      [{ dirtyTracking: 'async' }, ''],
       [{ mode: 0o1777 }, 'Expected a file mode from 0 to 0o777 for mode but received 1023'],
     ];
     let i = 0;
@@ -71,6 +75,25 @@ test('bad names, sizes and settings are refused with what was expected', async (
       if (message === '') await r.create(n, 1);
       else await assert.rejects(r.create(n, 1), { name: 'RegionError', kind: 'invalid', message });
     }
+  });
+});
+
+test('dirty tracking persists; registries from before it read as wp; an async region refuses a budget', async () => {
+  await withRegistry(async (dir, r) => {
+    await r.create({ ...base, name: 'as', dirtyTracking: 'async' }, 1);
+    await assert.rejects(r.update('as', { residentBytes: 4096 }), {
+      kind: 'invalid',
+      message: 'resize region "as": Expected no resident budget (0) for a region with dirty tracking async but received 4KiB: ' +
+        'async write-protect cannot block a write between the read-back and the hole punch of an eviction, so that write would be lost; use --dirty-tracking wp (or auto) for a region with a resident budget',
+    });
+    const again = await RegionRegistry.open(path.join(dir, 'state'));
+    assert.equal(again.get('as')!.dirtyTracking, 'async');
+    // A file written before the property existed.
+    const file = path.join(dir, 'state', 'regions.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { regions: Array<Record<string, unknown>> };
+    for (const x of json.regions) delete x.dirtyTracking;
+    fs.writeFileSync(file, JSON.stringify(json));
+    assert.equal((await RegionRegistry.open(path.join(dir, 'state'))).get('as')!.dirtyTracking, 'wp');
   });
 });
 

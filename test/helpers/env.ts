@@ -23,3 +23,13 @@ export function userfaultfdUnavailable(): string | null {
 export function rootUnavailable(): string | null {
   return isRoot() ? null : 'needs root';
 }
+
+/** null when farmemd can track dirty pages asynchronously here (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN, Linux 6.7+); else why not. */
+export function asyncDirtyTrackingUnavailable(): string | null {
+  const u = userfaultfdUnavailable();
+  if (u !== null) return u;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { probeAsyncWp } = require('../../daemon/pager/async-wp') as typeof import('../../daemon/pager/async-wp');
+  const why = probeAsyncWp();
+  return why === null ? null : `async dirty tracking unavailable: ${why}`;
+}

@@ -2,10 +2,20 @@
 // in two processes like farmem: sync WP (a fault round trip per first write, handler on the same or
 // the other vCPU) against WP_ASYNC + PAGEMAP_SCAN (no fault; one scan finds and re-protects). The
 // baseline is the same stores again to pages that are already writable, in the same run.
-import { execFileSync } from 'node:child_process';
+//
+// dirty-e2e: the same choice end to end, through farmemd (region --dirty-tracking wp | async) and a
+// memory server on loopback: fmattach reads N pages (installed write-protected), then each round
+// writes all N again and `region sync` writes them back — in wp mode every first write is a WP
+// fault and sync protects each page again; in async mode writes do not fault and sync finds them
+// with one PAGEMAP_SCAN. Reported: write pass, sync, and their sum, async as a ratio to wp.
+import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
-import { ratios, type BenchCase, type BenchRow } from '../harness';
-import { rootUnavailable } from '../../helpers/env';
+import readline from 'node:readline';
+import type { TestContext } from 'node:test';
+import { ControlClient } from '../../../client/control';
+import { ratios, type BenchCase, type BenchRow, type Metrics } from '../harness';
+import { asyncDirtyTrackingUnavailable, rootUnavailable } from '../../helpers/env';
+import { FMATTACH, startDaemon, startMemserver } from '../../paging/rig';
 
 const DIR = path.join(__dirname, '..', '..', '..', '..', 'test', 'bench');
 
@@ -59,4 +69,96 @@ export const cases: BenchCase[] = [
       });
     },
   },
+  {
+    name: 'dirty-e2e',
+    description: 'writes of N installed pages then region sync, through farmemd: wp vs async dirty tracking (async/wp)',
+    unavailable: () => asyncDirtyTrackingUnavailable(),
+    async run(ctx): Promise<BenchRow[]> {
+      const cleanups: Array<() => unknown> = [];
+      const t = { after: (f: () => unknown) => cleanups.push(f) } as unknown as TestContext;
+      try {
+        const ms = await startMemserver(t, { capacity: '1GiB' });
+        const d = await startDaemon(t, [ms.address]);
+        const client = await ControlClient.connect(d.socket);
+        cleanups.push(() => client.close());
+        const pages = Math.max(1024, Math.round(8192 * ctx.scale));
+        const rounds = Math.max(2, Math.min(8, Math.round(4 * ctx.scale)));
+        const res: Record<string, Metrics> = {};
+        // Alternate the modes so drift on a shared machine hits both alike.
+        const samples: Record<string, { writeMs: number[]; syncMs: number[] }> = { wp: { writeMs: [], syncMs: [] }, async: { writeMs: [], syncMs: [] } };
+        for (const mode of ['wp', 'async'] as const) {
+          await client.createRegion({ name: `e2e-${mode}`, sizeBytes: pages * 4096, prefetch: 'none', dirtyTracking: mode });
+        }
+        const runs = {
+          wp: await writer(d.attachSocket, 'e2e-wp', pages, rounds),
+          async: await writer(d.attachSocket, 'e2e-async', pages, rounds),
+        };
+        for (let i = 0; i < rounds; i++) {
+          for (const mode of ['wp', 'async'] as const) {
+            const w = await runs[mode].next();
+            const t0 = process.hrtime.bigint();
+            const done = await client.syncRegion(`e2e-${mode}`);
+            const syncMs = Number(process.hrtime.bigint() - t0) / 1e6;
+            if (Number(done.pagesTotal) !== pages) throw new Error(`dirty-e2e ${mode}: sync found ${done.pagesTotal} of ${pages} written pages`);
+            samples[mode]!.writeMs.push(w);
+            samples[mode]!.syncMs.push(syncMs);
+          }
+        }
+        for (const mode of ['wp', 'async'] as const) {
+          await runs[mode].finish();
+          const s = (await client.showRegion(`e2e-${mode}`)).stats!;
+          const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+          const writeMs = med(samples[mode]!.writeMs);
+          const syncMs = med(samples[mode]!.syncMs);
+          res[mode] = { writeMs, syncMs, totalMs: writeMs + syncMs, usPerPage: ((writeMs + syncMs) * 1000) / pages, wpFaults: Number(s.faults?.writeProtect ?? 0) };
+          ctx.log(`dirty-e2e ${mode}: write ${writeMs.toFixed(1)} ms + sync ${syncMs.toFixed(1)} ms for ${pages} pages (median of ${rounds}), ${res[mode]!.wpFaults} WP faults`);
+        }
+        return (['wp', 'async'] as const).map((mode) => ({
+          name: `dirty-e2e/${mode}`,
+          params: { pages, rounds, baseline: 'wp' },
+          metrics: res[mode]!,
+          baseline: res.wp!,
+          ratio: ratios(res[mode]!, res.wp!),
+        }));
+      } finally {
+        for (const f of cleanups.reverse()) await f();
+      }
+    },
+  },
 ];
+
+/**
+ * fmattach that reads every page once, then writes them all once per round; next() lets one write
+ * pass run and resolves with its time (ms) once it is done (fmattach then waits, attached).
+ */
+async function writer(sock: string, region: string, pages: number, rounds: number): Promise<{ next(): Promise<number>; finish(): Promise<void> }> {
+  const ops = ['read', ...Array.from({ length: rounds }, () => 'write')].join(',');
+  const child = spawn(FMATTACH, ['--socket', sock, '--region', region, '--pages', String(pages), '--op', ops, '--seed', '9', '--pattern', 'random:1', '--pause', '--no-checksum'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b) => (err += b));
+  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const nextLine = async (): Promise<Record<string, unknown>> => {
+    const r = await lines.next();
+    if (r.done === true) throw new Error(`fmattach ${region} exited: ${err}`);
+    return JSON.parse(r.value) as Record<string, unknown>;
+  };
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  // The read pass installs every page (write-protected, clean); not timed.
+  await nextLine(); // ready read
+  child.stdin!.write('go\n');
+  await nextLine(); // the read op
+  return {
+    async next() {
+      const ready = await nextLine();
+      if (ready.ready !== 'write') throw new Error(`fmattach ${region}: expected to be ready to write, got ${JSON.stringify(ready)}`);
+      child.stdin!.write('go\n');
+      const op = await nextLine();
+      if (op.op !== 'write') throw new Error(`fmattach ${region}: ${JSON.stringify(op)}`);
+      return Number(op.ns) / 1e6;
+    },
+    async finish() {
+      child.stdin!.end();
+      if ((await exited) !== 0) throw new Error(`fmattach ${region} failed: ${err}`);
+    },
+  };
+}
