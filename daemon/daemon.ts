@@ -22,6 +22,8 @@ export interface CreateInput {
   ownerUid: number | null;
   ownerGid: number | null;
   mode: number | null;
+  /** Replay on attach; null = off. (Optional so older callers need not say.) */
+  warmOnAttach?: boolean | null;
 }
 
 export interface RegionView {
@@ -108,6 +110,7 @@ export class Daemon {
       ownerUid,
       ownerGid,
       mode: input.mode ?? 0o600,
+      ...(input.warmOnAttach != null ? { warmOnAttach: input.warmOnAttach } : {}),
     };
     const spec = await this.registry.create(n, this.servers.length);
     this.metrics.regions.set(this.registry.list().length);
@@ -151,7 +154,7 @@ export class Daemon {
     return { spec, accessible: true, attachments: this.runtime.attachmentCount(spec), stats: this.runtime.regionStats(spec) };
   }
 
-  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string }): Promise<RegionSpec> {
+  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string; warmOnAttach?: boolean }): Promise<RegionSpec> {
     const op = `change region "${name}"`;
     this.open(op);
     const cur = this.registry.require(name, 'change');

@@ -1,5 +1,5 @@
 // The farmem command line: its commands, their output and their exit codes.
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ControlClient, ControlError, farmem } from '../control';
 import { SIZE_EXPECTED, tryParseSize } from '../../daemon/util/size';
 import { faultsJson, fields, pct, regionJson, size, statsJson, table } from './format';
@@ -97,6 +97,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more').argParser(collect).default([], 'the daemon pool'))
     .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
     .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
+    .option('--warm-on-attach', 'replay: whenever a process attaches, fetch the pages the last attached process touched, before they are touched')
     .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
     .option('--owner <uid>', 'owner uid (root only; default: you)', intArg('--owner', 0, 0xfffffffe))
     .option('--group <gid>', 'group gid (default: your gid)', intArg('--group', 0, 0xfffffffe))
@@ -116,6 +117,7 @@ export function buildProgram(): Command {
           ownerUid: o.owner ?? null,
           ownerGid: o.group ?? null,
           mode: o.mode ?? null,
+          warmOnAttach: o.warmOnAttach === true ? true : null,
         });
         print(out, regionJson(r), () => `created region "${r.name}" (${size(Number(r.sizeBytes))}, id ${r.id})`);
       }),
@@ -158,6 +160,7 @@ export function buildProgram(): Command {
             ['memory servers', r.servers.length ? r.servers.join(', ') : 'the daemon pool'],
             ['replicas', r.replicas],
             ['prefetch', r.prefetch],
+            ['warm on attach', r.warmOnAttach ? 'on (replays the last recorded run when a process attaches)' : 'off'],
             ['on unavailable', r.onUnavailable],
             ['owner', `uid ${r.ownerUid}, gid ${r.ownerGid}, mode ${r.mode}`],
             ['created', r.createdAt],
@@ -218,6 +221,18 @@ export function buildProgram(): Command {
       withClient(cmd, async (c, out) => {
         const r = await c.updateRegion(name, { prefetch: policy });
         print(out, regionJson(r), () => `region "${name}": prefetch ${r.prefetch}`);
+      }),
+    );
+
+  region
+    .command('warm-on-attach <name>')
+    .addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
+    .description("replay on attach (owner or root): when on, every attach of the region fetches the pages the last attached process touched, before they are touched")
+    .option('--json', 'print JSON')
+    .action(async (name: string, onOff: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.updateRegion(name, { warmOnAttach: onOff === 'on' });
+        print(out, regionJson(r), () => `region "${name}": warm on attach ${r.warmOnAttach ? 'on' : 'off'}`);
       }),
     );
 

@@ -482,13 +482,7 @@ export class Pager {
           r.readUnavailableSince = null;
           r.readUnavailableLogged = false;
         }
-        for (const p of pages) {
-          const f = r.inFlight.get(p);
-          if (f === undefined) continue;
-          const data = res.present.get(p) ?? null;
-          if (data !== null) r.counters.remoteBytesIn += data.length;
-          this.complete(r, f, data);
-        }
+        this.completeRead(r, pages, res.present);
         return;
       } catch (err) {
         if (r.removed) return;
@@ -597,6 +591,105 @@ export class Pager {
       else this.prefetchWasted(r, f.page);
     } else {
       this.prefetchWasted(r, f.page);
+    }
+  }
+
+  /**
+   * A read came back. Pages someone waits for go through complete() one by one; guesses nobody asked
+   * for yet, as many as the budget leaves room for, are installed in runs of contiguous pages — one
+   * UFFDIO_COPY per run, write-protected and DONTWAKE — then one UFFDIO_WAKE over the batch (a fault
+   * raised on one of them that JS has not seen yet is resumed by it). The rest are placed as usual.
+   */
+  private completeRead(r: RegionState, pages: readonly number[], present: Map<number, Buffer>): void {
+    const guesses: InFlight[] = [];
+    for (const p of pages) {
+      const f = r.inFlight.get(p);
+      if (f === undefined) continue;
+      const data = present.get(p) ?? null;
+      if (data !== null) r.counters.remoteBytesIn += data.length;
+      if (f.waiters.size > 0) this.complete(r, f, data); // someone waits: first
+      else guesses.push(f);
+    }
+    if (guesses.length === 0) return;
+    // Several mappings would each need the page protected first (install()): keep that path for them.
+    let room = r.attachments.size === 1 && r.allWriteProtect() ? this.evictor.prefetchRoomPages(r) : 0;
+    const runs: number[] = [];
+    const rest: InFlight[] = [];
+    for (const f of guesses) {
+      if (room > 0 && !f.stale && !r.has(f.page, RES)) {
+        runs.push(f.page);
+        room--;
+      } else {
+        rest.push(f);
+      }
+    }
+    if (runs.length > 0) this.installGuessRuns(r, runs, present);
+    // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
+    for (const f of rest) this.complete(r, f, present.get(f.page) ?? null);
+  }
+
+  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
+    const a = r.attachments.values().next().value as Attachment;
+    const ps = r.pageSize;
+    pages.sort((x, y) => x - y);
+    const placed = (p: number) => {
+      r.inFlight.delete(p);
+      r.setFlag(p, RES | PREF);
+      r.clearFlag(p, REF);
+      r.prefResident.add(p);
+      r.cacheDelete(this.cache, p);
+    };
+    // Pages the batch could not install (an event pending, the process gone): placed one by one.
+    const leftover: number[] = [];
+    for (let i = 0; i < pages.length; ) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+      const run = pages.slice(i, j);
+      i = j;
+      if (leftover.length > 0) {
+        leftover.push(...run);
+        continue;
+      }
+      const buf = run.length === 1 ? present.get(run[0]!) ?? this.zeroPage(ps) : Buffer.concat(run.map((p) => present.get(p) ?? this.zeroPage(ps)), run.length * ps);
+      let k = 0;
+      while (k < run.length) {
+        let res;
+        try {
+          res = this.ops.copy(a.uffd, addressOf(a, run[k]!), k === 0 ? buf : buf.subarray(k * ps), true, true);
+        } catch (e) {
+          if (!isGone(e)) throw e;
+          this.teardown(a, (e as Error).message);
+          leftover.push(...run.slice(k));
+          break;
+        }
+        const n = Math.min(run.length - k, Math.floor(res.bytes / ps));
+        for (let q = k; q < k + n; q++) placed(run[q]!);
+        k += n;
+        if (res.outcome === 'done') break;
+        if (res.outcome === 'again') {
+          leftover.push(...run.slice(k));
+          break;
+        }
+        // EEXIST: the process already has this page (another path installed it; its own
+        // bookkeeping follows). Never overwritten; the guess is simply not needed.
+        const p = run[k]!;
+        r.inFlight.delete(p);
+        r.setFlag(p, RES);
+        r.cacheDelete(this.cache, p);
+        k++;
+      }
+    }
+    if (r.attachments.has(a.attachment)) {
+      try {
+        this.ops.wake(a.uffd, addressOf(a, pages[0]!), (pages[pages.length - 1]! - pages[0]! + 1) * ps);
+      } catch (e) {
+        if (!isGone(e)) throw e;
+        this.teardown(a, (e as Error).message);
+      }
+    }
+    for (const p of leftover) {
+      const f = r.inFlight.get(p);
+      if (f !== undefined) this.complete(r, f, present.get(p) ?? null);
     }
   }
 

@@ -21,6 +21,7 @@ const specSchema = z.strictObject({
   servers: z.array(z.string()),
   replicas: z.number().int().min(1),
   prefetch: z.enum(['auto', 'none', 'readahead', 'stride', 'trend']),
+  warmOnAttach: z.boolean().optional(),
   onUnavailable: z.enum(['wait', 'sigbus']),
   ownerUid: z.number().int().nonnegative(),
   ownerGid: z.number().int().nonnegative(),
@@ -37,6 +38,8 @@ export interface NewRegion {
   servers: string[];
   replicas: number;
   prefetch: string;
+  /** Replay the recorded working set on every attach (default off). */
+  warmOnAttach?: boolean;
   onUnavailable: string;
   ownerUid: number;
   ownerGid: number;
@@ -47,6 +50,7 @@ export interface RegionPatch {
   residentBytes?: number;
   mode?: number;
   prefetch?: string;
+  warmOnAttach?: boolean;
 }
 
 export class RegionRegistry {
@@ -125,6 +129,7 @@ export class RegionRegistry {
         servers: v.validateServers(n.servers),
         replicas: 0,
         prefetch: v.validatePrefetch(n.prefetch) as PrefetchPolicyName,
+        ...(n.warmOnAttach === undefined ? {} : { warmOnAttach: v.validateFlag(n.warmOnAttach, 'warm-on-attach') }),
         onUnavailable: v.validateOnUnavailable(n.onUnavailable) as OnUnavailable,
         ownerUid: v.validateId(n.ownerUid, 'owner uid'),
         ownerGid: v.validateId(n.ownerGid, 'owner gid'),
@@ -147,6 +152,7 @@ export class RegionRegistry {
       if (patch.residentBytes !== undefined) spec.residentBytes = v.validateResident(patch.residentBytes, cur.pageSize);
       if (patch.mode !== undefined) spec.mode = v.validateMode(patch.mode);
       if (patch.prefetch !== undefined) spec.prefetch = v.validatePrefetch(patch.prefetch);
+      if (patch.warmOnAttach !== undefined) spec.warmOnAttach = v.validateFlag(patch.warmOnAttach, 'warm-on-attach');
       await this.persist(new Map(this.regions).set(name, spec));
       return spec;
     });

@@ -17,6 +17,11 @@ export interface RegionSpec {
   servers: string[];
   replicas: number;
   prefetch: PrefetchPolicyName;
+  /**
+   * Replay on attach: when a process attaches and the region has a recorded working set, the daemon
+   * fetches it before the process asks (as `farmem region warm` does). Absent in older registries: off.
+   */
+  warmOnAttach?: boolean;
   onUnavailable: OnUnavailable;
   ownerUid: number;
   ownerGid: number;

@@ -24,7 +24,7 @@ test('create, list, show, resize, delete with --json', async () => {
   assert.equal(r.status, 0, r.stderr);
   const created = JSON.parse(r.stdout);
   assert.deepEqual({ ...created, id: '', createdAt: '' }, {
-    id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride',
+    id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride', warmOnAttach: false,
     onUnavailable: 'sigbus', ownerUid: process.getuid!(), ownerGid: process.getgid!(), mode: '0640', createdAt: '',
   });
   r = farmem(d.socket, ['region', 'show', 'json1', '--json']);
@@ -65,7 +65,8 @@ test('readable tables', () => {
   const s = farmem(d.socket, ['region', 'show', 'table1']);
   assert.match(s.stdout, /^size:\s+1\.0 GiB \(1073741824 bytes, 262144 pages of 4\.0 KiB\)$/m);
   assert.equal(s.status, 0, s.stderr);
-  assert.equal(s.stdout.split('\n').slice(10).join('\n'), [
+  assert.match(s.stdout, /^warm on attach:\s+off$/m);
+  assert.equal(s.stdout.split('\n').slice(11).join('\n'), [
     'resident pages:          0',
     'dirty pages:             0',
     'faults:                  0 cache hit, 0 remote, 0 zero, 0 write-protect, 0 sigbus',
