@@ -63,6 +63,11 @@ export interface PagerOptions extends EvictorOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/** A policy decision of at least this many pages gets a marker (its first page is held back). */
+const MARKER_MIN_WINDOW = 16;
+/** Held markers per region at most (one per window in flight or just fetched). */
+const MAX_HELD = 64;
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Pager {
@@ -184,7 +189,12 @@ export class Pager {
     }
     // The last process left: its streams are over, and a policy that remembers touched pages
     // (auto) would otherwise refuse to guess them for the next run.
-    if (a.state.attachments.size === 0) a.state.cfg.prefetcher?.reset();
+    if (a.state.attachments.size === 0) {
+      a.state.cfg.prefetcher?.reset();
+      // Nobody left to fault on them: staged like any guess (a warm cache for the next process).
+      for (const [p, bytes] of a.state.held) this.stage(a.state, p, bytes);
+      a.state.held.clear();
+    }
     this.evictor.kick();
     return true;
   }
@@ -332,12 +342,13 @@ export class Pager {
       r.inFlight.set(p, f);
       f.waiters.add(a);
       if (write) f.writers.add(a);
-      // Staged in the cache after the FaultThread looked (a guess that landed meanwhile).
-      const cached = this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
+      // Staged in the cache after the FaultThread looked (a guess that landed meanwhile), or a held marker.
+      const held = r.held.get(p);
+      const cached = held !== undefined ? held : this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
       if (cached !== null) {
         f.fromCache = true;
         r.counters.faultsCacheHit++;
-        if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+        if (r.held.delete(p) || r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
         this.complete(r, f, cached);
         this.notePrefetch(a, { page: p, hit: true, tid, write });
         return;
@@ -376,6 +387,7 @@ export class Pager {
   private issueGuesses(r: RegionState, guesses: readonly number[]): void {
     if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
+    let marker = guesses.length >= MARKER_MIN_WINDOW;
     for (let i = 0; i < guesses.length; i++) {
       const p = guesses[i]!;
       if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
@@ -383,10 +395,14 @@ export class Pager {
         return;
       }
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
+      if (marker) {
+        r.markers.add(p);
+        marker = false;
+      }
       this.enqueueRead(r, p);
       room--;
     }
@@ -403,7 +419,7 @@ export class Pager {
     const batch: number[] = [];
     for (const p of pages) {
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
@@ -507,6 +523,7 @@ export class Pager {
       if (f === undefined) continue;
       if (f.waiters.size === 0) {
         r.inFlight.delete(p); // a prefetch guess is not worth waiting for
+        r.markers.delete(p);
         continue;
       }
       if (f.failingSince === null) f.failingSince = now;
@@ -585,13 +602,7 @@ export class Pager {
         return;
       }
     }
-    if (this.cache !== null && r.allWriteProtect()) {
-      this.armMarkers(r, f.page);
-      if (this.cache.put(r.cfg.key, f.page, data ?? this.zeroPage(r.pageSize))) r.cachedPrefetch.add(f.page);
-      else this.prefetchWasted(r, f.page);
-    } else {
-      this.prefetchWasted(r, f.page);
-    }
+    this.stage(r, f.page, data ?? this.zeroPage(r.pageSize));
   }
 
   /**
@@ -607,7 +618,9 @@ export class Pager {
       if (f === undefined) continue;
       const data = present.get(p) ?? null;
       if (data !== null) r.counters.remoteBytesIn += data.length;
+      const marker = r.markers.delete(p);
       if (f.waiters.size > 0) this.complete(r, f, data); // someone waits: first
+      else if (marker && !f.stale && r.attachments.size === 1 && r.allWriteProtect()) this.hold(r, f, data);
       else guesses.push(f);
     }
     if (guesses.length === 0) return;
@@ -626,6 +639,27 @@ export class Pager {
     if (runs.length > 0) this.installGuessRuns(r, runs, present);
     // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
     for (const f of rest) this.complete(r, f, present.get(f.page) ?? null);
+  }
+
+  /** Keeps a fetched marker out of the region (see RegionState.held); the oldest beyond the bound is staged. */
+  private hold(r: RegionState, f: InFlight, data: Buffer | null): void {
+    r.inFlight.delete(f.page);
+    r.held.set(f.page, data ?? Buffer.alloc(r.pageSize));
+    if (r.held.size <= MAX_HELD) return;
+    const [old, bytes] = r.held.entries().next().value as [number, Buffer];
+    r.held.delete(old);
+    this.stage(r, old, bytes);
+  }
+
+  /** A guess into the native cache (the FaultThread serves it without JS), or counted wasted. */
+  private stage(r: RegionState, p: number, data: Buffer): void {
+    if (this.cache !== null && r.allWriteProtect()) {
+      this.armMarkers(r, p);
+      if (this.cache.put(r.cfg.key, p, data)) r.cachedPrefetch.add(p);
+      else this.prefetchWasted(r, p);
+    } else {
+      this.prefetchWasted(r, p);
+    }
   }
 
   private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
