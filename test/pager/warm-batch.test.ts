@@ -110,3 +110,37 @@ test('a fault that waits on a warm-up page is served by the demand path, and the
   assert.deepEqual(s.copies.filter((c) => c.dontWake).map((c) => [c.first, c.pages]), [[0, 5], [6, 2]]);
   for (let p = 0; p < 8; p++) assert.deepEqual(await rig.done(rig.read(a, p)), page(p + 10));
 });
+
+test('the first page of a large window is held back: its touch faults, is served at once, and asks for the next window', async () => {
+  const faults: { page: number; hit: boolean }[] = [];
+  const rig = new Rig({
+    pages: 128,
+    prefetcher: {
+      name: 'windows',
+      // A miss at p asks for the 32 pages after it; a hit at the start of a window asks for the next 32.
+      onFault: (f) => {
+        faults.push({ page: f.page, hit: f.hit });
+        return f.page === 0 ? Array.from({ length: 32 }, (_, i) => 1 + i) : f.page === 1 ? Array.from({ length: 32 }, (_, i) => 33 + i) : [];
+      },
+      onPrefetchUsed: () => [],
+      onPrefetchWasted: () => {},
+      reset: () => {},
+    },
+  });
+  rig.store.data.set(rig.regionId, new Map(Array.from({ length: 65 }, (_, p) => [p, page(p + 1)])));
+  const a = rig.attach();
+  assert.deepEqual(await rig.done(rig.read(a, 0)), page(1));
+  // 0 and 2..32 are in; 1 waits in the pager.
+  assert.equal(rig.stats().residentPages, 32);
+  assert.equal(rig.kernel.present(rig.memfd, 1), null);
+  const reads = rig.store.reads;
+  assert.deepEqual(await rig.done(rig.read(a, 1)), page(2));
+  assert.deepEqual(faults.slice(0, 2), [{ page: 0, hit: false }, { page: 1, hit: true }]);
+  assert.equal(rig.stats().faults.cacheHit, 1);
+  assert.equal(rig.stats().prefetch.used, 1);
+  // Its touch sent for the next window (33 is held back in turn).
+  assert.equal(rig.store.reads, reads + 1);
+  assert.equal(rig.stats().residentPages, 33 + 31);
+  for (let p = 2; p < 65; p++) assert.deepEqual(await rig.done(rig.read(a, p)), page(p + 1));
+  assert.equal(rig.stats().faults.remote, 1);
+});
