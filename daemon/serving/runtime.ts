@@ -49,6 +49,16 @@ export function storeFailure(op: string, spec: RegionSpec, e: unknown): Error {
 const PREFETCH_WINDOW = 256;
 const READ_BATCH = 256;
 
+/**
+ * A region's largest prefetch window: PREFETCH_WINDOW, but at most 1/16 of a resident budget. Reads
+ * of installed guesses are invisible, so under a small budget the evictor takes the guesses ahead
+ * of a scan for unused ones; big windows there only fetch pages twice.
+ */
+export function windowFor(spec: RegionSpec): number {
+  if (spec.residentBytes === 0) return PREFETCH_WINDOW;
+  return Math.max(16, Math.min(PREFETCH_WINDOW, Math.floor(spec.residentBytes / spec.pageSize / 16)));
+}
+
 export interface PagingOptions {
   logger: Logger;
   /** Page cache budget in bytes. */
@@ -154,7 +164,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private adopt(spec: RegionSpec, fd: number): LiveRegion {
     const key = this.nextKey++;
     const pages = spec.sizeBytes / spec.pageSize;
-    const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: PREFETCH_WINDOW, pageSize: spec.pageSize });
+    const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: windowFor(spec), pageSize: spec.pageSize });
     const live: LiveRegion = { spec, key, memfd: fd, prefetcher };
     this.latency.set(key, new FaultLatency());
     this.pager.addRegion({
@@ -176,9 +186,9 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   async onRegionUpdated(spec: RegionSpec): Promise<void> {
     const r = this.regions.get(spec.id);
     if (!r) return this.onRegionCreated(spec);
-    if (spec.prefetch !== r.spec.prefetch) {
+    if (spec.prefetch !== r.spec.prefetch || windowFor(spec) !== windowFor(r.spec)) {
       // Takes effect at the next fault; guesses already out finish as usual.
-      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: PREFETCH_WINDOW, pageSize: spec.pageSize });
+      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: windowFor(spec), pageSize: spec.pageSize });
       this.pager.region(r.key).cfg.prefetcher = r.prefetcher;
     }
     r.spec = spec;
