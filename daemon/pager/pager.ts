@@ -330,6 +330,7 @@ export class Pager {
     if (r.has(p, RES)) {
       // Installed since the fault was raised (through another attachment, or a cache hit racing).
       r.setFlag(p, REF);
+      r.held.delete(p); // held pages are installed only below; should one get in another way, its copy goes
       this.wakeOne(a, p);
       this.notePrefetch(a, { page: p, hit: true, tid, write });
       return;
