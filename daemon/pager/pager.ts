@@ -388,7 +388,7 @@ export class Pager {
   private issueGuesses(r: RegionState, guesses: readonly number[]): void {
     if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
-    let marker = guesses.length >= MARKER_MIN_WINDOW;
+    let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
     for (let i = 0; i < guesses.length; i++) {
       const p = guesses[i]!;
       if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {

@@ -68,7 +68,7 @@ export class AutoPrefetcher implements Prefetcher {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
-    this.capacity = Math.max(1024, 8 * opts.maxWindow);
+    this.capacity = Math.max(1024, 8 * Math.max(opts.maxWindow, opts.readaheadMaxWindow ?? 0));
     this.candidates = list.map((policy) => ({
       policy,
       virtual: new PrefetchAccounting(this.pageSize, this.capacity),
@@ -77,6 +77,10 @@ export class AutoPrefetcher implements Prefetcher {
       pending: [],
       pendingHead: 0,
     }));
+  }
+
+  windowMarkers(): boolean {
+    return this.active?.policy.windowMarkers?.() === true;
   }
 
   current(): string {

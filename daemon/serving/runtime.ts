@@ -48,6 +48,8 @@ export function storeFailure(op: string, spec: RegionSpec, e: unknown): Error {
  */
 const PREFETCH_WINDOW = 256;
 const READ_BATCH = 256;
+/** The other policies' largest window: stride and trend did worse with 256 (more faults, slower) in the prefetch bench. */
+const OTHER_WINDOW = 64;
 
 /**
  * A region's largest prefetch window: PREFETCH_WINDOW, but at most 1/16 of a resident budget. Reads
@@ -164,7 +166,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   private adopt(spec: RegionSpec, fd: number): LiveRegion {
     const key = this.nextKey++;
     const pages = spec.sizeBytes / spec.pageSize;
-    const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: windowFor(spec), pageSize: spec.pageSize });
+    const prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: pages, maxWindow: Math.min(OTHER_WINDOW, windowFor(spec)), readaheadMaxWindow: windowFor(spec), pageSize: spec.pageSize });
     const live: LiveRegion = { spec, key, memfd: fd, prefetcher };
     this.latency.set(key, new FaultLatency());
     this.pager.addRegion({
@@ -188,7 +190,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     if (!r) return this.onRegionCreated(spec);
     if (spec.prefetch !== r.spec.prefetch || windowFor(spec) !== windowFor(r.spec)) {
       // Takes effect at the next fault; guesses already out finish as usual.
-      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: windowFor(spec), pageSize: spec.pageSize });
+      r.prefetcher = spec.prefetch === 'none' ? null : createPrefetcher(spec.prefetch, { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: Math.min(OTHER_WINDOW, windowFor(spec)), readaheadMaxWindow: windowFor(spec), pageSize: spec.pageSize });
       this.pager.region(r.key).cfg.prefetcher = r.prefetcher;
     }
     r.spec = spec;
