@@ -125,6 +125,7 @@ test('the first page of a large window is held back: its touch faults, is served
       onPrefetchUsed: () => [],
       onPrefetchWasted: () => {},
       reset: () => {},
+      windowMarkers: () => true,
     },
   });
   rig.store.data.set(rig.regionId, new Map(Array.from({ length: 65 }, (_, p) => [p, page(p + 1)])));
@@ -143,4 +144,22 @@ test('the first page of a large window is held back: its touch faults, is served
   assert.equal(rig.stats().residentPages, 33 + 31);
   for (let p = 2; p < 65; p++) assert.deepEqual(await rig.done(rig.read(a, p)), page(p + 1));
   assert.equal(rig.stats().faults.remote, 1);
+});
+
+test('a policy whose windows do not start with their trigger gets them installed whole', async () => {
+  const rig = new Rig({
+    pages: 64,
+    prefetcher: {
+      name: 'plain',
+      onFault: (f) => (f.page === 0 ? Array.from({ length: 32 }, (_, i) => 1 + i) : []),
+      onPrefetchUsed: () => [],
+      onPrefetchWasted: () => {},
+      reset: () => {},
+    },
+  });
+  rig.store.data.set(rig.regionId, new Map(Array.from({ length: 33 }, (_, p) => [p, page(p + 1)])));
+  const a = rig.attach();
+  await rig.done(rig.read(a, 0));
+  assert.equal(rig.stats().residentPages, 33);
+  assert.deepEqual(rig.kernel.present(rig.memfd, 1), page(2));
 });
