@@ -131,7 +131,7 @@ export class ControlClient {
   showRegion(name: string): Promise<farmem.v1.ShowRegionResponse> {
     return this.unary(DaemonService.ShowRegion, farmem.v1.ShowRegionRequest.create({ name }));
   }
-  async updateRegion(name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string }): Promise<Region> {
+  async updateRegion(name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string; warmOnAttach?: boolean }): Promise<Region> {
     return (await this.unary(DaemonService.UpdateRegion, farmem.v1.UpdateRegionRequest.create({ name, ...patch }))).region!;
   }
   syncRegion(name: string, onProgress: (p: farmem.v1.OperationProgress) => void = () => {}): Promise<farmem.v1.OperationProgress> {

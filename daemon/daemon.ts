@@ -24,6 +24,8 @@ export interface CreateInput {
   ownerUid: number | null;
   ownerGid: number | null;
   mode: number | null;
+  /** Replay on attach; null = off. (Optional so older callers need not say.) */
+  warmOnAttach?: boolean | null;
 }
 
 export interface RegionView {
@@ -111,6 +113,7 @@ export class Daemon {
       ownerUid,
       ownerGid,
       mode: input.mode ?? 0o600,
+      ...(input.warmOnAttach != null ? { warmOnAttach: input.warmOnAttach } : {}),
     };
     if (n.dirtyTracking === 'async' && n.residentBytes === 0) {
       // Explicit async needs the kernel's support; auto falls back to wp quietly (region show says why).
@@ -161,7 +164,7 @@ export class Daemon {
     return { spec, accessible: true, attachments: this.runtime.attachmentCount(spec), stats: this.runtime.regionStats(spec) };
   }
 
-  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string }): Promise<RegionSpec> {
+  async updateRegion(caller: Caller, name: string, patch: { residentBytes?: number; mode?: number; prefetch?: string; warmOnAttach?: boolean }): Promise<RegionSpec> {
     const op = `change region "${name}"`;
     this.open(op);
     const cur = this.registry.require(name, 'change');

@@ -21,6 +21,7 @@ export function regionJson(r: farmem.v1.IRegion) {
     servers: r.servers ?? [],
     replicas: n(r.replicas),
     prefetch: r.prefetch ?? '',
+    warmOnAttach: r.warmOnAttach === true,
     onUnavailable: onUnavailable(r.onUnavailable),
     dirtyTracking: r.dirtyTracking || 'wp',
     ownerUid: n(r.ownerUid),

@@ -1,5 +1,5 @@
 // The farmem command line: its commands, their output and their exit codes.
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ControlClient, ControlError, farmem } from '../control';
 import { SIZE_EXPECTED, tryParseSize } from '../../daemon/util/size';
 import { faultsJson, fields, pct, regionJson, size, statsJson, table } from './format';
@@ -97,6 +97,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--server <addr>', 'memory server for this region, host:port or unix:PATH; repeat for more').argParser(collect).default([], 'the daemon pool'))
     .option('--replicas <n>', 'copies of each page', intArg('--replicas', 1, 16))
     .addOption(new Option('--prefetch <policy>', 'prefetch policy').choices(['auto', 'none', 'readahead', 'stride', 'trend']))
+    .option('--warm-on-attach', 'replay: whenever a process attaches, fetch the pages the last attached process touched, before they are touched')
     .addOption(new Option('--on-unavailable <what>', 'when no memory server answers: the process waits, or gets SIGBUS').choices(['wait', 'sigbus']))
     .addOption(
       new Option('--dirty-tracking <how>', 'how dirty pages are found: wp (write-protect fault on first write), async (WP_ASYNC + PAGEMAP_SCAN, no fault; never evicted, so no --resident), auto (async when safe and available; default: the daemon config)')
@@ -121,6 +122,7 @@ export function buildProgram(): Command {
           ownerUid: o.owner ?? null,
           ownerGid: o.group ?? null,
           mode: o.mode ?? null,
+          warmOnAttach: o.warmOnAttach === true ? true : null,
         });
         print(out, regionJson(r), () => `created region "${r.name}" (${size(Number(r.sizeBytes))}, id ${r.id})`);
       }),
@@ -163,6 +165,7 @@ export function buildProgram(): Command {
             ['memory servers', r.servers.length ? r.servers.join(', ') : 'the daemon pool'],
             ['replicas', r.replicas],
             ['prefetch', r.prefetch],
+            ['warm on attach', r.warmOnAttach ? 'on (replays the last recorded run when a process attaches)' : 'off'],
             ['on unavailable', r.onUnavailable],
             ['dirty tracking', !st.pager || st.dirtyTracking === '' ? r.dirtyTracking
               : `${r.dirtyTracking}${st.dirtyTracking === r.dirtyTracking ? '' : ` (now ${st.dirtyTracking})`}${st.dirtyTrackingNote === '' ? '' : `: ${st.dirtyTrackingNote}`}`],
@@ -181,7 +184,7 @@ export function buildProgram(): Command {
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
-              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} used, accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
+              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} seen used (reads of installed guesses are not seen), accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
               ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
               ['write-back', `${s.writeBackStalled ? 'stalled: a memory server does not acknowledge writes; dirty pages stay resident' : 'ok'} (${s.writeBackStalls} stall(s) so far)`],
               ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],
@@ -225,6 +228,18 @@ export function buildProgram(): Command {
       withClient(cmd, async (c, out) => {
         const r = await c.updateRegion(name, { prefetch: policy });
         print(out, regionJson(r), () => `region "${name}": prefetch ${r.prefetch}`);
+      }),
+    );
+
+  region
+    .command('warm-on-attach <name>')
+    .addArgument(new Argument('<state>', 'on or off').choices(['on', 'off']))
+    .description("replay on attach (owner or root): when on, every attach of the region fetches the pages the last attached process touched, before they are touched")
+    .option('--json', 'print JSON')
+    .action(async (name: string, onOff: string, o, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const r = await c.updateRegion(name, { warmOnAttach: onOff === 'on' });
+        print(out, regionJson(r), () => `region "${name}": warm on attach ${r.warmOnAttach ? 'on' : 'off'}`);
       }),
     );
 

@@ -57,6 +57,7 @@ export function regionToPb(s: RegionSpec): farmem.v1.IRegion {
     servers: s.servers,
     replicas: s.replicas,
     prefetch: s.prefetch,
+    warmOnAttach: s.warmOnAttach === true,
     onUnavailable: ON_UNAVAILABLE_TO_PB[s.onUnavailable],
     dirtyTracking: s.dirtyTracking,
     ownerUid: s.ownerUid,
@@ -170,6 +171,7 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
         ownerUid: r.ownerUid ?? null,
         ownerGid: r.ownerGid ?? null,
         mode: r.mode ?? null,
+        warmOnAttach: r.warmOnAttach ?? null,
       });
       return v1.CreateRegionResponse.create({ region: regionToPb(spec) });
     }),
@@ -183,10 +185,11 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
       return v1.ShowRegionResponse.create({ region: regionToPb(v.spec), stats: statsToPb(v.stats) });
     }),
     UpdateRegion: unary<farmem.v1.UpdateRegionRequest>('UpdateRegion', async (caller, r) => {
-      const patch: { residentBytes?: number; mode?: number; prefetch?: string } = {};
+      const patch: { residentBytes?: number; mode?: number; prefetch?: string; warmOnAttach?: boolean } = {};
       if (r.residentBytes != null) patch.residentBytes = Number(r.residentBytes);
       if (r.mode != null) patch.mode = r.mode;
       if (r.prefetch) patch.prefetch = r.prefetch;
+      if (r.warmOnAttach != null) patch.warmOnAttach = r.warmOnAttach;
       return v1.UpdateRegionResponse.create({ region: regionToPb(await d.updateRegion(caller, r.name, patch)) });
     }),
     SyncRegion: progressStream('SyncRegion', (c, n, p, s) => d.syncRegion(c, n, p, s)),

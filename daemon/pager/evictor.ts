@@ -121,6 +121,11 @@ export class Evictor {
     return r.resident + 1 <= Math.floor(this.watermarkBudget(r) * this.low) && this.globalResident() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
   }
 
+  /** How many guesses may be installed directly now (hasPrefetchRoom, for a batch). */
+  prefetchRoomPages(r: RegionState): number {
+    return Math.max(0, Math.min(Math.floor(this.watermarkBudget(r) * this.low) - r.resident, Math.floor(this.globalCapPages(r) * this.low) - this.globalResident()));
+  }
+
   /**
    * Called by a demand install over budget: drops one clean page now if it can ('room'), or says to
    * wait for a write-back ('wait'), or 'over' when nothing in reach can be evicted at all (then the

@@ -67,6 +67,11 @@ export interface PagerOptions extends EvictorOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/** A policy decision of at least this many pages gets a marker (its first page is held back). */
+const MARKER_MIN_WINDOW = 16;
+/** Held markers per region at most (one per window in flight or just fetched). */
+const MAX_HELD = 64;
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Pager {
@@ -295,7 +300,12 @@ export class Pager {
     }
     // The last process left: its streams are over, and a policy that remembers touched pages
     // (auto) would otherwise refuse to guess them for the next run.
-    if (a.state.attachments.size === 0) a.state.cfg.prefetcher?.reset();
+    if (a.state.attachments.size === 0) {
+      a.state.cfg.prefetcher?.reset();
+      // Nobody left to fault on them: staged like any guess (a warm cache for the next process).
+      for (const [p, bytes] of a.state.held) this.stage(a.state, p, bytes);
+      a.state.held.clear();
+    }
     this.evictor.kick();
     return true;
   }
@@ -431,6 +441,7 @@ export class Pager {
     if (r.has(p, RES)) {
       // Installed since the fault was raised (through another attachment, or a cache hit racing).
       r.setFlag(p, REF);
+      r.held.delete(p); // held pages are installed only below; should one get in another way, its copy goes
       this.wakeOne(a, p);
       this.notePrefetch(a, { page: p, hit: true, tid, write });
       return;
@@ -443,12 +454,13 @@ export class Pager {
       r.inFlight.set(p, f);
       f.waiters.add(a);
       if (write) f.writers.add(a);
-      // Staged in the cache after the FaultThread looked (a guess that landed meanwhile).
-      const cached = this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
+      // Staged in the cache after the FaultThread looked (a guess that landed meanwhile), or a held marker.
+      const held = r.held.get(p);
+      const cached = held !== undefined ? held : this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
       if (cached !== null) {
         f.fromCache = true;
         r.counters.faultsCacheHit++;
-        if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+        if (r.held.delete(p) || r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
         this.complete(r, f, cached);
         this.notePrefetch(a, { page: p, hit: true, tid, write });
         return;
@@ -487,6 +499,7 @@ export class Pager {
   private issueGuesses(r: RegionState, guesses: readonly number[]): void {
     if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
+    let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
     for (let i = 0; i < guesses.length; i++) {
       const p = guesses[i]!;
       if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
@@ -494,10 +507,14 @@ export class Pager {
         return;
       }
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
+      if (marker) {
+        r.markers.add(p);
+        marker = false;
+      }
       this.enqueueRead(r, p);
       room--;
     }
@@ -514,7 +531,7 @@ export class Pager {
     const batch: number[] = [];
     for (const p of pages) {
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p)) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
       if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
@@ -593,13 +610,7 @@ export class Pager {
           r.readUnavailableSince = null;
           r.readUnavailableLogged = false;
         }
-        for (const p of pages) {
-          const f = r.inFlight.get(p);
-          if (f === undefined) continue;
-          const data = res.present.get(p) ?? null;
-          if (data !== null) r.counters.remoteBytesIn += data.length;
-          this.complete(r, f, data);
-        }
+        this.completeRead(r, pages, res.present);
         return;
       } catch (err) {
         if (r.removed) return;
@@ -624,6 +635,7 @@ export class Pager {
       if (f === undefined) continue;
       if (f.waiters.size === 0) {
         r.inFlight.delete(p); // a prefetch guess is not worth waiting for
+        r.markers.delete(p);
         continue;
       }
       if (f.failingSince === null) f.failingSince = now;
@@ -702,12 +714,128 @@ export class Pager {
         return;
       }
     }
+    this.stage(r, f.page, data ?? this.zeroPage(r.pageSize));
+  }
+
+  /**
+   * A read came back. Pages someone waits for go through complete() one by one; guesses nobody asked
+   * for yet, as many as the budget leaves room for, are installed in runs of contiguous pages — one
+   * UFFDIO_COPY per run, write-protected and DONTWAKE — then one UFFDIO_WAKE over the batch (a fault
+   * raised on one of them that JS has not seen yet is resumed by it). The rest are placed as usual.
+   */
+  private completeRead(r: RegionState, pages: readonly number[], present: Map<number, Buffer>): void {
+    const guesses: InFlight[] = [];
+    for (const p of pages) {
+      const f = r.inFlight.get(p);
+      if (f === undefined) continue;
+      const data = present.get(p) ?? null;
+      if (data !== null) r.counters.remoteBytesIn += data.length;
+      const marker = r.markers.delete(p);
+      if (f.waiters.size > 0) this.complete(r, f, data); // someone waits: first
+      else if (marker && !f.stale && r.attachments.size === 1 && r.allWriteProtect()) this.hold(r, f, data);
+      else guesses.push(f);
+    }
+    if (guesses.length === 0) return;
+    // Several mappings would each need the page protected first (install()): keep that path for them.
+    let room = r.attachments.size === 1 && r.allWriteProtect() ? this.evictor.prefetchRoomPages(r) : 0;
+    const runs: number[] = [];
+    const rest: InFlight[] = [];
+    for (const f of guesses) {
+      if (room > 0 && !f.stale && !r.has(f.page, RES)) {
+        runs.push(f.page);
+        room--;
+      } else {
+        rest.push(f);
+      }
+    }
+    if (runs.length > 0) this.installGuessRuns(r, runs, present);
+    // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
+    for (const f of rest) this.complete(r, f, present.get(f.page) ?? null);
+  }
+
+  /** Keeps a fetched marker out of the region (see RegionState.held); the oldest beyond the bound is staged. */
+  private hold(r: RegionState, f: InFlight, data: Buffer | null): void {
+    r.inFlight.delete(f.page);
+    r.held.set(f.page, data ?? Buffer.alloc(r.pageSize));
+    if (r.held.size <= MAX_HELD) return;
+    const [old, bytes] = r.held.entries().next().value as [number, Buffer];
+    r.held.delete(old);
+    this.stage(r, old, bytes);
+  }
+
+  /** A guess into the native cache (the FaultThread serves it without JS), or counted wasted. */
+  private stage(r: RegionState, p: number, data: Buffer): void {
     if (this.cache !== null && r.allWriteProtect()) {
-      this.armMarkers(r, f.page);
-      if (this.cache.put(r.cfg.key, f.page, data ?? this.zeroPage(r.pageSize))) r.cachedPrefetch.add(f.page);
-      else this.prefetchWasted(r, f.page);
+      this.armMarkers(r, p);
+      if (this.cache.put(r.cfg.key, p, data)) r.cachedPrefetch.add(p);
+      else this.prefetchWasted(r, p);
     } else {
-      this.prefetchWasted(r, f.page);
+      this.prefetchWasted(r, p);
+    }
+  }
+
+  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
+    const a = r.attachments.values().next().value as Attachment;
+    const ps = r.pageSize;
+    pages.sort((x, y) => x - y);
+    const placed = (p: number) => {
+      r.inFlight.delete(p);
+      r.setFlag(p, RES | PREF);
+      r.clearFlag(p, REF);
+      r.prefResident.add(p);
+      r.cacheDelete(this.cache, p);
+    };
+    // Pages the batch could not install (an event pending, the process gone): placed one by one.
+    const leftover: number[] = [];
+    for (let i = 0; i < pages.length; ) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+      const run = pages.slice(i, j);
+      i = j;
+      if (leftover.length > 0) {
+        leftover.push(...run);
+        continue;
+      }
+      const buf = run.length === 1 ? present.get(run[0]!) ?? this.zeroPage(ps) : Buffer.concat(run.map((p) => present.get(p) ?? this.zeroPage(ps)), run.length * ps);
+      let k = 0;
+      while (k < run.length) {
+        let res;
+        try {
+          res = this.ops.copy(a.uffd, addressOf(a, run[k]!), k === 0 ? buf : buf.subarray(k * ps), true, true);
+        } catch (e) {
+          if (!isGone(e)) throw e;
+          this.teardown(a, (e as Error).message);
+          leftover.push(...run.slice(k));
+          break;
+        }
+        const n = Math.min(run.length - k, Math.floor(res.bytes / ps));
+        for (let q = k; q < k + n; q++) placed(run[q]!);
+        k += n;
+        if (res.outcome === 'done') break;
+        if (res.outcome === 'again') {
+          leftover.push(...run.slice(k));
+          break;
+        }
+        // EEXIST: the process already has this page (another path installed it; its own
+        // bookkeeping follows). Never overwritten; the guess is simply not needed.
+        const p = run[k]!;
+        r.inFlight.delete(p);
+        r.setFlag(p, RES);
+        r.cacheDelete(this.cache, p);
+        k++;
+      }
+    }
+    if (r.attachments.has(a.attachment)) {
+      try {
+        this.ops.wake(a.uffd, addressOf(a, pages[0]!), (pages[pages.length - 1]! - pages[0]! + 1) * ps);
+      } catch (e) {
+        if (!isGone(e)) throw e;
+        this.teardown(a, (e as Error).message);
+      }
+    }
+    for (const p of leftover) {
+      const f = r.inFlight.get(p);
+      if (f !== undefined) this.complete(r, f, present.get(p) ?? null);
     }
   }
 

@@ -120,6 +120,15 @@ export class RegionState {
   readonly cachedPrefetch = new Set<number>();
   /** Prefetched pages installed directly and not touched yet (evicted first). */
   readonly prefResident = new Set<number>();
+  /** In-flight guesses that open a policy's window (the first page of a large decision). */
+  readonly markers = new Set<number>();
+  /**
+   * Fetched markers kept out of the region on purpose (page → bytes, oldest first): a read of an
+   * installed page is invisible, so the first touch of a window would be too; held back, it faults,
+   * is installed from here at once, and tells the policy to send for the next window while the
+   * process walks this one (Linux's PG_readahead, for pages the pager cannot watch).
+   */
+  readonly held = new Map<number, Buffer>();
   /** Per page: the sequence number of the last acknowledged write-back capture (see Evictor.sync). */
   readonly ackSeq: Uint32Array;
   /** Write-backs in flight for this region. */

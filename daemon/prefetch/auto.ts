@@ -48,10 +48,16 @@ export class AutoPrefetcher implements Prefetcher {
   private readonly accesses: number[] = new Array<number>(BUCKETS).fill(0);
   private bucket = 0;
   private seen = 0;
-  /** Pages accessed lately (bounded, oldest first): guesses for them are pointless, repeats are dropped. */
-  private readonly touched = new Set<number>();
+  /**
+   * Pages accessed in the last TOUCHED accesses (page → access number): guesses for them are pointless,
+   * repeats are dropped. Pruned in one pass when it doubles: a Set trimmed from its oldest end costs
+   * O(size) per trim in V8 (iteration skips the deleted slots at the front), which made auto ~20×
+   * dearer per fault than any policy once a region had more than TOUCHED pages (uniform random).
+   */
+  private touched = new Map<number, number>();
+  private touches = 0;
   /** page → tid for the real guesses, so a reported use can be replayed as an access of that thread. */
-  private readonly owner = new Map<number, number>();
+  private owner = new Map<number, number>();
   /** tid → its last few windows of real guesses (evenly spaced), for uses nobody reported. */
   private readonly windows = new LruMap<number, number[][]>(256);
 
@@ -62,7 +68,7 @@ export class AutoPrefetcher implements Prefetcher {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
-    this.capacity = Math.max(1024, 8 * opts.maxWindow);
+    this.capacity = Math.max(1024, 8 * Math.max(opts.maxWindow, opts.readaheadMaxWindow ?? 0));
     this.candidates = list.map((policy) => ({
       policy,
       virtual: new PrefetchAccounting(this.pageSize, this.capacity),
@@ -71,6 +77,10 @@ export class AutoPrefetcher implements Prefetcher {
       pending: [],
       pendingHead: 0,
     }));
+  }
+
+  windowMarkers(): boolean {
+    return this.active?.policy.windowMarkers?.() === true;
   }
 
   current(): string {
@@ -85,7 +95,7 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   onFault(fault: FaultInfo): number[] {
-    if (fault.hit && this.touched.has(fault.page)) return []; // the use was already reported
+    if (fault.hit && this.isTouched(fault.page)) return []; // the use was already reported
     const out = this.passed(fault.page, fault.tid);
     out.push(...this.access(fault.page, fault.tid, fault.write));
     return out;
@@ -116,7 +126,7 @@ export class AutoPrefetcher implements Prefetcher {
     this.windows.getOrCreate(tid, () => []).splice(0, Infinity, ...lists);
     const out: number[] = [];
     for (const q of segments.flat()) {
-      if (this.owner.get(q) === tid && !this.touched.has(q)) out.push(...this.access(q, tid, false));
+      if (this.owner.get(q) === tid && !this.isTouched(q)) out.push(...this.access(q, tid, false));
     }
     return out;
   }
@@ -137,7 +147,7 @@ export class AutoPrefetcher implements Prefetcher {
 
   onPrefetchUsed(page: number): number[] {
     const tid = this.owner.get(page);
-    if (tid === undefined || this.touched.has(page)) return [];
+    if (tid === undefined || this.isTouched(page)) return [];
     return this.access(page, tid, false);
   }
 
@@ -160,6 +170,7 @@ export class AutoPrefetcher implements Prefetcher {
     this.active = null;
     this.challenger = null;
     this.touched.clear();
+    this.touches = 0;
     this.owner.clear();
     this.windows.clear();
   }
@@ -177,7 +188,7 @@ export class AutoPrefetcher implements Prefetcher {
         guesses = c.policy.onFault({ page, tid, hit: false, write });
       }
       for (const q of guesses) {
-        if (this.touched.has(q) || c.virtual.isOutstanding(q)) continue;
+        if (this.isTouched(q) || c.virtual.isOutstanding(q)) continue;
         c.pending.push([q, this.seen, tid]);
         for (const dropped of c.virtual.issue(q)) this.wasteVirtual(c, dropped);
         if (c === this.active) {
@@ -208,7 +219,7 @@ export class AutoPrefetcher implements Prefetcher {
     const out: Array<[number, number]> = [];
     for (let i = c.pendingHead; i < c.pending.length && out.length < this.capacity; i++) {
       const [page, , tid] = c.pending[i]!;
-      if (c.virtual.isOutstanding(page) && !this.touched.has(page)) out.push([page, tid]);
+      if (c.virtual.isOutstanding(page) && !this.isTouched(page)) out.push([page, tid]);
     }
     return out;
   }
@@ -231,10 +242,19 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   private touch(page: number): void {
-    this.touched.delete(page);
-    this.touched.add(page);
-    if (this.touched.size > TOUCHED) this.touched.delete(this.touched.values().next().value as number);
-    if (this.owner.size > TOUCHED) this.owner.delete(this.owner.keys().next().value as number);
+    this.touched.set(page, this.touches++);
+    if (this.touched.size > 2 * TOUCHED) {
+      const keep = new Map<number, number>();
+      for (const [p, at] of this.touched) if (this.touches - at <= TOUCHED) keep.set(p, at);
+      this.touched = keep;
+    }
+    // Guesses never used nor reported wasted: keep the newest half.
+    if (this.owner.size > 2 * TOUCHED) this.owner = new Map([...this.owner].slice(-TOUCHED));
+  }
+
+  private isTouched(page: number): boolean {
+    const at = this.touched.get(page);
+    return at !== undefined && this.touches - at <= TOUCHED;
   }
 
   private tick(): Array<[number, number]> | null {

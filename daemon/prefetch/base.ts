@@ -12,7 +12,7 @@ export abstract class GuessingPolicy implements Prefetcher {
   protected readonly maxWindow: number;
   protected readonly pageSize: number;
   /** page → tid of the stream that asked for it; insertion order is issue order. */
-  private readonly outstanding = new Map<number, number>();
+  private outstanding = new Map<number, number>();
 
   constructor(opts: PrefetchOptions) {
     this.regionPages = opts.regionPages;
@@ -79,10 +79,9 @@ export abstract class GuessingPolicy implements Prefetcher {
       out.push(p);
     }
     if (this.outstanding.size > MAX_OUTSTANDING) {
-      for (const old of this.outstanding.keys()) {
-        if (this.outstanding.size <= MAX_OUTSTANDING) break;
-        this.outstanding.delete(old);
-      }
+      // Trimmed by a quarter at once and rebuilt: deleting from the front of a V8 Map one entry per
+      // call costs O(size) each (iteration skips the deleted slots).
+      this.outstanding = new Map([...this.outstanding].slice(-(MAX_OUTSTANDING * 3) / 4));
     }
     return out;
   }
@@ -91,13 +90,16 @@ export abstract class GuessingPolicy implements Prefetcher {
 /** A small map with least-recently-used eviction, for per-thread state (threads come and go). */
 export class LruMap<K, V> {
   private readonly map = new Map<K, V>();
+  /** The most recently used key: moving it to the end again is skipped (one thread faulting is the common case). */
+  private newest: K | undefined = undefined;
   constructor(private readonly limit: number) {}
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
-    if (v !== undefined) {
+    if (v !== undefined && key !== this.newest) {
       this.map.delete(key);
       this.map.set(key, v);
+      this.newest = key;
     }
     return v;
   }
@@ -107,6 +109,7 @@ export class LruMap<K, V> {
     if (v === undefined) {
       v = create();
       this.map.set(key, v);
+      this.newest = key;
       if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as K);
     }
     return v;
@@ -114,6 +117,7 @@ export class LruMap<K, V> {
 
   clear(): void {
     this.map.clear();
+    this.newest = undefined;
   }
 }
 

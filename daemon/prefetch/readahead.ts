@@ -14,7 +14,7 @@ export class ReadaheadPrefetcher extends StreamPolicy {
 
   constructor(opts: PrefetchOptions) {
     const pageSize = opts.pageSize ?? 4096;
-    const maxWindow = Math.max(1, Math.min(opts.maxWindow, Math.floor((4 << 20) / pageSize)));
+    const maxWindow = Math.max(1, Math.min(opts.readaheadMaxWindow ?? opts.maxWindow, Math.floor((4 << 20) / pageSize)));
     const minWindow = Math.max(1, Math.min(maxWindow, Math.floor((64 << 10) / pageSize)));
     super(opts, {
       cursorsPerThread: 8,
@@ -25,5 +25,10 @@ export class ReadaheadPrefetcher extends StreamPolicy {
     });
     this.minWindow = minWindow;
     this.maxRamp = maxWindow;
+  }
+
+  /** A window's first page is its marker (Cursor): a touch there sends for the next window. */
+  windowMarkers(): boolean {
+    return true;
   }
 }

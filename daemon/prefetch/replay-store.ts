@@ -21,6 +21,16 @@ export class ReplayStore {
     this.recorders.set(attachment, { region: regionId, recorder: new ReplayRecorder(regionPages, pageSize) });
   }
 
+  /**
+   * Starts an attachment's recording with a replayed working set (warm on attach): pages the warm-up
+   * installs are read without a fault the pager could see, so without this the next recording would
+   * lose them. New first touches are appended after them.
+   */
+  seed(attachment: number, pages: Uint32Array): void {
+    const r = this.recorders.get(attachment);
+    if (r !== undefined) for (const p of pages) r.recorder.record(p);
+  }
+
   /** A touch seen by the pager; attachment null = every recorder of the region (a prefetched page used). */
   touch(regionId: string, attachment: number | null, page: number): void {
     if (attachment !== null) {

@@ -32,6 +32,12 @@ export interface Prefetcher {
   reset(): void;
   /** The policy issuing real prefetches right now (auto's current choice; the name itself for the others). */
   current?(): string;
+  /**
+   * true when the first page of each returned window is its trigger (Linux's PG_readahead): a touch of
+   * it is reported as a hit fault and answered with the next window. The pager may then hold that page
+   * back instead of installing it, so that the touch is seen. Absent: false.
+   */
+  windowMarkers?(): boolean;
 }
 
 export interface PrefetchOptions {
@@ -39,6 +45,8 @@ export interface PrefetchOptions {
   regionPages: number;
   /** Cap on one prefetch decision, in pages. */
   maxWindow: number;
+  /** Cap on readahead's window, in pages (default maxWindow): sequential windows pay at larger sizes than the others. */
+  readaheadMaxWindow?: number;
   /** Bytes per page of the region (default 4096): policies whose windows are set in bytes convert with it. */
   pageSize?: number;
 }

@@ -21,6 +21,7 @@ const specSchema = z.strictObject({
   servers: z.array(z.string()),
   replicas: z.number().int().min(1),
   prefetch: z.enum(['auto', 'none', 'readahead', 'stride', 'trend']),
+  warmOnAttach: z.boolean().optional(),
   onUnavailable: z.enum(['wait', 'sigbus']),
   // Regions persisted before the property existed tracked with WP faults.
   dirtyTracking: z.enum(['wp', 'async', 'auto']).default('wp'),
@@ -39,6 +40,8 @@ export interface NewRegion {
   servers: string[];
   replicas: number;
   prefetch: string;
+  /** Replay the recorded working set on every attach (default off). */
+  warmOnAttach?: boolean;
   onUnavailable: string;
   dirtyTracking: string;
   ownerUid: number;
@@ -50,6 +53,7 @@ export interface RegionPatch {
   residentBytes?: number;
   mode?: number;
   prefetch?: string;
+  warmOnAttach?: boolean;
 }
 
 export class RegionRegistry {
@@ -128,6 +132,7 @@ export class RegionRegistry {
         servers: v.validateServers(n.servers),
         replicas: 0,
         prefetch: v.validatePrefetch(n.prefetch) as PrefetchPolicyName,
+        ...(n.warmOnAttach === undefined ? {} : { warmOnAttach: v.validateFlag(n.warmOnAttach, 'warm-on-attach') }),
         onUnavailable: v.validateOnUnavailable(n.onUnavailable) as OnUnavailable,
         dirtyTracking: v.validateDirtyTracking(n.dirtyTracking) as DirtyTracking,
         ownerUid: v.validateId(n.ownerUid, 'owner uid'),
@@ -153,6 +158,7 @@ export class RegionRegistry {
       if (patch.mode !== undefined) spec.mode = v.validateMode(patch.mode);
       if (patch.prefetch !== undefined) spec.prefetch = v.validatePrefetch(patch.prefetch);
       v.validateTrackingBudget(`resize region "${name}"`, spec.dirtyTracking, spec.residentBytes);
+      if (patch.warmOnAttach !== undefined) spec.warmOnAttach = v.validateFlag(patch.warmOnAttach, 'warm-on-attach');
       await this.persist(new Map(this.regions).set(name, spec));
       return spec;
     });

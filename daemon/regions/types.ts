@@ -19,6 +19,11 @@ export interface RegionSpec {
   servers: string[];
   replicas: number;
   prefetch: PrefetchPolicyName;
+  /**
+   * Replay on attach: when a process attaches and the region has a recorded working set, the daemon
+   * fetches it before the process asks (as `farmem region warm` does). Absent in older registries: off.
+   */
+  warmOnAttach?: boolean;
   onUnavailable: OnUnavailable;
   /** As created; what is in effect also depends on the kernel and the budgets (see regions/tracking.ts). */
   dirtyTracking: DirtyTracking;

@@ -64,6 +64,11 @@ export function validatePrefetch(p: string): PrefetchPolicyName {
   return p as PrefetchPolicyName;
 }
 
+export function validateFlag(b: unknown, name: string): boolean {
+  if (typeof b !== 'boolean') throw invalid('true or false', name, b);
+  return b;
+}
+
 export function validateOnUnavailable(p: string): OnUnavailable {
   if (!(ON_UNAVAILABLE as readonly string[]).includes(p)) throw invalid(ON_UNAVAILABLE.join(' or '), 'on-unavailable', p);
   return p as OnUnavailable;

@@ -24,7 +24,7 @@ test('create, list, show, resize, delete with --json', async () => {
   assert.equal(r.status, 0, r.stderr);
   const created = JSON.parse(r.stdout);
   assert.deepEqual({ ...created, id: '', createdAt: '' }, {
-    id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride',
+    id: '', name: 'json1', sizeBytes: 8 << 20, pageSize: 65536, residentBytes: 0, servers: [], replicas: 1, prefetch: 'stride', warmOnAttach: false,
     onUnavailable: 'sigbus', dirtyTracking: 'wp', ownerUid: process.getuid!(), ownerGid: process.getgid!(), mode: '0640', createdAt: '',
   });
   r = farmem(d.socket, ['region', 'show', 'json1', '--json']);
@@ -66,13 +66,14 @@ test('readable tables', () => {
   assert.match(s.stdout, /^size:\s+1\.0 GiB \(1073741824 bytes, 262144 pages of 4\.0 KiB\)$/m);
   assert.equal(s.status, 0, s.stderr);
   assert.match(s.stdout, /^dirty tracking:\s+wp$/m);
-  assert.equal(s.stdout.split('\n').slice(11).join('\n'), [
+  assert.match(s.stdout, /^warm on attach:\s+off$/m);
+  assert.equal(s.stdout.split('\n').slice(12).join('\n'), [
     'resident pages:          0',
     'dirty pages:             0',
     'faults:                  0 cache hit, 0 remote, 0 zero, 0 write-protect, 0 sigbus',
     'fault latency:           p50 0 µs, p99 0 µs',
     'cache hit ratio:         -',
-    'prefetch:                auto (now none): 0 pages, 0 used, accuracy 0.0%, coverage 0.0%, wasted 0',
+    'prefetch:                auto (now none): 0 pages, 0 seen used (reads of installed guesses are not seen), accuracy 0.0%, coverage 0.0%, wasted 0',
     'evicted / written back:  0 / 0 pages',
     'write-back:              ok (0 stall(s) so far)',
     'remote in / out:         0 / 0',

@@ -118,7 +118,9 @@ test('farmemd going away mid-watch: said in the view, exit 1 when the last refre
   const [ok, ...failed] = r.stdout.trimEnd().split('\n\n').filter((b) => b.startsWith('farmemd ') || b.startsWith('farmem: '));
   assert.match(ok!, /^farmemd /);
   assert.equal(failed.length, 2, r.stdout);
-  for (const b of failed) assert.equal(b, `farmem: connect ${gone.socket}: ECONNREFUSED — is farmemd running? start it with: npm start (or systemctl start farmemd)\n(trying again every refresh)`);
+  // The refresh in flight when farmemd died may see the connection reset; the next finds no one.
+  assert.match(failed[0]!, /^farmem: connect .*: (ECONNREFUSED|read ECONNRESET) — is farmemd running\?/);
+  assert.equal(failed[1], `farmem: connect ${gone.socket}: ECONNREFUSED — is farmemd running? start it with: npm start (or systemctl start farmemd)\n(trying again every refresh)`);
 });
 
 test('--interval and --count: usage errors exit 2', async () => {

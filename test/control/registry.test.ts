@@ -129,3 +129,24 @@ test('a state dir that cannot be created is named', async () => {
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 });
+
+test('warm on attach persists, defaults to off (older registries too) and refuses a non-boolean', async () => {
+  await withRegistry(async (dir, r) => {
+    const plain = await r.create(base, 1);
+    assert.equal(plain.warmOnAttach, undefined);
+    const warm = await r.create({ ...base, name: 'warm', warmOnAttach: true }, 1);
+    assert.equal(warm.warmOnAttach, true);
+    await r.update('db', { warmOnAttach: true });
+    await r.update('warm', { warmOnAttach: false });
+    const again = await RegionRegistry.open(path.join(dir, 'state'));
+    assert.deepEqual(again.list().map((s) => [s.name, s.warmOnAttach]), [['db', true], ['warm', false]]);
+    await assert.rejects(again.update('db', { warmOnAttach: 'yes' as unknown as boolean }), { message: 'Expected true or false for warm-on-attach but received "yes"' });
+    // A registry written before the property existed loads with it off.
+    const file = path.join(dir, 'state', 'regions.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { regions: Array<Record<string, unknown>> };
+    for (const s of json.regions) delete s.warmOnAttach;
+    fs.writeFileSync(file, JSON.stringify(json));
+    const old = await RegionRegistry.open(path.join(dir, 'state'));
+    assert.deepEqual(old.list().map((s) => s.warmOnAttach === true), [false, false]);
+  });
+});

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { parseRecording } from '../../daemon/prefetch';
 import { FARMEM, FARMEMD } from '../helpers/farmemd';
 import { workloadBin } from '../helpers/pattern';
 
@@ -24,7 +25,9 @@ export interface Daemon {
 
 export interface RegionFigures {
   prefetch: string;
+  warmOnAttach: boolean;
   stats: {
+    residentPages: number;
     faults: { cacheHit: number; remote: number; zero: number; writeProtect: number };
     prefetchAccuracy: number;
     prefetchCoverage: number;
@@ -118,4 +121,29 @@ export function delta(a: RegionFigures, b: RegionFigures) {
     accuracy: issued === 0 ? 0 : used / issued,
     coverage: used + remote + zero === 0 ? 0 : used / (used + remote + zero),
   };
+}
+
+/**
+ * `farmem region evict` keeps the evicted bytes in the native cache: push them out with another
+ * region's evicted pages, so the next run of the region really has to go to the memory server.
+ */
+export function flushCache(d: Daemon, pages: number, name = 'filler') {
+  d.cli(['region', 'create', name, '--size', `${(pages * 4) / 1024}MiB`, '--prefetch', 'none']);
+  d.fmattach(['--region', name, '--pages', String(pages), '--op', 'write', '--seed', '99']);
+  d.cli(['region', 'sync', name]);
+  d.cli(['region', 'evict', name]);
+}
+
+/** The recording lands when the detach is processed: wait for it (bounded). */
+export async function recordingOf(d: Daemon, name: string, pages: number) {
+  const id = (JSON.parse(d.cli(['region', 'show', name, '--json']).stdout) as { id: string }).id;
+  const file = path.join(d.stateDir, 'replay', `${id}.fmrp`);
+  for (let i = 0; i < 200; i++) {
+    if (fs.existsSync(file)) {
+      const rec = parseRecording(fs.readFileSync(file));
+      if (rec.pages.length === pages) return rec;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no recording of ${pages} pages at ${file}`);
 }

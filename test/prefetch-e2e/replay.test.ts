@@ -8,36 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { userfaultfdUnavailable } from '../helpers/env';
 import { workloadBin } from '../helpers/pattern';
-import { parseRecording } from '../../daemon/prefetch';
-import { delta, startDaemon, type Daemon } from './fixture';
+import { delta, flushCache, recordingOf, startDaemon } from './fixture';
 
 const PAGES = 1024; // a 4 MiB region; the 6 MiB cache can stage its whole working set
 const skip = userfaultfdUnavailable() ?? false;
 
-/**
- * `farmem region evict` keeps the evicted bytes in the native cache: push them out with another
- * region's evicted pages, so the next run of the region really has to go to the memory server.
- */
-function flushCache(d: Daemon, pages: number) {
-  d.cli(['region', 'create', 'filler', '--size', `${(pages * 4) / 1024}MiB`, '--prefetch', 'none']);
-  d.fmattach(['--region', 'filler', '--pages', String(pages), '--op', 'write', '--seed', '99']);
-  d.cli(['region', 'sync', 'filler']);
-  d.cli(['region', 'evict', 'filler']);
-}
-
-/** The recording lands when the detach is processed: wait for it (bounded). */
-async function recordingOf(d: Daemon, name: string, pages: number) {
-  const id = (JSON.parse(d.cli(['region', 'show', name, '--json']).stdout) as { id: string }).id;
-  const file = path.join(d.stateDir, 'replay', `${id}.fmrp`);
-  for (let i = 0; i < 200; i++) {
-    if (fs.existsSync(file)) {
-      const rec = parseRecording(fs.readFileSync(file));
-      if (rec.pages.length === pages) return rec;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`no recording of ${pages} pages at ${file}`);
-}
 
 test('replay after a recorded run turns most faults into cache hits, bytes verified', { skip, timeout: 120_000 }, async (t) => {
   const d = await startDaemon('6MiB');

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReadaheadPrefetcher } from '../../daemon/prefetch';
+import type { Prefetcher } from '../../daemon/prefetch/types';
 
 /** Drives a forward scan from `start`, reporting every use; returns the size of each window sent. */
 function windows(p: ReadaheadPrefetcher, start: number, count: number): number[] {
@@ -85,4 +86,21 @@ test('a fault inside the window (guesses dropped before use) asks again for what
   assert.deepEqual(p.onFault({ page: 4, hit: false, tid: 1, write: false }), []);
   // A fault on the lost page 5 asks again for the lost ones after it (9..17 are still outstanding).
   assert.deepEqual(p.onFault({ page: 5, hit: false, tid: 1, write: false }), [6, 7, 8]);
+});
+
+test('readaheadMaxWindow caps readahead alone; readahead (and auto running it) marks its windows', async () => {
+  const { AutoPrefetcher, StridePrefetcher, createPrefetcher } = await import('../../daemon/prefetch');
+  const p = new ReadaheadPrefetcher({ regionPages: 1 << 20, maxWindow: 64, readaheadMaxWindow: 256 });
+  assertRamp(windows(p, 0, 8192), [16, 32, 64, 128, 256]);
+  assert.equal(p.windowMarkers(), true);
+  const stride: Prefetcher = new StridePrefetcher({ regionPages: 1000, maxWindow: 64, readaheadMaxWindow: 256 });
+  assert.equal(stride.windowMarkers, undefined);
+  const auto = new AutoPrefetcher({ regionPages: 1 << 20, maxWindow: 64, readaheadMaxWindow: 256 });
+  assert.equal(auto.windowMarkers(), false); // none chosen yet
+  for (let q = 0; q < 512 && auto.current() !== 'readahead'; q++) auto.onFault({ page: q, hit: false, tid: 1, write: false });
+  assert.equal(auto.current(), 'readahead');
+  assert.equal(auto.windowMarkers(), true);
+  assert.throws(() => createPrefetcher('readahead', { regionPages: 100, maxWindow: 8, readaheadMaxWindow: 0 }), {
+    message: 'Expected a positive integer below 2^32 for readaheadMaxWindow but received 0',
+  });
 });

@@ -278,3 +278,26 @@ test('invalid writes are refused with the sizes named', async () => {
     message: `region ${region.id}: Expected page size 4096 but received 8192`,
   });
 });
+
+test('a read spanning many groups asks each server once; a failing one is settled group by group elsewhere', async () => {
+  const { stores, pool } = setup(3);
+  const pages = Array.from({ length: 256 }, (_, p) => p); // 16 groups of 64 KiB
+  await pool.write(region, pages, Buffer.concat(pages.map((p) => page(p, 1))));
+  const reads: string[] = [];
+  for (const s of stores) {
+    const read = s.read.bind(s);
+    s.read = (r, ps) => {
+      reads.push(s.id);
+      return read(r, ps);
+    };
+  }
+  let got = await pool.read(region, pages);
+  assert.equal(got.present.size, 256);
+  for (const p of pages) assert.deepEqual(got.present.get(p), page(p, 1));
+  assert.ok(reads.length <= stores.length, `${reads.length} requests for one read`);
+  // A server that dies: its share is read again from the other replica of each of its groups.
+  stores[0]!.down = true;
+  got = await pool.read(region, pages);
+  assert.equal(got.present.size, 256);
+  for (const p of pages) assert.deepEqual(got.present.get(p), page(p, 1));
+});

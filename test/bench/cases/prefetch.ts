@@ -21,7 +21,11 @@ import { runAttach, startBench, type AttachRun, type Bench } from '../e2e';
 import { ratios, type BenchCase, type BenchContext, type BenchRow, type Metrics } from '../harness';
 
 const PAGE = 4096;
-const POLICIES = ['none', 'readahead', 'stride', 'trend', 'auto'] as const;
+const ALL_POLICIES = ['none', 'readahead', 'stride', 'trend', 'auto'] as const;
+// FARMEM_BENCH_PREFETCH=PATTERN[,PATTERN] (fmattach pattern args, e.g. seq,random:11) runs only those
+// rows (each still after its `none` run, which the ratios need): for profiling one cell, not for reports.
+const ONLY = (process.env.FARMEM_BENCH_PREFETCH ?? '').split(',').filter(Boolean);
+const POLICIES = ALL_POLICIES;
 const PATTERNS = [
   { name: 'sequential', arg: 'seq' },
   { name: 'reverse', arg: 'reverse' },
@@ -76,6 +80,7 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
 
     let n = 0;
     for (const p of PATTERNS) {
+      if (ONLY.length > 0 && !ONLY.includes(p.arg)) continue;
       const local = await touch(p.arg, pages, (args) => runAttach(null, ['--local', '--region', 'local', ...args]));
       let noneBytes = NaN;
       let noneFaults = NaN;
