@@ -47,7 +47,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
 
   // The fault path: pools of memory servers, the pager with its fault threads, the attach socket.
   // Stop order (reverse of registration): drain dirty pages, the attach socket, then the pools.
-  const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null });
+  const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null, stateDir: `${config.stateDir}/pool` });
   lifecycle.onStop('memory server pools', () => stores.close());
   daemon.pools = () => stores.all();
   metrics.pools = () => stores.all();

@@ -10,6 +10,9 @@
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
+import { Journal } from './journal';
+import { applyOp, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp, type PlacementState } from './placement-state';
+import { InstanceFile } from './instances';
 
 export type ServerState = 'up' | 'suspect' | 'down';
 
@@ -44,6 +47,13 @@ export interface PoolOptions {
    */
   readDeadlineMs: number;
   writeDeadlineMs: number;
+  /**
+   * Directory of the placement journals (one per region) and of the servers' last seen instance
+   * ids; null keeps placement in memory only (a restart then forgets where pages went).
+   */
+  stateDir: string | null;
+  /** A region's journal is folded into a snapshot when it grows past this. */
+  compactBytes: number;
   logger: pino.Logger;
 }
 
@@ -73,17 +83,13 @@ interface Member extends ServerStatus {
   healthFailingSince: number | null;
 }
 
-/** Per-region placement record. */
-interface RegionPlacement {
+/** Per-region placement record (holders, override, written: see PlacementState). */
+interface RegionPlacement extends PlacementState {
   ref: RegionRef;
   replicas: number;
   perGroup: number;
-  /** group → servers holding a full, current copy of the group (default: the top R by rank). */
-  holders: Map<number, string[]>;
-  /** page → servers holding its latest version, where that differs from its group's holders. */
-  override: Map<number, string[]>;
-  /** group → pages written through this pool (what repair copies; what "absent" is checked against). */
-  written: Map<number, Set<number>>;
+  /** Where every change of the placement state is made durable before the write it records resolves. */
+  journal: Journal | null;
   /** group → writes acknowledged so far (repair notices a write that raced its copy). */
   writeSeq: Map<number, number>;
   /** group → the tail of its write/repair lock chain (see locked()). */
@@ -105,6 +111,7 @@ export class MemoryPool implements PageStore {
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
   private closed = false;
+  private readonly instances: InstanceFile | null;
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
     this.opts = {
@@ -116,8 +123,11 @@ export class MemoryPool implements PageStore {
       repairBytesPerSecond: 256 * 1024 * 1024,
       readDeadlineMs: 2000,
       writeDeadlineMs: 5000,
+      stateDir: null,
+      compactBytes: 4 * 1024 * 1024,
       ...opts,
     };
+    this.instances = this.opts.stateDir === null ? null : new InstanceFile(`${this.opts.stateDir}/instances.json`);
     for (const m of members) this.addMember(m);
   }
 
@@ -138,7 +148,9 @@ export class MemoryPool implements PageStore {
   addMember(m: PoolMember): void {
     if (!(m.weight > 0)) throw new Error(`Expected a weight > 0 for memory server ${m.id} but received ${m.weight}`);
     if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
-    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId: '', m, healthFailingSince: null });
+    // The instance id seen before a daemon restart: a server that restarted empty meanwhile is refilled.
+    const instanceId = this.instances?.get(m.id) ?? '';
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId, m, healthFailingSince: null });
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
   }
@@ -214,7 +226,10 @@ export class MemoryPool implements PageStore {
   }
 
   async deleteRegion(regionId: string): Promise<void> {
+    const r = this.regions.get(regionId);
     this.regions.delete(regionId);
+    if (r?.journal) await r.journal.remove();
+    else if (this.opts.stateDir !== null) Journal.removeFiles(this.placementDir(), regionId);
     const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
     const failed = results.filter((x) => x.status === 'rejected');
     if (failed.length === results.length && results.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
@@ -225,6 +240,14 @@ export class MemoryPool implements PageStore {
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.healthTimer = null;
     await this.repairing?.catch(() => undefined);
+    // A clean stop leaves a snapshot per region (a short load next time).
+    await Promise.all(
+      [...this.regions.values()].map(async (r) => {
+        if (r.journal === null) return;
+        await r.journal.compact(() => encodeSnapshot(r)).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: snapshot failed'));
+        await r.journal.close();
+      }),
+    );
     await Promise.all([...this.members.values()].map((m) => m.m.store.close()));
   }
 
@@ -250,9 +273,11 @@ export class MemoryPool implements PageStore {
             this.repairStats.restartsDetected++;
             this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
             m.instanceId = id;
+            this.instances?.set(m.id, id);
             this.serverLostData(m.id);
-          } else if (id !== null && id !== '') {
+          } else if (id !== null && id !== '' && id !== m.instanceId) {
             m.instanceId = id;
+            this.instances?.set(m.id, id);
           }
         }
         if (ok) {
@@ -274,11 +299,7 @@ export class MemoryPool implements PageStore {
    */
   serverLostData(id: string): void {
     for (const r of this.regions.values()) {
-      for (const g of r.written.keys()) {
-        const h = this.holdersOf(r, g);
-        if (h.includes(id)) r.holders.set(g, h.filter((s) => s !== id));
-      }
-      for (const [p, c] of r.override) if (c.includes(id)) r.override.set(p, c.filter((s) => s !== id));
+      this.change(r, { t: 'l', s: id }).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: could not record a lost server'));
     }
     this.opts.logger.warn({ server: id }, 'memory server lost its pages; re-replicating its groups');
     this.scheduleRepair();
@@ -300,12 +321,54 @@ export class MemoryPool implements PageStore {
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map(), locks: new Map() };
+      const perGroup = pagesPerGroup(ref.pageSize, this.opts.groupBytes);
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup, ...emptyState(), journal: null, writeSeq: new Map(), locks: new Map() };
+      if (this.opts.stateDir !== null) this.load(r);
       this.regions.set(ref.id, r);
+      if (this.opts.stateDir !== null && [...r.written.keys()].some((g) => this.isUnderReplicated(r!, g))) this.scheduleRepair();
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
     }
     return r;
+  }
+
+  private placementDir(): string {
+    return `${this.opts.stateDir}/placement`;
+  }
+
+  /** Reads a region's placement journal (snapshot, then the records after it). */
+  private load(r: RegionPlacement): void {
+    const dir = this.placementDir();
+    let opened;
+    try {
+      opened = Journal.open(dir, r.ref.id);
+    } catch (e) {
+      throw new PageStoreError('internal', `region ${r.ref.id}: placement journal in ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const { journal, contents } = opened;
+    r.journal = journal;
+    try {
+      if (contents.snapshot !== null) Object.assign(r, decodeSnapshot(contents.snapshot, r.perGroup));
+      for (const rec of contents.records) applyOp(r, decodeOp(rec));
+    } catch (e) {
+      throw new PageStoreError('internal', `region ${r.ref.id}: placement journal in ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (contents.tornBytes > 0) this.opts.logger.warn({ region: r.ref.id, bytes: contents.tornBytes }, 'placement journal: cut off a torn tail (a write that was never acknowledged)');
+    if (contents.records.length > 0 || contents.snapshot !== null) {
+      this.opts.logger.info({ region: r.ref.id, groups: r.written.size, offRendezvous: r.override.size, records: contents.records.length }, 'placement journal loaded');
+    }
+  }
+
+  /** Applies a placement change and resolves once it is durable (at once without a journal). */
+  private change(r: RegionPlacement, op: PlacementOp): Promise<boolean> {
+    const off = applyOp(r, op);
+    const j = r.journal;
+    if (j === null || this.regions.get(r.ref.id) !== r) return Promise.resolve(off);
+    const done = j.append(encodeOp(op)).then(() => off);
+    if (j.size > this.opts.compactBytes) {
+      j.compact(() => encodeSnapshot(r)).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: snapshot failed'));
+    }
+    return done;
   }
 
   private byGroup(r: RegionPlacement, pages: readonly number[]): Map<number, number[]> {
@@ -443,22 +506,10 @@ export class MemoryPool implements PageStore {
       throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
     }
     r.writeSeq.set(group, (r.writeSeq.get(group) ?? 0) + 1);
-    let w = r.written.get(group);
-    if (w === undefined) r.written.set(group, (w = new Set()));
-    for (const p of pages) w.add(p);
-    if (!r.holders.has(group)) {
-      // First write of the group: whoever acknowledged it holds it (pinned, so adding a server later
-      // moves the group by repair instead of making the newcomer a holder of pages it lacks).
-      r.holders.set(group, [...acked]);
-      return;
-    }
-    const same = acked.length === current.length && acked.every((s) => current.includes(s));
-    for (const p of pages) {
-      if (same) r.override.delete(p);
-      else r.override.set(p, [...acked]);
-    }
+    // Durable before the write resolves: the pager punches the page out of the memfd next.
+    const off = await this.change(r, { t: 'w', g: group, p: pages, a: acked });
     // Substitutes took the write: the group is under-replicated on its holders until repaired.
-    if (!same) this.scheduleRepair();
+    if (off) this.scheduleRepair();
   }
 
   private async call<T>(server: string, fn: (s: PageStore) => Promise<T>): Promise<T> {
@@ -545,8 +596,8 @@ export class MemoryPool implements PageStore {
       return desired.every((d) => c.includes(d));
     });
     if (complete) {
-      r.holders.set(group, desired);
-      for (const p of pages) r.override.delete(p);
+      const h = r.holders.get(group);
+      if (h === undefined || !(h.length === desired.length && h.every((s) => desired.includes(s))) || pages.some((p) => r.override.has(p))) await this.change(r, { t: 'h', g: group, h: desired });
       return false;
     }
     // Copy plan: (source, target) → pages.
@@ -578,8 +629,7 @@ export class MemoryPool implements PageStore {
     }
     // (Writes wait for the lock; kept as a guard should one ever bypass it.)
     if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
-    r.holders.set(group, desired);
-    for (const p of pages) r.override.delete(p);
+    await this.change(r, { t: 'h', g: group, h: desired });
     this.repairStats.repairedGroups++;
     return true;
   }

@@ -37,6 +37,8 @@ export interface StoreOptions {
   servers: () => KnownServer[];
   /** Default replicas for regions (min(2, servers) when null). */
   replicas: number | null;
+  /** Where the pools keep their placement journals (null: in memory only). */
+  stateDir: string | null;
 }
 
 // Failover timing. A partitioned server answers nothing (no RST): a read waits READ_DEADLINE_MS on
@@ -92,6 +94,7 @@ export class Stores {
         writeDeadlineMs: WRITE_DEADLINE_MS,
         healthIntervalMs: HEALTH_INTERVAL_MS,
         downAfterMs: DOWN_AFTER_MS,
+        stateDir: this.opts.stateDir,
       });
       pool.start();
       this.pools.set(key, pool);

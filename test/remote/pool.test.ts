@@ -5,43 +5,8 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
 import { rank } from '../../daemon/remote/placement';
-import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from '../../daemon/remote/types';
-
-class MemStore implements PageStore {
-  pages = new Map<string, Buffer>();
-  down = false;
-  writes = 0;
-  constructor(readonly id: string) {}
-  private check(): void {
-    if (this.down) throw new PageStoreError('unavailable', `${this.id}: connection refused`, this.id);
-  }
-  async read(region: RegionRef, pages: readonly number[]): Promise<ReadResult> {
-    this.check();
-    const present = new Map<number, Buffer>();
-    const absent: number[] = [];
-    for (const p of pages) {
-      const b = this.pages.get(`${region.id}/${p}`);
-      if (b) present.set(p, Buffer.from(b));
-      else absent.push(p);
-    }
-    return { present, absent };
-  }
-  async write(region: RegionRef, pages: readonly number[], data: Buffer): Promise<void> {
-    this.check();
-    this.writes++;
-    pages.forEach((p, i) => this.pages.set(`${region.id}/${p}`, Buffer.from(data.subarray(i * region.pageSize, (i + 1) * region.pageSize))));
-  }
-  async sync(): Promise<void> {
-    this.check();
-  }
-  async deleteRegion(regionId: string): Promise<void> {
-    for (const k of [...this.pages.keys()]) if (k.startsWith(`${regionId}/`)) this.pages.delete(k);
-  }
-  async close(): Promise<void> {}
-  holds(region: RegionRef, page: number): boolean {
-    return this.pages.has(`${region.id}/${page}`);
-  }
-}
+import { PageStoreError, type RegionRef } from '../../daemon/remote/types';
+import { MemStore } from './memstore';
 
 const logger = pino({ level: 'silent' });
 const region: RegionRef = { id: 'b3c9a7d2-0000-4000-8000-000000000001', pageSize: 4096 };
