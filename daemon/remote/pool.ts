@@ -538,7 +538,9 @@ export class MemoryPool implements PageStore {
     m.since = Date.now();
     const log = state === 'up' ? this.opts.logger.info.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger);
     log({ server: m.id, from, to: state, why }, `memory server ${m.id} is ${state}`);
-    if (state === 'down' || (state === 'up' && from === 'down')) this.scheduleRepair();
+    // Back up (also from suspect: it may have been unreachable since this daemon started): groups
+    // that rank it among their top R move back to it.
+    if (state === 'down' || (state === 'up' && from !== 'up')) this.scheduleRepair();
   }
 
   private scheduleRepair(): void {
