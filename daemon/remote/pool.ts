@@ -61,6 +61,8 @@ export interface ServerStatus {
   id: string;
   weight: number;
   state: ServerState;
+  /** Being removed (its groups are moving off it). */
+  draining: boolean;
   latencyMs: number | null;
   failures: number;
   since: number;
@@ -71,6 +73,11 @@ export interface ServerStatus {
 export interface RepairStatus {
   /** Groups below their replica count right now. */
   underReplicatedGroups: number;
+  /**
+   * Groups the running repair pass still has to bring to their placement (copy to a server that
+   * now ranks in their top R: added, back up, or replacing one being removed); 0 when idle.
+   */
+  pendingGroups: number;
   repairedGroups: number;
   copiedBytes: number;
   running: boolean;
@@ -81,12 +88,16 @@ export interface RepairStatus {
 interface Member extends ServerStatus {
   m: PoolMember;
   healthFailingSince: number | null;
+  /** Being removed: takes no new copies, still read as a source until nothing is placed on it. */
+  drain: { done: Promise<void>; resolve: () => void } | null;
 }
 
 /** Per-region placement record (holders, override, written: see PlacementState). */
 interface RegionPlacement extends PlacementState {
   ref: RegionRef;
   replicas: number;
+  /** The replica count asked for (null: the pool's default); replicas is it clamped to the servers. */
+  requested: number | null;
   perGroup: number;
   /** Where every change of the placement state is made durable before the write it records resolves. */
   journal: Journal | null;
@@ -110,6 +121,7 @@ export class MemoryPool implements PageStore {
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
+  private pendingGroups = 0;
   private closed = false;
   private readonly instances: InstanceFile | null;
 
@@ -150,24 +162,50 @@ export class MemoryPool implements PageStore {
     if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
     // The instance id seen before a daemon restart: a server that restarted empty meanwhile is refilled.
     const instanceId = this.instances?.get(m.id) ?? '';
-    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId, m, healthFailingSince: null });
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', draining: false, latencyMs: null, failures: 0, since: Date.now(), instanceId, m, healthFailingSince: null, drain: null });
+    this.reclampReplicas();
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
   }
 
+  /**
+   * Removes a server: it takes no new writes or copies; repair moves every group placed on it to
+   * the servers that rank next (copying from it or another replica before it stops being a
+   * holder); once nothing is placed on it, it leaves the pool and the promise resolves. A page
+   * whose only copy is on it (a dead server, R=1) keeps the drain waiting: it is never dropped.
+   */
+  removeMember(id: string): Promise<void> {
+    const m = this.members.get(id);
+    if (m === undefined) return Promise.reject(new Error(`memory server ${id} is not in the pool`));
+    if (m.drain !== null) return m.drain.done;
+    if ([...this.members.values()].filter((x) => x.drain === null).length <= 1) {
+      return Promise.reject(new Error(`memory server ${id} is the last one of the pool: add another before removing it`));
+    }
+    let resolve!: () => void;
+    const done = new Promise<void>((res) => (resolve = res));
+    m.drain = { done, resolve };
+    m.draining = true;
+    this.opts.logger.info({ server: id }, `memory server ${id}: draining (moving its groups to other servers)`);
+    this.reclampReplicas();
+    this.finishDrains();
+    if (this.members.has(id)) this.scheduleRepair();
+    return done;
+  }
+
   servers(): ServerStatus[] {
-    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since, instanceId }) => ({ id, weight, state, latencyMs, failures, since, instanceId }));
+    return [...this.members.values()].map(({ id, weight, state, draining, latencyMs, failures, since, instanceId }) => ({ id, weight, state, draining, latencyMs, failures, since, instanceId }));
   }
 
   repairStatus(): RepairStatus {
     let under = 0;
     for (const r of this.regions.values()) for (const g of r.written.keys()) if (this.isUnderReplicated(r, g)) under++;
-    return { underReplicatedGroups: under, ...this.repairStats, running: this.repairing !== null };
+    return { underReplicatedGroups: under, pendingGroups: this.pendingGroups, ...this.repairStats, running: this.repairing !== null };
   }
 
   /** Declares a region's replica count (defaults to the pool's). */
   setRegion(ref: RegionRef, replicas: number | null): void {
     const r = this.placement(ref);
+    r.requested = replicas;
     r.replicas = this.replicaCount(replicas);
   }
 
@@ -314,15 +352,38 @@ export class MemoryPool implements PageStore {
   // ---------------------------------------------------------------------------------------------
 
   private replicaCount(requested: number | null): number {
-    const n = requested ?? this.opts.replicas ?? Math.min(2, this.members.size);
-    return Math.max(1, Math.min(n, this.members.size));
+    const count = [...this.members.values()].filter((m) => m.drain === null).length;
+    const n = requested ?? this.opts.replicas ?? Math.min(2, count);
+    return Math.max(1, Math.min(n, count));
+  }
+
+  private reclampReplicas(): void {
+    for (const r of this.regions.values()) r.replicas = this.replicaCount(r.requested);
+  }
+
+  /** Lets go of draining servers that nothing is placed on any more. */
+  private finishDrains(): void {
+    for (const m of [...this.members.values()]) {
+      if (m.drain === null) continue;
+      let used = false;
+      for (const r of this.regions.values()) {
+        for (const h of r.holders.values()) if (h.includes(m.id)) used = true;
+        for (const c of r.override.values()) if (c.includes(m.id)) used = true;
+        if (used) break;
+      }
+      if (used) continue;
+      this.members.delete(m.id);
+      this.opts.logger.info({ server: m.id }, `memory server ${m.id}: drained and removed from the pool`);
+      m.m.store.close().catch(() => undefined);
+      m.drain.resolve();
+    }
   }
 
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
       const perGroup = pagesPerGroup(ref.pageSize, this.opts.groupBytes);
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup, ...emptyState(), journal: null, writeSeq: new Map(), locks: new Map() };
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), requested: null, perGroup, ...emptyState(), journal: null, writeSeq: new Map(), locks: new Map() };
       if (this.opts.stateDir !== null) this.load(r);
       this.regions.set(ref.id, r);
       if (this.opts.stateDir !== null && [...r.written.keys()].some((g) => this.isUnderReplicated(r!, g))) this.scheduleRepair();
@@ -382,8 +443,9 @@ export class MemoryPool implements PageStore {
     return out;
   }
 
+  /** Rendezvous order over the servers that may take copies (not those being removed). */
   private ranked(r: RegionPlacement, group: number): string[] {
-    const cands: Candidate[] = [...this.members.values()].map((m) => ({ id: m.id, weight: m.weight }));
+    const cands: Candidate[] = [...this.members.values()].filter((m) => m.drain === null).map((m) => ({ id: m.id, weight: m.weight }));
     return rank(cands, r.ref.id, group);
   }
 
@@ -480,7 +542,7 @@ export class MemoryPool implements PageStore {
     const current = this.holdersOf(r, group);
     // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
     // (a partitioned holder would cost every write its deadline before the substitute is tried).
-    const order = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    const order = [...current.filter((s) => this.alive(s) && !this.members.get(s)!.draining), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
     const suspect = (s: string) => this.members.get(s)!.state === 'suspect';
     const candidates = [...order.filter((s) => !suspect(s)), ...order.filter(suspect)];
     const acked: string[] = [];
@@ -569,18 +631,38 @@ export class MemoryPool implements PageStore {
    * servers that lack it. Groups whose every copy is on dead servers wait for one to come back.
    */
   private async runRepair(): Promise<void> {
-    for (let pass = 0; pass < 3 && !this.closed; pass++) {
-      const tasks: Array<() => Promise<boolean>> = [];
-      for (const r of this.regions.values()) for (const [group, written] of r.written) tasks.push(() => this.repairGroup(r, group, written));
-      let work = 0;
-      let next = 0;
-      // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
-      // between a group's read and its write (the rate limit is shared, see copyPages).
-      await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
-        while (next < tasks.length && !this.closed) if (await tasks[next++]!()) work++;
-      }));
-      if (work === 0 || this.closed) return;
+    try {
+      for (let pass = 0; pass < 3 && !this.closed; pass++) {
+        const tasks: Array<() => Promise<boolean>> = [];
+        for (const r of this.regions.values()) {
+          for (const [group, written] of r.written) if (this.needsRepair(r, group, written)) tasks.push(() => this.repairGroup(r, group, written));
+        }
+        this.pendingGroups = tasks.length;
+        let work = 0;
+        let next = 0;
+        // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
+        // between a group's read and its write (the rate limit is shared, see copyPages).
+        await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
+          while (next < tasks.length && !this.closed) {
+            if (await tasks[next++]!()) work++;
+            this.pendingGroups--;
+          }
+        }));
+        this.finishDrains();
+        if (work === 0 || this.closed) return;
+      }
+    } finally {
+      this.pendingGroups = 0;
     }
+  }
+
+  /** Whether a group is off its placement: holders other than its top R live servers, or pages off its holders. */
+  private needsRepair(r: RegionPlacement, group: number, written: Set<number>): boolean {
+    const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+    const h = r.holders.get(group);
+    if (h === undefined || h.length !== desired.length || !h.every((s) => desired.includes(s))) return true;
+    for (const p of written) if (r.override.has(p)) return true;
+    return false;
   }
 
   /** Brings one group to its desired holders; true when it copied (or must look again). */

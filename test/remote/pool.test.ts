@@ -207,3 +207,37 @@ test('invalid writes are refused with the sizes named', async () => {
     message: `region ${region.id}: Expected page size 4096 but received 8192`,
   });
 });
+
+test('removing a server moves its groups to the servers ranked next, then forgets it; nothing is lost', async () => {
+  const { stores, pool } = setup(4);
+  const pages = Array.from({ length: 1024 }, (_, i) => i);
+  await writeAll(pool, pages, 1);
+  const gone = stores[1]!;
+  const held = gone.pages.size;
+  assert.ok(held > 0);
+  const drained = pool.removeMember(gone.id);
+  assert.equal(pool.servers().find((s) => s.id === gone.id)!.draining, true);
+  await drained;
+  assert.deepEqual(pool.servers().map((s) => s.id), [stores[0]!.id, stores[2]!.id, stores[3]!.id]);
+  assert.equal(pool.repairStatus().pendingGroups, 0);
+  assert.equal(pool.repairStatus().copiedBytes, held * 4096); // exactly its pages moved
+  const three = [0, 2, 3].map((i) => ({ id: stores[i]!.id, weight: 1 }));
+  for (const p of pages) {
+    const want = rank(three, region.id, Math.floor(p / 16)).slice(0, 2);
+    for (const s of stores) if (want.includes(s.id)) assert.ok(s.holds(region, p), `page ${p} is not on ${s.id}`);
+  }
+  const writes = gone.writes;
+  await writeAll(pool, pages, 2);
+  assert.equal(gone.writes, writes, 'a removed server was written');
+  gone.down = true;
+  await verifyAll(pool, pages, () => 2);
+});
+
+test('removing a server that is not in the pool, or the last one, is refused', async () => {
+  const { stores, pool } = setup(2);
+  await assert.rejects(pool.removeMember('10.9.9.9:7070'), { message: 'memory server 10.9.9.9:7070 is not in the pool' });
+  await writeAll(pool, [0, 1], 1);
+  await pool.removeMember(stores[0]!.id);
+  await assert.rejects(pool.removeMember(stores[1]!.id), { message: `memory server ${stores[1]!.id} is the last one of the pool: add another before removing it` });
+  await verifyAll(pool, [0, 1], () => 1);
+});
