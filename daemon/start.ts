@@ -14,6 +14,7 @@ import { clientSocketPath } from './util/paths';
 import { AttachServer } from './attach';
 import { PagingRuntime } from './serving/runtime';
 import { Stores } from './serving/stores';
+import { ServerChangesFile } from './server-changes';
 import type * as grpc from '@grpc/grpc-js';
 
 
@@ -30,6 +31,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   metrics.cacheCapacityBytes.set(config.cacheBytes);
   const registry = await RegionRegistry.open(config.stateDir);
   const daemon = new Daemon(config, logger, metrics, lifecycle, registry);
+  // Servers added / removed with `farmem servers add|remove` before this start.
+  daemon.useServerChanges(new ServerChangesFile(config.stateDir));
   logger.info({ stateDir: config.stateDir, regions: registry.list().length, config: config.file }, `region registry ${registry.file}: ${registry.list().length} region(s)`);
 
   if (config.embeddedServer.enabled) {
@@ -48,6 +51,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   // The fault path: pools of memory servers, the pager with its fault threads, the attach socket.
   // Stop order (reverse of registration): drain dirty pages, the attach socket, then the pools.
   const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null, stateDir: `${config.stateDir}/pool` });
+  daemon.serverOps = { add: (s) => stores.addServer(s), remove: (a) => stores.removeServer(a) };
   lifecycle.onStop('memory server pools', () => stores.close());
   daemon.pools = () => stores.all();
   metrics.pools = () => stores.all();
@@ -65,6 +69,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   runtime.lookup = (name) => registry.get(name);
   registerPrefetchMetrics(metrics.registry, () => runtime.pager.allStats());
   await daemon.useRuntime(runtime);
+  daemon.resumeDrains();
 
   let metricsAddress: string | null = null;
   if (config.metricsAddress !== null) {

@@ -75,16 +75,22 @@ function member(s: KnownServer, logger: Logger): PoolMember {
   };
 }
 
+/** The key of the daemon pool (regions that name no servers) among the pools. */
+const DAEMON_POOL = '*';
+
 export class Stores {
   private readonly pools = new Map<string, MemoryPool>();
   constructor(private readonly opts: StoreOptions) {}
 
-  /** The pool for a region's servers (its own list, or every server the daemon knows). */
+  /**
+   * The pool for a region's servers: its own list, or the daemon pool (every server the daemon
+   * knows; servers added or removed at run time join or leave it, see addServer / removeServer).
+   */
   poolFor(spec: RegionSpec): MemoryPool {
     const known = this.opts.servers();
     const chosen = spec.servers.length > 0 ? spec.servers.map((a) => known.find((k) => k.address === a) ?? { address: a, weight: 1, token: null, tls: null, embedded: false }) : known;
     if (chosen.length === 0) throw new Error(`region "${spec.name}": no memory server is configured`);
-    const key = chosen.map((s) => s.address).sort().join(',');
+    const key = spec.servers.length > 0 ? chosen.map((s) => s.address).sort().join(',') : DAEMON_POOL;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       pool = new MemoryPool(chosen.map((s) => member(s, this.opts.logger)), {
@@ -101,6 +107,18 @@ export class Stores {
     }
     pool.setRegion({ id: spec.id, pageSize: spec.pageSize }, spec.replicas);
     return pool;
+  }
+
+  /** A server added at run time joins the daemon pool (whose groups that now rank it move to it). */
+  addServer(s: KnownServer): void {
+    this.pools.get(DAEMON_POOL)?.addMember(member(s, this.opts.logger));
+  }
+
+  /** Drains a server out of the daemon pool; resolves once nothing is placed on it. */
+  removeServer(address: string): Promise<void> {
+    const pool = this.pools.get(DAEMON_POOL);
+    if (pool === undefined || !pool.servers().some((m) => m.id === address)) return Promise.resolve();
+    return pool.removeMember(address);
   }
 
   storeFor(spec: RegionSpec): PageStore {
