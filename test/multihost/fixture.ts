@@ -26,6 +26,8 @@ export interface PoolJson {
   copiedBytes: number;
   repairing: boolean;
   restartsDetected: number;
+  pendingGroups: number;
+  draining: boolean;
 }
 export interface ServerJson {
   address: string;
