@@ -71,7 +71,7 @@ test('farmem servers add: a fourth host joins a running farmemd mid-workload, ge
   await c.startDaemon([0, 1, 2]);
   const { id } = c.cli(['region', 'create', 'grow', '--size', '16MiB', '--resident', '4MiB', '--replicas', '2']) as { id: string };
   const op = async (o: string, seed: number) => {
-    const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', o, '--seed', String(seed), '--pattern', 'random:5']);
+    const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', o, '--seed', String(seed), '--pattern', 'random:3']);
     const done = await run.done;
     assert.equal(done.code, 0, done.stderr);
     const l = run.lines.find((x) => x.op === o)!;
@@ -86,7 +86,7 @@ test('farmem servers add: a fourth host joins a running farmemd mid-workload, ge
   const unwritten = PAGES - sum / 2;
 
   // A workload rewrites every page while the fourth server is added.
-  const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', 'write,verify', '--seed', '92', '--pattern', 'random:5', '--pause']);
+  const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', 'write,verify', '--seed', '92', '--pattern', 'random:3', '--pause']);
   await run.next('ready');
   run.child.stdin!.write('\n');
   await c.startServer(3);
