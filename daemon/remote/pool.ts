@@ -311,8 +311,10 @@ export class MemoryPool implements PageStore {
             this.repairStats.restartsDetected++;
             this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
             m.instanceId = id;
-            this.instances?.set(m.id, id);
-            this.serverLostData(m.id);
+            // The new id is kept only once the loss is on record: a crash in between must see the restart again.
+            const instances = this.instances;
+            const newId = id;
+            this.serverLostData(m.id).then(() => instances?.set(m.id, newId), () => undefined);
           } else if (id !== null && id !== '' && id !== m.instanceId) {
             m.instanceId = id;
             this.instances?.set(m.id, id);
@@ -335,12 +337,19 @@ export class MemoryPool implements PageStore {
    * Forgets everything a server held (it came back empty: an in-memory server restarted), so its
    * groups are refilled from the other replicas.
    */
-  serverLostData(id: string): void {
-    for (const r of this.regions.values()) {
-      this.change(r, { t: 'l', s: id }).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: could not record a lost server'));
-    }
+  serverLostData(id: string): Promise<void> {
+    const recorded = Promise.all(
+      [...this.regions.values()].map((r) => this.change(r, { t: 'l', s: id })),
+    ).then(
+      () => undefined,
+      (e: unknown) => {
+        this.opts.logger.error({ err: e, server: id }, 'placement journal: could not record a lost server');
+        throw e;
+      },
+    );
     this.opts.logger.warn({ server: id }, 'memory server lost its pages; re-replicating its groups');
     this.scheduleRepair();
+    return recorded;
   }
 
   /** Repairs every under-replicated group now (rate-limited); resolves when done. */

@@ -134,3 +134,29 @@ test('a write that failed on a server mid-partition never makes its old copy cur
   if (got !== null) assert.ok(got.present.get(0)!.equals(page(0, 2)));
   assert.ok(away.pages.get(`${region.id}/0`)!.equals(page(0, 2)) || !(await p2.read(region, [0])).present.get(0)!.equals(page(0, 1)));
 });
+
+test('a server that restarted empty while farmemd was down is noticed (its last instance id is kept) and refilled', async (t) => {
+  const { dir, stores } = cluster(t);
+  const ids = new Map(stores.map((s) => [s.id, 'run-1']));
+  const pool = () =>
+    new MemoryPool(
+      stores.map((s): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => !s.down, instance: async () => ids.get(s.id)! })),
+      { logger, replicas: 2, downAfterMs: 0, repairBytesPerSecond: 1e12, stateDir: dir },
+    );
+  const p1 = pool();
+  await writeAll(p1, 1);
+  await p1.checkHealth();
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'instances.json'), 'utf8')), Object.fromEntries(ids));
+  await p1.close();
+  const held = stores[0]!.pages.size;
+  stores[0]!.pages.clear();
+  ids.set(stores[0]!.id, 'run-2');
+  const p2 = pool();
+  await p2.read(region, [0]); // loads the region's record
+  await p2.checkHealth();
+  await p2.repair();
+  assert.equal(p2.repairStatus().restartsDetected, 1);
+  assert.equal(stores[0]!.pages.size, held);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'instances.json'), 'utf8'))[stores[0]!.id], 'run-2');
+  assert.deepEqual(await wrongPages(p2, 1), []);
+});
