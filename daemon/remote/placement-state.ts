@@ -19,7 +19,7 @@ export type PlacementOp =
   | { t: 'w'; g: number; p: number[]; a: string[] }
   /** Repair made servers h hold the latest version of every written page of group g. */
   | { t: 'h'; g: number; h: string[] }
-  /** Server s lost every page (restarted empty). */
+  /** Server s may have lost every page (restarted): it stops counting as a copy where others remain. */
   | { t: 'l'; s: string };
 
 export function emptyState(): PlacementState {
@@ -55,8 +55,10 @@ export function applyOp(st: PlacementState, op: PlacementOp): boolean {
       return false;
     }
     case 'l': {
-      for (const [g, h] of st.holders) if (h.includes(op.s)) st.holders.set(g, h.filter((s) => s !== op.s));
-      for (const [p, c] of st.override) if (c.includes(op.s)) st.override.set(p, c.filter((s) => s !== op.s));
+      // Where it is the only copy it stays: a durable server restarted with its pages (each start
+      // is a new instance), and if it did lose them, reads find them absent and fail — never zeros.
+      for (const [g, h] of st.holders) if (h.length > 1 && h.includes(op.s)) st.holders.set(g, h.filter((s) => s !== op.s));
+      for (const [p, c] of st.override) if (c.length > 1 && c.includes(op.s)) st.override.set(p, c.filter((s) => s !== op.s));
       return false;
     }
   }

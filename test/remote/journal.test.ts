@@ -122,13 +122,14 @@ test('placement state: ops replayed from records equal the live state, and a sna
     { t: 'w', g: 1, p: [16, 17], a: ['B', 'C'] },
     { t: 'w', g: 0, p: [1], a: ['A', 'C'] }, // B missed this write: page 1 is off its holders
     { t: 'w', g: 0, p: [2], a: ['B', 'A'] }, // back on its holders
+    { t: 'w', g: 2, p: [32], a: ['C'] }, // C is the only copy (R=1): losing C keeps it
     { t: 'l', s: 'C' },
     { t: 'h', g: 1, h: ['B', 'A'] },
   ] satisfies PlacementOp[];
   const offs = ops.map((op) => applyOp(live, op));
-  assert.deepEqual(offs, [false, false, true, false, false, false]);
+  assert.deepEqual(offs, [false, false, true, false, false, false, false]);
   assert.deepEqual(live.override, new Map([[1, ['A']]]));
-  assert.deepEqual(live.holders, new Map([[0, ['A', 'B']], [1, ['B', 'A']]]));
+  assert.deepEqual(live.holders, new Map([[0, ['A', 'B']], [1, ['B', 'A']], [2, ['C']]]));
   const replayed = emptyState();
   for (const op of ops) applyOp(replayed, decodeOp(encodeOp(op)));
   assert.deepEqual(replayed, live);
