@@ -28,6 +28,22 @@ export function emptyState(): PlacementState {
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((s) => b.includes(s));
 
+/**
+ * Whether an op would change the state: a rewrite of written pages on their usual holders does not,
+ * and needs no journal record (nor its fsync) — the steady state costs nothing.
+ */
+export function changes(st: PlacementState, op: PlacementOp): boolean {
+  if (op.t !== 'w') return true;
+  const holders = st.holders.get(op.g);
+  const w = st.written.get(op.g);
+  if (holders === undefined || w === undefined || op.p.some((p) => !w.has(p))) return true;
+  if (same(op.a, holders)) return op.p.some((p) => st.override.has(p));
+  return op.p.some((p) => {
+    const c = st.override.get(p);
+    return c === undefined || !same(c, op.a);
+  });
+}
+
 /** Applies one change; returns true when the group is now off its holders (under-replicated). */
 export function applyOp(st: PlacementState, op: PlacementOp): boolean {
   switch (op.t) {

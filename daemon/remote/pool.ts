@@ -11,7 +11,7 @@ import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
 import { Journal } from './journal';
-import { applyOp, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp, type PlacementState } from './placement-state';
+import { applyOp, changes, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp, type PlacementState } from './placement-state';
 import { InstanceFile } from './instances';
 
 export type ServerState = 'up' | 'suspect' | 'down';
@@ -431,9 +431,10 @@ export class MemoryPool implements PageStore {
 
   /** Applies a placement change and resolves once it is durable (at once without a journal). */
   private change(r: RegionPlacement, op: PlacementOp): Promise<boolean> {
+    const record = r.journal !== null && changes(r, op);
     const off = applyOp(r, op);
     const j = r.journal;
-    if (j === null || this.regions.get(r.ref.id) !== r) return Promise.resolve(off);
+    if (j === null || !record || this.regions.get(r.ref.id) !== r) return Promise.resolve(off);
     const done = j.append(encodeOp(op)).then(() => off);
     if (j.size > this.opts.compactBytes) {
       j.compact(() => encodeSnapshot(r)).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: snapshot failed'));

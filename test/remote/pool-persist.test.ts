@@ -160,3 +160,17 @@ test('a server that restarted empty while farmemd was down is noticed (its last 
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'instances.json'), 'utf8'))[stores[0]!.id], 'run-2');
   assert.deepEqual(await wrongPages(p2, 1), []);
 });
+
+test('rewrites of written pages on their usual holders add nothing to the journal (steady state costs no fsync)', async (t) => {
+  const { dir, pool } = cluster(t);
+  const p = pool(dir);
+  await writeAll(p, 1);
+  const log = path.join(dir, 'placement', `${region.id}.0.log`);
+  const size = fs.statSync(log).size;
+  assert.ok(size > 0);
+  await writeAll(p, 2);
+  assert.equal(fs.statSync(log).size, size);
+  await p.write(region, [PAGES.length], page(PAGES.length, 1)); // a page never written: recorded
+  assert.ok(fs.statSync(log).size > size);
+  assert.deepEqual(await wrongPages(pool(dir), 2), []);
+});
