@@ -4,9 +4,13 @@
 // Invariants:
 // - a write resolves only when R distinct servers acknowledged every page of it; a down replica is
 //   replaced by the next server in rendezvous order and the group is recorded under-replicated;
-// - a read never returns bytes that failed validation, and "absent" is believed only when the page
-//   was never written through this pool or every live holder says absent (a server restarted empty
-//   must not turn written pages into zero pages).
+// - a read never returns bytes that failed validation, and "absent" is believed only for a page
+//   never written through this pool: a written page no holder has fails the read (a server
+//   restarted empty must not turn written pages into zero pages);
+// - a page is read only from servers recorded as holding its latest version: a holder that missed a
+//   write (down, partitioned, failed mid-write) is not one until repair rewrote the page there;
+// - that record (placement-state.ts) is journaled per region in stateDir and durable before a write
+//   resolves, so a restarted daemon knows it too (the pager punches the page out right after).
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
