@@ -9,7 +9,7 @@ import { Lifecycle } from './lifecycle';
 import { RegionRegistry } from './regions';
 import { Daemon } from './daemon';
 import { DaemonService, daemonHandlers, listenControl } from './control';
-import { startEmbeddedServer } from './embedded';
+import { startEmbeddedServerSticky } from './embedded';
 import { clientSocketPath } from './util/paths';
 import { AttachServer } from './attach';
 import { PagingRuntime } from './serving/runtime';
@@ -37,7 +37,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
 
   if (config.embeddedServer.enabled) {
     const e = config.embeddedServer;
-    const server = await startEmbeddedServer({ listen: e.listen, capacityBytes: e.capacityBytes, dataDir: e.dataDir, logger: logger.child({ part: 'memserver' }) });
+    const server = await startEmbeddedServerSticky({ listen: e.listen, capacityBytes: e.capacityBytes, dataDir: e.dataDir, logger: logger.child({ part: 'memserver' }), stateDir: config.stateDir });
     daemon.addServer({ address: server.address, weight: 1, token: null, tls: null, embedded: true });
     lifecycle.onStop('embedded memory server', () => server.stop(1000));
     logger.info(
