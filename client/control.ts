@@ -150,6 +150,14 @@ export class ControlClient {
   async listServers(): Promise<farmem.v1.IServerInfo[]> {
     return (await this.unary(DaemonService.ListServers, farmem.v1.ListServersRequest.create())).servers;
   }
+  /** Adds a memory server to the daemon pool (root); tokenFile: an absolute path farmemd reads. */
+  async addServer(address: string, weight: number, tokenFile: string | null): Promise<farmem.v1.IServerInfo> {
+    return (await this.unary(DaemonService.AddServer, farmem.v1.AddServerRequest.create({ address, weight, tokenFile: tokenFile ?? '' }))).server!;
+  }
+  /** Starts draining a memory server out of the daemon pool (root). */
+  async removeServer(address: string): Promise<farmem.v1.IServerInfo> {
+    return (await this.unary(DaemonService.RemoveServer, farmem.v1.RemoveServerRequest.create({ address }))).server!;
+  }
   /** One window of a region's page map (farmemd caps a window at 256 Ki pages). */
   regionPageMapWindow(name: string, firstPage = 0, maxPages: number | null = null): Promise<farmem.v1.RegionPageMapResponse> {
     return this.unary(DaemonService.RegionPageMap, farmem.v1.RegionPageMapRequest.create({ name, firstPage, maxPages }));

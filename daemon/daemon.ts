@@ -8,6 +8,8 @@ import type { Lifecycle } from './lifecycle';
 import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type RegionSpec } from './regions';
 import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
 import { poolState, probe, type KnownServer, type PoolView, type ServerStatus } from './servers';
+import { applyServerChanges, readToken, type ServerChangesFile } from './server-changes';
+import { ADDRESS_EXPECTED, isAddress } from './util/address';
 
 /** What a caller may say when creating a region; null = the daemon's default. */
 export interface CreateInput {
@@ -60,6 +62,10 @@ export class Daemon {
   /** The pager's pools of memory servers (set by start once the pools exist): their view of each server. */
   pools: () => readonly PoolView[] = () => [];
   readonly startedAt = Date.now();
+  /** Where run-time server changes are kept (set by start; null: not kept). */
+  serverChanges: ServerChangesFile | null = null;
+  /** The pools' side of adding and removing a server (set by start once the pools exist). */
+  serverOps: { add(s: KnownServer): void; remove(address: string): Promise<void> } | null = null;
 
   constructor(
     readonly config: DaemonConfig,
@@ -80,6 +86,99 @@ export class Daemon {
 
   addServer(s: KnownServer): void {
     this.servers.push(s);
+  }
+
+  /** Applies the kept run-time server changes to the configured servers (at start, before the pools). */
+  useServerChanges(file: ServerChangesFile): void {
+    this.serverChanges = file;
+    const c = file.load();
+    const configured = this.servers.filter((s) => !s.embedded);
+    const now = applyServerChanges(configured, c, file.file);
+    this.servers.splice(0, this.servers.length, ...now, ...this.servers.filter((s) => s.embedded));
+  }
+
+  /** Servers still draining when farmemd stopped: drained again (call once the pools exist). */
+  resumeDrains(): void {
+    for (const a of this.serverChanges?.load().draining ?? []) if (this.servers.some((s) => s.address === a)) this.startDrain(a);
+  }
+
+  private onlyRoot(caller: Caller, op: string): void {
+    if (caller.uid !== 0) throw new RegionError('denied', `${op}: permission denied: only root may change the memory servers`);
+  }
+
+  async addMemoryServer(caller: Caller, input: { address: string; weight: number; tokenFile: string | null }): Promise<ServerStatus> {
+    const op = `add memory server ${input.address}`;
+    this.open(op);
+    this.onlyRoot(caller, op);
+    if (!isAddress(input.address)) throw new RegionError('invalid', `add memory server: Expected ${ADDRESS_EXPECTED} for address but received "${input.address}"`);
+    if (!Number.isInteger(input.weight) || input.weight < 1) throw new RegionError('invalid', `${op}: Expected an integer weight >= 1 for weight but received ${input.weight}`);
+    if (input.tokenFile !== null && !input.tokenFile.startsWith('/')) throw new RegionError('invalid', `${op}: Expected an absolute path for token file but received "${input.tokenFile}"`);
+    if (this.servers.some((s) => s.address === input.address)) throw new RegionError('exists', `${op}: it is already one of the memory servers`);
+    let token: string | null = null;
+    try {
+      token = input.tokenFile === null ? null : readToken(input.tokenFile, op);
+    } catch (e) {
+      throw new RegionError('invalid', (e as Error).message);
+    }
+    const s: KnownServer = { address: input.address, weight: input.weight, token, tls: null, embedded: false };
+    if (this.serverChanges) {
+      const c = this.serverChanges.load();
+      c.removed = c.removed.filter((a) => a !== s.address);
+      if (!this.config.memoryServers.some((m) => m.address === s.address)) c.added.push({ address: s.address, weight: s.weight, tokenFile: input.tokenFile });
+      this.serverChanges.save(c);
+    }
+    this.servers.push(s);
+    this.serverOps?.add(s);
+    this.logger.info({ server: s.address, weight: s.weight, uid: caller.uid, pid: caller.pid }, `memory server ${s.address} added`);
+    return { ...(await probe(s)), pool: poolState(s.address, this.pools()) };
+  }
+
+  async removeMemoryServer(caller: Caller, address: string): Promise<ServerStatus> {
+    const op = `remove memory server ${address}`;
+    this.open(op);
+    this.onlyRoot(caller, op);
+    const s = this.servers.find((x) => x.address === address);
+    if (s === undefined) throw new RegionError('not-found', `${op}: it is not one of the memory servers (see farmem servers)`);
+    if (s.embedded) throw new RegionError('invalid', `${op}: it is the embedded memory server (turn it off with embedded_server.enabled = false)`);
+    const naming = this.registry.list().find((r) => r.servers.includes(address));
+    if (naming) throw new RegionError('precondition', `${op}: region "${naming.name}" names it in its server list`);
+    if (this.servers.length === 1) throw new RegionError('precondition', `${op}: it is the only memory server: add another first`);
+    if (this.serverChanges) {
+      const c = this.serverChanges.load();
+      if (!c.draining.includes(address)) c.draining.push(address);
+      this.serverChanges.save(c);
+    }
+    this.startDrain(address);
+    return { ...(await probe(s)), pool: poolState(address, this.pools()) };
+  }
+
+  private readonly drains = new Set<string>();
+
+  /** Moves every group off a server, then forgets it (and keeps that forgotten). */
+  private startDrain(address: string): void {
+    if (this.drains.has(address)) return;
+    this.drains.add(address);
+    this.logger.info({ server: address }, `memory server ${address}: removing (moving its groups to the other servers)`);
+    const drained = this.serverOps ? this.serverOps.remove(address) : Promise.resolve();
+    drained.then(
+      () => {
+        this.drains.delete(address);
+        const i = this.servers.findIndex((x) => x.address === address);
+        if (i >= 0) this.servers.splice(i, 1);
+        if (this.serverChanges) {
+          const c = this.serverChanges.load();
+          c.draining = c.draining.filter((a) => a !== address);
+          c.added = c.added.filter((a) => a.address !== address);
+          if (this.config.memoryServers.some((m) => m.address === address) && !c.removed.includes(address)) c.removed.push(address);
+          this.serverChanges.save(c);
+        }
+        this.logger.info({ server: address }, `memory server ${address} removed: nothing is placed on it any more`);
+      },
+      (e: unknown) => {
+        this.drains.delete(address);
+        this.logger.error({ err: e, server: address }, `memory server ${address}: removal failed`);
+      },
+    );
   }
 
   private open(op: string): void {

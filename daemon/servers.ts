@@ -38,6 +38,8 @@ export interface PoolServerState {
   copiedBytes: number;
   repairing: boolean;
   restartsDetected: number;
+  pendingGroups: number;
+  draining: boolean;
 }
 
 /** What the status needs of a pool (MemoryPool). */
@@ -56,7 +58,7 @@ export function poolState(address: string, pools: readonly PoolView[]): PoolServ
     if (m === undefined) continue;
     const r = p.repairStatus();
     if (out === null) {
-      out = { state: m.state, latencyMs: m.latencyMs ?? 0, failures: m.failures, instanceId: m.instanceId, underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, repairing: false, restartsDetected: 0 };
+      out = { state: m.state, latencyMs: m.latencyMs ?? 0, failures: m.failures, instanceId: m.instanceId, underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, repairing: false, restartsDetected: 0, pendingGroups: 0, draining: false };
     } else {
       if (WORSE[m.state] > WORSE[out.state]) out.state = m.state;
       out.latencyMs = Math.max(out.latencyMs, m.latencyMs ?? 0);
@@ -68,6 +70,8 @@ export function poolState(address: string, pools: readonly PoolView[]): PoolServ
     out.copiedBytes += r.copiedBytes;
     out.repairing ||= r.running;
     out.restartsDetected += r.restartsDetected;
+    out.pendingGroups += r.pendingGroups;
+    out.draining ||= m.draining;
   }
   return out;
 }

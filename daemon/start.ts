@@ -9,12 +9,13 @@ import { Lifecycle } from './lifecycle';
 import { RegionRegistry } from './regions';
 import { Daemon } from './daemon';
 import { DaemonService, daemonHandlers, listenControl } from './control';
-import { startEmbeddedServer } from './embedded';
+import { startEmbeddedServerSticky } from './embedded';
 import { clientSocketPath } from './util/paths';
 import { AttachServer } from './attach';
 import { PagingRuntime } from './serving/runtime';
 import { Stores } from './serving/stores';
 import { FdStore, takeListenFds } from './lifecycle/fdstore';
+import { ServerChangesFile } from './server-changes';
 import type * as grpc from '@grpc/grpc-js';
 
 
@@ -35,11 +36,13 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   metrics.cacheCapacityBytes.set(config.cacheBytes);
   const registry = await RegionRegistry.open(config.stateDir);
   const daemon = new Daemon(config, logger, metrics, lifecycle, registry);
+  // Servers added / removed with `farmem servers add|remove` before this start.
+  daemon.useServerChanges(new ServerChangesFile(config.stateDir));
   logger.info({ stateDir: config.stateDir, regions: registry.list().length, config: config.file }, `region registry ${registry.file}: ${registry.list().length} region(s)`);
 
   if (config.embeddedServer.enabled) {
     const e = config.embeddedServer;
-    const server = await startEmbeddedServer({ listen: e.listen, capacityBytes: e.capacityBytes, dataDir: e.dataDir, logger: logger.child({ part: 'memserver' }) });
+    const server = await startEmbeddedServerSticky({ listen: e.listen, capacityBytes: e.capacityBytes, dataDir: e.dataDir, logger: logger.child({ part: 'memserver' }), stateDir: config.stateDir });
     daemon.addServer({ address: server.address, weight: 1, token: null, tls: null, embedded: true });
     lifecycle.onStop('embedded memory server', () => server.stop(1000));
     logger.info(
@@ -52,7 +55,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
 
   // The fault path: pools of memory servers, the pager with its fault threads, the attach socket.
   // Stop order (reverse of registration): drain dirty pages, the attach socket, then the pools.
-  const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null });
+  const stores = new Stores({ logger, servers: () => daemon.servers, replicas: null, stateDir: `${config.stateDir}/pool` });
+  daemon.serverOps = { add: (s) => stores.addServer(s), remove: (a) => stores.removeServer(a) };
   lifecycle.onStop('memory server pools', () => stores.close());
   daemon.pools = () => stores.all();
   metrics.pools = () => stores.all();
@@ -73,6 +77,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   runtime.restore(listen.fds, (id) => registry.byId(id));
   registerPrefetchMetrics(metrics.registry, () => runtime.pager.allStats());
   await daemon.useRuntime(runtime);
+  daemon.resumeDrains();
 
   let metricsAddress: string | null = null;
   if (config.metricsAddress !== null) {

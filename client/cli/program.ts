@@ -1,4 +1,5 @@
 // The farmem command line: its commands, their output and their exit codes.
+import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ControlClient, ControlError, farmem } from '../control';
 import { SIZE_EXPECTED, tryParseSize } from '../../daemon/util/size';
@@ -381,50 +382,55 @@ export function buildProgram(): Command {
       if (code !== 0) throw new CliError('demo: verification failed', code);
     });
 
-  program
+  const serverJson = (s: farmem.v1.IServerInfo) => ({
+    address: s.address ?? '',
+    weight: Number(s.weight),
+    tls: s.tls === true,
+    embedded: s.embedded === true,
+    state: s.state ?? '',
+    detail: s.detail ?? '',
+    capacityBytes: Number(s.capacityBytes),
+    usedBytes: Number(s.usedBytes),
+    regions: Number(s.regions),
+    pool:
+      s.pool == null
+        ? null
+        : {
+            state: s.pool.state ?? '',
+            latencyMs: Number(s.pool.latencyMs ?? 0),
+            failures: Number(s.pool.failures ?? 0),
+            instanceId: s.pool.instanceId ?? '',
+            underReplicatedGroups: Number(s.pool.underReplicatedGroups ?? 0),
+            repairedGroups: Number(s.pool.repairedGroups ?? 0),
+            copiedBytes: Number(s.pool.copiedBytes ?? 0),
+            repairing: s.pool.repairing === true,
+            restartsDetected: Number(s.pool.restartsDetected ?? 0),
+            pendingGroups: Number(s.pool.pendingGroups ?? 0),
+            draining: s.pool.draining === true,
+          },
+  });
+
+  const servers = program
     .command('servers')
-    .description('the memory servers this daemon uses, whether they answer, their pool state (up/suspect/down, latency, failures) and repair progress')
+    .description('the memory servers this daemon uses, whether they answer, their pool state (up/suspect/down, latency, failures) and repair progress; add or remove one')
     .option('--json', 'print JSON')
+    .addHelpText('after', EXIT_CODES)
     .action(async (o, cmd: Command) =>
       withClient(cmd, async (c, out) => {
-        const ss = await c.listServers();
-        const json = ss.map((s) => ({
-          address: s.address ?? '',
-          weight: Number(s.weight),
-          tls: s.tls === true,
-          embedded: s.embedded === true,
-          state: s.state ?? '',
-          detail: s.detail ?? '',
-          capacityBytes: Number(s.capacityBytes),
-          usedBytes: Number(s.usedBytes),
-          regions: Number(s.regions),
-          pool:
-            s.pool == null
-              ? null
-              : {
-                  state: s.pool.state ?? '',
-                  latencyMs: Number(s.pool.latencyMs ?? 0),
-                  failures: Number(s.pool.failures ?? 0),
-                  instanceId: s.pool.instanceId ?? '',
-                  underReplicatedGroups: Number(s.pool.underReplicatedGroups ?? 0),
-                  repairedGroups: Number(s.pool.repairedGroups ?? 0),
-                  copiedBytes: Number(s.pool.copiedBytes ?? 0),
-                  repairing: s.pool.repairing === true,
-                  restartsDetected: Number(s.pool.restartsDetected ?? 0),
-                },
-        }));
+        const json = (await c.listServers()).map(serverJson);
         print(out, json, () =>
           json.length === 0
             ? 'no memory servers (configure [[memory_servers]] in farmemd.toml, or let farmemd start its embedded one)'
             : table(
-                ['ADDRESS', 'STATE', 'POOL', 'LATENCY', 'FAILS', 'UNDER-REPL', 'REPAIRED', 'COPIED', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
+                ['ADDRESS', 'STATE', 'POOL', 'LATENCY', 'FAILS', 'UNDER-REPL', 'PENDING', 'REPAIRED', 'COPIED', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
                 json.map((s) => [
                   s.address,
                   s.state,
-                  s.pool === null ? '-' : s.pool.state + (s.pool.repairing ? ' (repairing)' : ''),
+                  s.pool === null ? '-' : s.pool.state + (s.pool.draining ? ' (draining)' : s.pool.repairing ? ' (repairing)' : ''),
                   s.pool === null || s.pool.latencyMs === 0 ? '-' : `${s.pool.latencyMs.toFixed(2)} ms`,
                   s.pool === null ? '-' : s.pool.failures,
                   s.pool === null ? '-' : s.pool.underReplicatedGroups,
+                  s.pool === null ? '-' : s.pool.pendingGroups,
                   s.pool === null ? '-' : s.pool.repairedGroups,
                   s.pool === null ? '-' : size(s.pool.copiedBytes),
                   size(s.usedBytes),
@@ -436,6 +442,45 @@ export function buildProgram(): Command {
                 ]),
               ),
         );
+      }),
+    );
+  servers.exitOverride();
+
+  servers
+    .command('add <address>')
+    .description('add a memory server (host:port or unix:PATH) to the daemon pool (root): the page groups that now rank it among their top R copies move to it in the background; kept across restarts')
+    .option('--weight <w>', 'relative share of page groups (default 1)', intArg('--weight', 1, 1000))
+    .option('--token-file <file>', 'file holding the bearer token for the server (farmemd reads it, now and at each start)')
+    .option('--json', 'print JSON')
+    .action(async (address: string, o: { weight?: number; tokenFile?: string }, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        const tokenFile = o.tokenFile === undefined ? null : path.resolve(o.tokenFile);
+        const s = serverJson(await c.addServer(address, o.weight ?? 1, tokenFile));
+        print(out, s, () => `added memory server ${s.address} (${s.state}${s.detail ? `: ${s.detail}` : ''}); groups that now rank it move to it in the background (see farmem servers)`);
+      }),
+    );
+
+  servers
+    .command('remove <address>')
+    .description('remove a memory server from the daemon pool (root): its page groups move to the servers ranked next, then it is forgotten; waits for that unless --no-wait')
+    .option('--no-wait', 'return once the move started')
+    .option('--json', 'print JSON')
+    .action(async (address: string, o: { wait: boolean }, cmd: Command) =>
+      withClient(cmd, async (c, out) => {
+        let s = serverJson(await c.removeServer(address));
+        if (o.wait) {
+          for (;;) {
+            const now = (await c.listServers()).find((x) => x.address === address);
+            if (now === undefined) break;
+            s = serverJson(now);
+            if (process.stderr.isTTY) process.stderr.write(`\rdraining ${address}: ${s.pool?.pendingGroups ?? 0} group(s) to move   `);
+            await new Promise((r) => setTimeout(r, 250));
+          }
+          if (process.stderr.isTTY) process.stderr.write('\n');
+          print(out, { ...s, removed: true }, () => `removed memory server ${address}: its groups are on the other servers`);
+        } else {
+          print(out, { ...s, removed: false }, () => `removing memory server ${address}: its groups are moving to the other servers (see farmem servers)`);
+        }
       }),
     );
 

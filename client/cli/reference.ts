@@ -17,6 +17,8 @@ export const EXIT_NOTES: Record<string, string> = {
   'region evict': '1 when farmemd has no pager (nothing to evict).',
   'region warm': '1 when farmemd has no pager or no recorded run of the region (a process must attach and detach first).',
   'region heatmap': '1 when farmemd has no pager (no page map to draw), or the file cannot be written.',
+  'servers add': '1 when you are not root or the address is already a memory server; 2 for an address, weight or token file farmemd finds invalid.',
+  'servers remove': '1 when you are not root, the server is unknown, embedded, named by a region, or the only one.',
   stats: 'with --watch: 0 after --count refreshes or Ctrl-C; 1 when the last refresh could not reach farmemd.',
 };
 

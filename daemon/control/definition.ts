@@ -15,6 +15,8 @@ export const DaemonService = {
   EvictRegion: method(S, 'EvictRegion', v1.EvictRegionRequest, v1.OperationProgress, true),
   DaemonStats: method(S, 'DaemonStats', v1.DaemonStatsRequest, v1.DaemonStatsResponse),
   ListServers: method(S, 'ListServers', v1.ListServersRequest, v1.ListServersResponse),
+  AddServer: method(S, 'AddServer', v1.AddServerRequest, v1.AddServerResponse),
+  RemoveServer: method(S, 'RemoveServer', v1.RemoveServerRequest, v1.RemoveServerResponse),
   RegionPageMap: method(S, 'RegionPageMap', v1.RegionPageMapRequest, v1.RegionPageMapResponse),
   WarmRegion: method(S, 'WarmRegion', v1.WarmRegionRequest, v1.OperationProgress, true),
 } as const;

@@ -234,6 +234,10 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
       });
     }),
     ListServers: unary('ListServers', async () => v1.ListServersResponse.create({ servers: await d.listServers() })),
+    AddServer: unary<farmem.v1.AddServerRequest>('AddServer', async (caller, r) =>
+      v1.AddServerResponse.create({ server: await d.addMemoryServer(caller, { address: r.address, weight: r.weight === 0 ? 1 : r.weight, tokenFile: r.tokenFile === '' ? null : r.tokenFile }) }),
+    ),
+    RemoveServer: unary<farmem.v1.RemoveServerRequest>('RemoveServer', async (caller, r) => v1.RemoveServerResponse.create({ server: await d.removeMemoryServer(caller, r.address) })),
     RegionPageMap: unary<farmem.v1.RegionPageMapRequest>('RegionPageMap', (caller, r) => {
       const { spec, map, first, end } = pageMapWindow(d, caller, r);
       return v1.RegionPageMapResponse.create({

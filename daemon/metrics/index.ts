@@ -53,13 +53,14 @@ function poolGauges(m: DaemonMetrics, r: client.Registry[]): void {
     return out;
   };
   const repair = () => {
-    const t = { underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
+    const t = { underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, restartsDetected: 0, pendingGroups: 0 };
     for (const p of m.pools()) {
       const s = p.repairStatus();
       t.underReplicatedGroups += s.underReplicatedGroups;
       t.repairedGroups += s.repairedGroups;
       t.copiedBytes += s.copiedBytes;
       t.restartsDetected += s.restartsDetected;
+      t.pendingGroups += s.pendingGroups;
     }
     return t;
   };
@@ -88,6 +89,7 @@ function poolGauges(m: DaemonMetrics, r: client.Registry[]): void {
     new client.Gauge({ name, help, registers: r, collect() { this.set(repair()[key]); } });
   gauge('farmem_repair_under_replicated_groups', 'Page groups below their replica count right now', 'underReplicatedGroups');
   gauge('farmem_repair_groups_total', 'Page groups re-replicated by repair since start', 'repairedGroups');
+  gauge('farmem_repair_pending_groups', 'Page groups the running repair pass still has to place (moves after a server is added or removed)', 'pendingGroups');
   gauge('farmem_repair_copied_bytes_total', 'Bytes copied between memory servers by repair since start', 'copiedBytes');
   gauge('farmem_pool_server_restarts_total', 'Memory server restarts (a new instance id) seen by the pools', 'restartsDetected');
 }

@@ -4,12 +4,19 @@
 // Invariants:
 // - a write resolves only when R distinct servers acknowledged every page of it; a down replica is
 //   replaced by the next server in rendezvous order and the group is recorded under-replicated;
-// - a read never returns bytes that failed validation, and "absent" is believed only when the page
-//   was never written through this pool or every live holder says absent (a server restarted empty
-//   must not turn written pages into zero pages).
+// - a read never returns bytes that failed validation, and "absent" is believed only for a page
+//   never written through this pool: a written page no holder has fails the read (a server
+//   restarted empty must not turn written pages into zero pages);
+// - a page is read only from servers recorded as holding its latest version: a holder that missed a
+//   write (down, partitioned, failed mid-write) is not one until repair rewrote the page there;
+// - that record (placement-state.ts) is journaled per region in stateDir and durable before a write
+//   resolves, so a restarted daemon knows it too (the pager punches the page out right after).
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
+import { Journal } from './journal';
+import { applyOp, changes, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp, type PlacementState } from './placement-state';
+import { InstanceFile } from './instances';
 
 export type ServerState = 'up' | 'suspect' | 'down';
 
@@ -25,12 +32,6 @@ export interface PoolMember {
    * change means the server restarted and, unless durable, lost its pages.
    */
   instance?(): Promise<string>;
-  /**
-   * Whether the server said, at its last instance() answer, that it keeps pages in a data dir. A
-   * durable server that restarted kept what it had synced, and perhaps more: its pages are checked,
-   * not forgotten.
-   */
-  durable?(): boolean;
 }
 
 export interface PoolOptions {
@@ -50,6 +51,13 @@ export interface PoolOptions {
    */
   readDeadlineMs: number;
   writeDeadlineMs: number;
+  /**
+   * Directory of the placement journals (one per region) and of the servers' last seen instance
+   * ids; null keeps placement in memory only (a restart then forgets where pages went).
+   */
+  stateDir: string | null;
+  /** A region's journal is folded into a snapshot when it grows past this. */
+  compactBytes: number;
   logger: pino.Logger;
 }
 
@@ -57,6 +65,8 @@ export interface ServerStatus {
   id: string;
   weight: number;
   state: ServerState;
+  /** Being removed (its groups are moving off it). */
+  draining: boolean;
   latencyMs: number | null;
   failures: number;
   since: number;
@@ -67,6 +77,11 @@ export interface ServerStatus {
 export interface RepairStatus {
   /** Groups below their replica count right now. */
   underReplicatedGroups: number;
+  /**
+   * Groups the running repair pass still has to bring to their placement (copy to a server that
+   * now ranks in their top R: added, back up, or replacing one being removed); 0 when idle.
+   */
+  pendingGroups: number;
   repairedGroups: number;
   copiedBytes: number;
   running: boolean;
@@ -77,19 +92,19 @@ export interface RepairStatus {
 interface Member extends ServerStatus {
   m: PoolMember;
   healthFailingSince: number | null;
+  /** Being removed: takes no new copies, still read as a source until nothing is placed on it. */
+  drain: { done: Promise<void>; resolve: () => void } | null;
 }
 
-/** Per-region placement record. */
-interface RegionPlacement {
+/** Per-region placement record (holders, override, written: see PlacementState). */
+interface RegionPlacement extends PlacementState {
   ref: RegionRef;
   replicas: number;
+  /** The replica count asked for (null: the pool's default); replicas is it clamped to the servers. */
+  requested: number | null;
   perGroup: number;
-  /** group → servers holding a full, current copy of the group (default: the top R by rank). */
-  holders: Map<number, string[]>;
-  /** page → servers holding its latest version, where that differs from its group's holders. */
-  override: Map<number, string[]>;
-  /** group → pages written through this pool (what repair copies; what "absent" is checked against). */
-  written: Map<number, Set<number>>;
+  /** Where every change of the placement state is made durable before the write it records resolves. */
+  journal: Journal | null;
   /** group → writes acknowledged so far (repair notices a write that raced its copy). */
   writeSeq: Map<number, number>;
   /** group → the tail of its write/repair lock chain (see locked()). */
@@ -110,7 +125,9 @@ export class MemoryPool implements PageStore {
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
+  private pendingGroups = 0;
   private closed = false;
+  private readonly instances: InstanceFile | null;
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
     this.opts = {
@@ -122,8 +139,11 @@ export class MemoryPool implements PageStore {
       repairBytesPerSecond: 256 * 1024 * 1024,
       readDeadlineMs: 2000,
       writeDeadlineMs: 5000,
+      stateDir: null,
+      compactBytes: 4 * 1024 * 1024,
       ...opts,
     };
+    this.instances = this.opts.stateDir === null ? null : new InstanceFile(`${this.opts.stateDir}/instances.json`);
     for (const m of members) this.addMember(m);
   }
 
@@ -144,24 +164,52 @@ export class MemoryPool implements PageStore {
   addMember(m: PoolMember): void {
     if (!(m.weight > 0)) throw new Error(`Expected a weight > 0 for memory server ${m.id} but received ${m.weight}`);
     if (this.members.has(m.id)) throw new Error(`memory server ${m.id} is already in the pool`);
-    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', latencyMs: null, failures: 0, since: Date.now(), instanceId: '', m, healthFailingSince: null });
+    // The instance id seen before a daemon restart: a server that restarted empty meanwhile is refilled.
+    const instanceId = this.instances?.get(m.id) ?? '';
+    this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', draining: false, latencyMs: null, failures: 0, since: Date.now(), instanceId, m, healthFailingSince: null, drain: null });
+    this.reclampReplicas();
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
   }
 
+  /**
+   * Removes a server: it takes no new writes or copies; repair moves every group placed on it to
+   * the servers that rank next (copying from it or another replica before it stops being a
+   * holder); once nothing is placed on it, it leaves the pool and the promise resolves. A page
+   * whose only copy is on it (a dead server, R=1) keeps the drain waiting: it is never dropped.
+   */
+  removeMember(id: string): Promise<void> {
+    const m = this.members.get(id);
+    if (m === undefined) return Promise.reject(new Error(`memory server ${id} is not in the pool`));
+    if (m.drain !== null) return m.drain.done;
+    if ([...this.members.values()].filter((x) => x.drain === null).length <= 1) {
+      return Promise.reject(new Error(`memory server ${id} is the last one of the pool: add another before removing it`));
+    }
+    let resolve!: () => void;
+    const done = new Promise<void>((res) => (resolve = res));
+    m.drain = { done, resolve };
+    m.draining = true;
+    this.opts.logger.info({ server: id }, `memory server ${id}: draining (moving its groups to other servers)`);
+    this.reclampReplicas();
+    this.finishDrains();
+    if (this.members.has(id)) this.scheduleRepair();
+    return done;
+  }
+
   servers(): ServerStatus[] {
-    return [...this.members.values()].map(({ id, weight, state, latencyMs, failures, since, instanceId }) => ({ id, weight, state, latencyMs, failures, since, instanceId }));
+    return [...this.members.values()].map(({ id, weight, state, draining, latencyMs, failures, since, instanceId }) => ({ id, weight, state, draining, latencyMs, failures, since, instanceId }));
   }
 
   repairStatus(): RepairStatus {
     let under = 0;
     for (const r of this.regions.values()) for (const g of r.written.keys()) if (this.isUnderReplicated(r, g)) under++;
-    return { underReplicatedGroups: under, ...this.repairStats, running: this.repairing !== null };
+    return { underReplicatedGroups: under, pendingGroups: this.pendingGroups, ...this.repairStats, running: this.repairing !== null };
   }
 
   /** Declares a region's replica count (defaults to the pool's). */
   setRegion(ref: RegionRef, replicas: number | null): void {
     const r = this.placement(ref);
+    r.requested = replicas;
     r.replicas = this.replicaCount(replicas);
   }
 
@@ -228,7 +276,10 @@ export class MemoryPool implements PageStore {
   }
 
   async deleteRegion(regionId: string): Promise<void> {
+    const r = this.regions.get(regionId);
     this.regions.delete(regionId);
+    if (r?.journal) await r.journal.remove();
+    else if (this.opts.stateDir !== null) Journal.removeFiles(this.placementDir(), regionId);
     const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
     const failed = results.filter((x) => x.status === 'rejected');
     if (failed.length === results.length && results.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
@@ -239,6 +290,14 @@ export class MemoryPool implements PageStore {
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.healthTimer = null;
     await this.repairing?.catch(() => undefined);
+    // A clean stop leaves a snapshot per region (a short load next time).
+    await Promise.all(
+      [...this.regions.values()].map(async (r) => {
+        if (r.journal === null) return;
+        await r.journal.compact(() => encodeSnapshot(r)).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: snapshot failed'));
+        await r.journal.close();
+      }),
+    );
     await Promise.all([...this.members.values()].map((m) => m.m.store.close()));
   }
 
@@ -264,10 +323,13 @@ export class MemoryPool implements PageStore {
             this.repairStats.restartsDetected++;
             this.opts.logger.warn({ server: m.id, was: m.instanceId, now: id }, `memory server ${m.id} restarted`);
             m.instanceId = id;
-            if (m.m.durable?.() === true) this.serverRestartedDurable(m.id);
-            else this.serverLostData(m.id);
-          } else if (id !== null && id !== '') {
+            // The new id is kept only once the loss is on record: a crash in between must see the restart again.
+            const instances = this.instances;
+            const newId = id;
+            this.serverLostData(m.id).then(() => instances?.set(m.id, newId), () => undefined);
+          } else if (id !== null && id !== '' && id !== m.instanceId) {
             m.instanceId = id;
+            this.instances?.set(m.id, id);
           }
         }
         if (ok) {
@@ -287,70 +349,19 @@ export class MemoryPool implements PageStore {
    * Forgets everything a server held (it came back empty: an in-memory server restarted), so its
    * groups are refilled from the other replicas.
    */
-  serverLostData(id: string): void {
-    for (const r of this.regions.values()) {
-      for (const g of r.written.keys()) {
-        const h = this.holdersOf(r, g);
-        if (h.includes(id)) r.holders.set(g, h.filter((s) => s !== id));
-      }
-      for (const [p, c] of r.override) if (c.includes(id)) r.override.set(p, c.filter((s) => s !== id));
-    }
+  serverLostData(id: string): Promise<void> {
+    const recorded = Promise.all(
+      [...this.regions.values()].map((r) => this.change(r, { t: 'l', s: id })),
+    ).then(
+      () => undefined,
+      (e: unknown) => {
+        this.opts.logger.error({ err: e, server: id }, 'placement journal: could not record a lost server');
+        throw e;
+      },
+    );
     this.opts.logger.warn({ server: id }, 'memory server lost its pages; re-replicating its groups');
     this.scheduleRepair();
-  }
-
-  /**
-   * A durable server restarted: it kept every page it had synced, and whatever its journal had
-   * written before it stopped (all of it after a SIGTERM; perhaps not the latest writes after a
-   * kill -9). Each page the pool placed there is read back from it (in the background, under the
-   * group's lock, so no write races the check); the ones it no longer has lose it as a copy and are
-   * re-replicated from the others. Pages with no other copy are reported: acknowledged but never
-   * synced, they are gone.
-   */
-  serverRestartedDurable(id: string): void {
-    this.opts.logger.warn({ server: id }, 'memory server restarted with a data dir: checking which of its pages it kept');
-    const check = async () => {
-      let kept = 0;
-      let lost = 0;
-      let stranded = 0;
-      for (const r of [...this.regions.values()]) {
-        for (const group of [...r.written.keys()]) {
-          await this.locked(r, group, async () => {
-            const pages = [...(r.written.get(group) ?? [])].filter((p) => this.copiesOf(r, p).includes(id));
-            for (let i = 0; i < pages.length; i += 256) {
-              const chunk = pages.slice(i, i + 256);
-              const got = await this.call(id, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs }));
-              kept += chunk.length - got.absent.length;
-              for (const p of got.absent) {
-                const others = this.copiesOf(r, p).filter((s) => s !== id);
-                r.override.set(p, others);
-                lost++;
-                if (others.length === 0) stranded++;
-              }
-            }
-          });
-        }
-      }
-      const line = { server: id, keptPages: kept, lostPages: lost, pagesWithNoCopy: stranded };
-      if (stranded > 0) this.opts.logger.error(line, 'memory server restarted without pages it had acknowledged but not synced, and no other server holds them');
-      else this.opts.logger.warn(line, 'memory server restarted: checked its pages');
-      if (lost > 0) this.scheduleRepair();
-    };
-    // The connection may still be in its reconnect backoff: retry for a while, as long as this is the
-    // same server instance (a newer restart starts its own check) and the pool is open.
-    const instance = this.members.get(id)?.instanceId;
-    const attempt = (n: number): void => {
-      check().catch((e: unknown) => {
-        const why = e instanceof Error ? e.message : String(e);
-        if (n >= 10 || this.closed || this.members.get(id)?.instanceId !== instance) {
-          this.opts.logger.error({ server: id, err: why }, 'could not check a restarted memory server: its pages are still trusted');
-          return;
-        }
-        this.opts.logger.warn({ server: id, err: why, retryInMs: 1000 * n }, 'checking a restarted memory server failed; retrying');
-        setTimeout(() => attempt(n + 1), 1000 * n).unref();
-      });
-    };
-    attempt(1);
+    return recorded;
   }
 
   /** Repairs every under-replicated group now (rate-limited); resolves when done. */
@@ -362,19 +373,85 @@ export class MemoryPool implements PageStore {
   // ---------------------------------------------------------------------------------------------
 
   private replicaCount(requested: number | null): number {
-    const n = requested ?? this.opts.replicas ?? Math.min(2, this.members.size);
-    return Math.max(1, Math.min(n, this.members.size));
+    const count = [...this.members.values()].filter((m) => m.drain === null).length;
+    const n = requested ?? this.opts.replicas ?? Math.min(2, count);
+    return Math.max(1, Math.min(n, count));
+  }
+
+  private reclampReplicas(): void {
+    for (const r of this.regions.values()) r.replicas = this.replicaCount(r.requested);
+  }
+
+  /** Lets go of draining servers that nothing is placed on any more. */
+  private finishDrains(): void {
+    for (const m of [...this.members.values()]) {
+      if (m.drain === null) continue;
+      let used = false;
+      for (const r of this.regions.values()) {
+        for (const h of r.holders.values()) if (h.includes(m.id)) used = true;
+        for (const c of r.override.values()) if (c.includes(m.id)) used = true;
+        if (used) break;
+      }
+      if (used) continue;
+      this.members.delete(m.id);
+      this.opts.logger.info({ server: m.id }, `memory server ${m.id}: drained and removed from the pool`);
+      m.m.store.close().catch(() => undefined);
+      m.drain.resolve();
+    }
   }
 
   private placement(ref: RegionRef): RegionPlacement {
     let r = this.regions.get(ref.id);
     if (r === undefined) {
-      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), perGroup: pagesPerGroup(ref.pageSize, this.opts.groupBytes), holders: new Map(), override: new Map(), written: new Map(), writeSeq: new Map(), locks: new Map() };
+      const perGroup = pagesPerGroup(ref.pageSize, this.opts.groupBytes);
+      r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), requested: null, perGroup, ...emptyState(), journal: null, writeSeq: new Map(), locks: new Map() };
+      if (this.opts.stateDir !== null) this.load(r);
       this.regions.set(ref.id, r);
+      if (this.opts.stateDir !== null && [...r.written.keys()].some((g) => this.isUnderReplicated(r!, g))) this.scheduleRepair();
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
     }
     return r;
+  }
+
+  private placementDir(): string {
+    return `${this.opts.stateDir}/placement`;
+  }
+
+  /** Reads a region's placement journal (snapshot, then the records after it). */
+  private load(r: RegionPlacement): void {
+    const dir = this.placementDir();
+    let opened;
+    try {
+      opened = Journal.open(dir, r.ref.id);
+    } catch (e) {
+      throw new PageStoreError('internal', `region ${r.ref.id}: placement journal in ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const { journal, contents } = opened;
+    r.journal = journal;
+    try {
+      if (contents.snapshot !== null) Object.assign(r, decodeSnapshot(contents.snapshot, r.perGroup));
+      for (const rec of contents.records) applyOp(r, decodeOp(rec));
+    } catch (e) {
+      throw new PageStoreError('internal', `region ${r.ref.id}: placement journal in ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (contents.tornBytes > 0) this.opts.logger.warn({ region: r.ref.id, bytes: contents.tornBytes }, 'placement journal: cut off a torn tail (a write that was never acknowledged)');
+    if (contents.records.length > 0 || contents.snapshot !== null) {
+      this.opts.logger.info({ region: r.ref.id, groups: r.written.size, offRendezvous: r.override.size, records: contents.records.length }, 'placement journal loaded');
+    }
+  }
+
+  /** Applies a placement change and resolves once it is durable (at once without a journal). */
+  private change(r: RegionPlacement, op: PlacementOp): Promise<boolean> {
+    const record = r.journal !== null && changes(r, op);
+    const off = applyOp(r, op);
+    const j = r.journal;
+    if (j === null || !record || this.regions.get(r.ref.id) !== r) return Promise.resolve(off);
+    const done = j.append(encodeOp(op)).then(() => off);
+    if (j.size > this.opts.compactBytes) {
+      j.compact(() => encodeSnapshot(r)).catch((e: unknown) => this.opts.logger.error({ err: e, region: r.ref.id }, 'placement journal: snapshot failed'));
+    }
+    return done;
   }
 
   private byGroup(r: RegionPlacement, pages: readonly number[]): Map<number, number[]> {
@@ -388,8 +465,9 @@ export class MemoryPool implements PageStore {
     return out;
   }
 
+  /** Rendezvous order over the servers that may take copies (not those being removed). */
   private ranked(r: RegionPlacement, group: number): string[] {
-    const cands: Candidate[] = [...this.members.values()].map((m) => ({ id: m.id, weight: m.weight }));
+    const cands: Candidate[] = [...this.members.values()].filter((m) => m.drain === null).map((m) => ({ id: m.id, weight: m.weight }));
     return rank(cands, r.ref.id, group);
   }
 
@@ -524,7 +602,7 @@ export class MemoryPool implements PageStore {
     const current = this.holdersOf(r, group);
     // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
     // (a partitioned holder would cost every write its deadline before the substitute is tried).
-    const order = [...current.filter((s) => this.alive(s)), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
+    const order = [...current.filter((s) => this.alive(s) && !this.members.get(s)!.draining), ...this.ranked(r, group).filter((s) => !current.includes(s) && this.alive(s))];
     const suspect = (s: string) => this.members.get(s)!.state === 'suspect';
     const candidates = [...order.filter((s) => !suspect(s)), ...order.filter(suspect)];
     const acked: string[] = [];
@@ -550,22 +628,10 @@ export class MemoryPool implements PageStore {
       throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
     }
     r.writeSeq.set(group, (r.writeSeq.get(group) ?? 0) + 1);
-    let w = r.written.get(group);
-    if (w === undefined) r.written.set(group, (w = new Set()));
-    for (const p of pages) w.add(p);
-    if (!r.holders.has(group)) {
-      // First write of the group: whoever acknowledged it holds it (pinned, so adding a server later
-      // moves the group by repair instead of making the newcomer a holder of pages it lacks).
-      r.holders.set(group, [...acked]);
-      return;
-    }
-    const same = acked.length === current.length && acked.every((s) => current.includes(s));
-    for (const p of pages) {
-      if (same) r.override.delete(p);
-      else r.override.set(p, [...acked]);
-    }
+    // Durable before the write resolves: the pager punches the page out of the memfd next.
+    const off = await this.change(r, { t: 'w', g: group, p: pages, a: acked });
     // Substitutes took the write: the group is under-replicated on its holders until repaired.
-    if (!same) this.scheduleRepair();
+    if (off) this.scheduleRepair();
   }
 
   private async call<T>(server: string, fn: (s: PageStore) => Promise<T>): Promise<T> {
@@ -594,7 +660,9 @@ export class MemoryPool implements PageStore {
     m.since = Date.now();
     const log = state === 'up' ? this.opts.logger.info.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger);
     log({ server: m.id, from, to: state, why }, `memory server ${m.id} is ${state}`);
-    if (state === 'down' || (state === 'up' && from === 'down')) this.scheduleRepair();
+    // Back up (also from suspect: it may have been unreachable since this daemon started): groups
+    // that rank it among their top R move back to it.
+    if (state === 'down' || (state === 'up' && from !== 'up')) this.scheduleRepair();
   }
 
   private scheduleRepair(): void {
@@ -623,18 +691,38 @@ export class MemoryPool implements PageStore {
    * servers that lack it. Groups whose every copy is on dead servers wait for one to come back.
    */
   private async runRepair(): Promise<void> {
-    for (let pass = 0; pass < 3 && !this.closed; pass++) {
-      const tasks: Array<() => Promise<boolean>> = [];
-      for (const r of this.regions.values()) for (const [group, written] of r.written) tasks.push(() => this.repairGroup(r, group, written));
-      let work = 0;
-      let next = 0;
-      // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
-      // between a group's read and its write (the rate limit is shared, see copyPages).
-      await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
-        while (next < tasks.length && !this.closed) if (await tasks[next++]!()) work++;
-      }));
-      if (work === 0 || this.closed) return;
+    try {
+      for (let pass = 0; pass < 3 && !this.closed; pass++) {
+        const tasks: Array<() => Promise<boolean>> = [];
+        for (const r of this.regions.values()) {
+          for (const [group, written] of r.written) if (this.needsRepair(r, group, written)) tasks.push(() => this.repairGroup(r, group, written));
+        }
+        this.pendingGroups = tasks.length;
+        let work = 0;
+        let next = 0;
+        // Groups are copied REPAIR_GROUPS_IN_FLIGHT at a time: one at a time leaves the servers idle
+        // between a group's read and its write (the rate limit is shared, see copyPages).
+        await Promise.all(Array.from({ length: REPAIR_GROUPS_IN_FLIGHT }, async () => {
+          while (next < tasks.length && !this.closed) {
+            if (await tasks[next++]!()) work++;
+            this.pendingGroups--;
+          }
+        }));
+        this.finishDrains();
+        if (work === 0 || this.closed) return;
+      }
+    } finally {
+      this.pendingGroups = 0;
     }
+  }
+
+  /** Whether a group is off its placement: holders other than its top R live servers, or pages off its holders. */
+  private needsRepair(r: RegionPlacement, group: number, written: Set<number>): boolean {
+    const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+    const h = r.holders.get(group);
+    if (h === undefined || h.length !== desired.length || !h.every((s) => desired.includes(s))) return true;
+    for (const p of written) if (r.override.has(p)) return true;
+    return false;
   }
 
   /** Brings one group to its desired holders; true when it copied (or must look again). */
@@ -652,8 +740,8 @@ export class MemoryPool implements PageStore {
       return desired.every((d) => c.includes(d));
     });
     if (complete) {
-      r.holders.set(group, desired);
-      for (const p of pages) r.override.delete(p);
+      const h = r.holders.get(group);
+      if (h === undefined || !(h.length === desired.length && h.every((s) => desired.includes(s))) || pages.some((p) => r.override.has(p))) await this.change(r, { t: 'h', g: group, h: desired });
       return false;
     }
     // Copy plan: (source, target) → pages.
@@ -685,8 +773,7 @@ export class MemoryPool implements PageStore {
     }
     // (Writes wait for the lock; kept as a guard should one ever bypass it.)
     if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
-    r.holders.set(group, desired);
-    for (const p of pages) r.override.delete(p);
+    await this.change(r, { t: 'h', g: group, h: desired });
     this.repairStats.repairedGroups++;
     return true;
   }

@@ -37,6 +37,8 @@ export interface StoreOptions {
   servers: () => KnownServer[];
   /** Default replicas for regions (min(2, servers) when null). */
   replicas: number | null;
+  /** Where the pools keep their placement journals (null: in memory only). */
+  stateDir: string | null;
 }
 
 // Failover timing. A partitioned server answers nothing (no RST): a read waits READ_DEADLINE_MS on
@@ -56,7 +58,6 @@ function member(s: KnownServer, logger: Logger): PoolMember {
   };
   const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
   const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ part: 'remote' }) });
-  let durable = false;
   return {
     id: s.address,
     weight: s.weight,
@@ -70,25 +71,26 @@ function member(s: KnownServer, logger: Logger): PoolMember {
         throw e;
       }
     },
-    instance: async () => {
-      const st = await client.stats(HEALTH_DEADLINE_MS);
-      durable = st.durable;
-      return st.instanceId;
-    },
-    durable: () => durable,
+    instance: async () => (await client.stats(HEALTH_DEADLINE_MS)).instanceId,
   };
 }
+
+/** The key of the daemon pool (regions that name no servers) among the pools. */
+const DAEMON_POOL = '*';
 
 export class Stores {
   private readonly pools = new Map<string, MemoryPool>();
   constructor(private readonly opts: StoreOptions) {}
 
-  /** The pool for a region's servers (its own list, or every server the daemon knows). */
+  /**
+   * The pool for a region's servers: its own list, or the daemon pool (every server the daemon
+   * knows; servers added or removed at run time join or leave it, see addServer / removeServer).
+   */
   poolFor(spec: RegionSpec): MemoryPool {
     const known = this.opts.servers();
     const chosen = spec.servers.length > 0 ? spec.servers.map((a) => known.find((k) => k.address === a) ?? { address: a, weight: 1, token: null, tls: null, embedded: false }) : known;
     if (chosen.length === 0) throw new Error(`region "${spec.name}": no memory server is configured`);
-    const key = chosen.map((s) => s.address).sort().join(',');
+    const key = spec.servers.length > 0 ? chosen.map((s) => s.address).sort().join(',') : DAEMON_POOL;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       pool = new MemoryPool(chosen.map((s) => member(s, this.opts.logger)), {
@@ -98,12 +100,25 @@ export class Stores {
         writeDeadlineMs: WRITE_DEADLINE_MS,
         healthIntervalMs: HEALTH_INTERVAL_MS,
         downAfterMs: DOWN_AFTER_MS,
+        stateDir: this.opts.stateDir,
       });
       pool.start();
       this.pools.set(key, pool);
     }
     pool.setRegion({ id: spec.id, pageSize: spec.pageSize }, spec.replicas);
     return pool;
+  }
+
+  /** A server added at run time joins the daemon pool (whose groups that now rank it move to it). */
+  addServer(s: KnownServer): void {
+    this.pools.get(DAEMON_POOL)?.addMember(member(s, this.opts.logger));
+  }
+
+  /** Drains a server out of the daemon pool; resolves once nothing is placed on it. */
+  removeServer(address: string): Promise<void> {
+    const pool = this.pools.get(DAEMON_POOL);
+    if (pool === undefined || !pool.servers().some((m) => m.id === address)) return Promise.resolve();
+    return pool.removeMember(address);
   }
 
   storeFor(spec: RegionSpec): PageStore {

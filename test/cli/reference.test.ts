@@ -18,7 +18,7 @@ test('every command and every flag is in docs/api.md', () => {
   const program = buildProgram();
   const help = program.createHelp();
   const paths = allCommands(program).map(commandPath);
-  for (const p of ['', 'region', 'region create', 'region list', 'region show', 'region delete', 'region resize', 'region sync', 'region evict', 'region heatmap', 'stats', 'servers']) {
+  for (const p of ['', 'region', 'region create', 'region list', 'region show', 'region delete', 'region resize', 'region sync', 'region evict', 'region heatmap', 'stats', 'servers', 'servers add', 'servers remove']) {
     assert.ok(paths.includes(p), `the program has "${p}"`);
   }
   for (const c of allCommands(program)) {

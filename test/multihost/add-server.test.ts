@@ -1,13 +1,7 @@
 // Adding a fourth memory server across hosts: the pool (MemoryServerClients over gRPC to servers in
 // their own network namespaces) moves onto the newcomer exactly the groups that now rank it among
-// their top R, by repair, and loses nothing.
-//
-// Why at the pool and not through farmemd: farmemd has no runtime "add server" (its server list is
-// read at start), and restarting it with a fourth server is NOT a safe way to add one: the pool's
-// placement record (which groups were written, and where substitutes took them) lives in memory,
-// so after a restart a group that now ranks the newcomer first is read from the newcomer, which
-// answers "absent", and a written page would read as zeros. Adding servers to a running daemon
-// needs a control call that ends in MemoryPool.addMember — which is what this test drives.
+// their top R, by repair, and loses nothing — driven at the pool, and through a running farmemd
+// (`farmem servers add`, while a workload writes), kept across a restart, then removed again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -16,7 +10,7 @@ import { netnsUnavailable } from '../helpers/netns';
 import { MemoryServerClient } from '../../daemon/remote';
 import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
 import { rank } from '../../daemon/remote/placement';
-import { Cluster } from './fixture';
+import { Cluster, type ServerJson } from './fixture';
 
 const logger = pino({ level: 'silent' });
 const skip = netnsUnavailable() ?? false;
@@ -66,4 +60,77 @@ test('a fourth server added to a running pool receives exactly the groups that n
   await c.killServer(0);
   const again = await pool.read(region, Array.from({ length: PAGES }, (_, i) => i));
   for (let p = 0; p < PAGES; p++) assert.ok(again.present.get(p)!.equals(data.subarray(p * 4096, (p + 1) * 4096)), `page ${p} after server 0 died`);
+});
+
+test('farmem servers add: a fourth host joins a running farmemd mid-workload, gets exactly the groups that now rank it, is kept across a restart, and is drained by remove', { skip }, async (t) => {
+  const PAGES = 4096; // 256 groups of 16 pages; the region may keep 1/4 resident
+  const c = new Cluster();
+  t.after(() => c.cleanup());
+  c.host = c.hosts.create(4);
+  for (const i of [0, 1, 2]) await c.startServer(i);
+  await c.startDaemon([0, 1, 2]);
+  const { id } = c.cli(['region', 'create', 'grow', '--size', '16MiB', '--resident', '4MiB', '--replicas', '2']) as { id: string };
+  const op = async (o: string, seed: number) => {
+    const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', o, '--seed', String(seed), '--pattern', 'random:3']);
+    const done = await run.done;
+    assert.equal(done.code, 0, done.stderr);
+    const l = run.lines.find((x) => x.op === o)!;
+    if (o === 'verify') assert.equal(l.mismatches, 0, JSON.stringify(l));
+  };
+  await op('write', 91);
+  c.cliText(['region', 'sync', 'grow']);
+  const before = await Promise.all([0, 1, 2].map((i) => c.pagesOn(i, id)));
+  // (A page the pattern leaves all zero may never be written back.)
+  const sum = before.reduce((a, b) => a + b, 0);
+  assert.ok(sum % 2 === 0 && sum >= 2 * PAGES - 16, JSON.stringify(before));
+  const unwritten = PAGES - sum / 2;
+
+  // A workload rewrites every page while the fourth server is added.
+  const run = c.fmattach(['--region', 'grow', '--pages', String(PAGES), '--op', 'write,verify', '--seed', '92', '--pattern', 'random:3', '--pause']);
+  await run.next('ready');
+  run.child.stdin!.write('\n');
+  await c.startServer(3);
+  const added = c.cli(['servers', 'add', c.address(3)]) as ServerJson;
+  assert.equal(added.address, c.address(3));
+  for (let i = 0; i < 600 && run.lines.filter((l) => 'ready' in l).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  run.child.stdin!.write('\n');
+  const done = await run.done;
+  assert.equal(done.code, 0, done.stderr);
+  assert.equal(run.lines.find((l) => l.op === 'verify')!.mismatches, 0);
+  c.cliText(['region', 'sync', 'grow']);
+  const settled = (s: ServerJson[]) => s.length === 4 && s.every((x) => x.pool !== null && x.pool.state === 'up' && x.pool.underReplicatedGroups === 0 && x.pool.pendingGroups === 0 && !x.pool.repairing);
+  await c.until(settled, 'the newcomer up and every move done');
+
+  const four = [0, 1, 2, 3].map((i) => ({ id: c.address(i), weight: 1 }));
+  let moved = 0;
+  for (let g = 0; g < PAGES / 16; g++) if (rank(four, id, g).slice(0, 2).includes(c.address(3))) moved++;
+  assert.ok(moved > 0 && moved < PAGES / 16, `moved ${moved} groups`);
+  // Only the groups that now rank it are on it (every page of each: written before or after the move).
+  const on3 = await c.pagesOn(3, id);
+  assert.ok(on3 <= moved * 16 && on3 >= moved * 16 - unwritten, `${on3} pages on the newcomer, ${moved} groups rank it`);
+  const table = c.cliText(['servers']);
+  assert.match(table, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+PENDING\s+REPAIRED\s/);
+  assert.match(await c.metrics(), /^farmem_repair_pending_groups 0$/m);
+  c.cliText(['region', 'evict', 'grow']);
+  await op('verify', 92);
+
+  // A restart with only the three configured servers keeps the fourth (and where every group is).
+  await c.killDaemon();
+  await c.startDaemon([0, 1, 2]);
+  assert.deepEqual(c.serversJson().map((s) => s.address).sort(), [0, 1, 2, 3].map((i) => c.address(i)).sort());
+  await c.killServer(0); // any one host may go: both copies of every group are where the record says
+  await op('verify', 92);
+  await c.startServer(0);
+  await c.until((s) => s.length === 4 && s.every((x) => x.pool?.state === 'up') && s.every((x) => x.pool!.underReplicatedGroups === 0 && !x.pool!.repairing), 'server 0 back and refilled');
+
+  // Removing it moves its groups back to the servers ranked next; then it is forgotten, also after a restart.
+  const removed = c.cli(['servers', 'remove', c.address(3)]) as ServerJson & { removed: boolean };
+  assert.equal(removed.removed, true);
+  assert.deepEqual(c.serversJson().map((s) => s.address).sort(), [0, 1, 2].map((i) => c.address(i)).sort());
+  await c.killServer(3);
+  await op('verify', 92);
+  await c.killDaemon();
+  await c.startDaemon([0, 1, 2]);
+  assert.equal(c.serversJson().length, 3);
+  await op('verify', 92);
 });

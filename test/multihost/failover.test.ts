@@ -78,7 +78,7 @@ test('kill -9 of one of three servers mid-run: every page verifies, repair resto
   assert.equal(await c.pagesOn(2, id), PAGES);
   // The table shows the pool view too.
   const table = c.cliText(['servers']);
-  assert.match(table, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+REPAIRED\s+COPIED\s/);
+  assert.match(table, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+PENDING\s+REPAIRED\s+COPIED\s/);
   assert.match(table, new RegExp(`${dead.replace(/\./g, '\\.')}\\s+down\\s+down\\s`));
   await verifyOnly(c, 21);
   // Prometheus: the pool state per server and the repair progress.

@@ -26,6 +26,8 @@ export interface PoolJson {
   copiedBytes: number;
   repairing: boolean;
   restartsDetected: number;
+  pendingGroups: number;
+  draining: boolean;
 }
 export interface ServerJson {
   address: string;
@@ -123,11 +125,21 @@ export class Cluster {
     for (const i of servers) args.push('--memory-server', this.address(i));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
     this.daemon = child;
-    const log = fs.createWriteStream(path.join(this.dir, 'farmemd.log'));
+    const log = fs.createWriteStream(path.join(this.dir, 'farmemd.log'), { flags: 'a' });
     child.stdout!.pipe(log);
     const metrics = waitLine(child, (j) => typeof j.metrics === 'string', 'farmemd metrics address', 20_000);
     await waitLine(child, (j) => j.state === 'READY', 'farmemd READY', 20_000);
     this.metricsAddress = (await metrics).metrics as string;
+  }
+
+  /** kill -9 of farmemd (its state dir stays for the next startDaemon); resolves once it is gone. */
+  async killDaemon(): Promise<void> {
+    const d = this.daemon;
+    this.daemon = null;
+    if (!d || d.exitCode !== null || d.signalCode !== null) return;
+    const gone = new Promise((r) => d.once('exit', r));
+    d.kill('SIGKILL');
+    await gone;
   }
 
   /** The farmem CLI, parsed JSON output; throws with stderr on failure. */

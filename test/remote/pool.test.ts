@@ -5,43 +5,8 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
 import { rank } from '../../daemon/remote/placement';
-import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from '../../daemon/remote/types';
-
-class MemStore implements PageStore {
-  pages = new Map<string, Buffer>();
-  down = false;
-  writes = 0;
-  constructor(readonly id: string) {}
-  private check(): void {
-    if (this.down) throw new PageStoreError('unavailable', `${this.id}: connection refused`, this.id);
-  }
-  async read(region: RegionRef, pages: readonly number[]): Promise<ReadResult> {
-    this.check();
-    const present = new Map<number, Buffer>();
-    const absent: number[] = [];
-    for (const p of pages) {
-      const b = this.pages.get(`${region.id}/${p}`);
-      if (b) present.set(p, Buffer.from(b));
-      else absent.push(p);
-    }
-    return { present, absent };
-  }
-  async write(region: RegionRef, pages: readonly number[], data: Buffer): Promise<void> {
-    this.check();
-    this.writes++;
-    pages.forEach((p, i) => this.pages.set(`${region.id}/${p}`, Buffer.from(data.subarray(i * region.pageSize, (i + 1) * region.pageSize))));
-  }
-  async sync(): Promise<void> {
-    this.check();
-  }
-  async deleteRegion(regionId: string): Promise<void> {
-    for (const k of [...this.pages.keys()]) if (k.startsWith(`${regionId}/`)) this.pages.delete(k);
-  }
-  async close(): Promise<void> {}
-  holds(region: RegionRef, page: number): boolean {
-    return this.pages.has(`${region.id}/${page}`);
-  }
-}
+import { PageStoreError, type RegionRef } from '../../daemon/remote/types';
+import { MemStore } from './memstore';
 
 const logger = pino({ level: 'silent' });
 const region: RegionRef = { id: 'b3c9a7d2-0000-4000-8000-000000000001', pageSize: 4096 };
@@ -203,11 +168,11 @@ test('a changed instance id (the server restarted) makes the pool refill that se
   assert.equal(p.repairStatus().underReplicatedGroups, 0);
 });
 
-test('a durable server that restarted keeps its pages: the pool checks them instead of forgetting them', async () => {
+test('a durable server that restarted keeping its pages, the only copy (R=1): its pages still read', async () => {
   // One server, one copy (R=1), with a data dir: it was stopped and started again, keeping every page.
   const store = new MemStore('10.0.0.1:7070');
   let run = 'run-1';
-  const m: PoolMember = { id: store.id, weight: 1, store, health: async () => true, instance: async () => run, durable: () => true };
+  const m: PoolMember = { id: store.id, weight: 1, store, health: async () => true, instance: async () => run };
   const p = new MemoryPool([m], { logger, replicas: 1, downAfterMs: 0, repairBytesPerSecond: 1e12 });
   const pages = Array.from({ length: 128 }, (_, i) => i);
   await writeAll(p, pages, 3);
@@ -218,10 +183,10 @@ test('a durable server that restarted keeps its pages: the pool checks them inst
   await verifyAll(p, pages, () => 3);
 });
 
-test('a durable server that restarted without its latest writes: the pages it lost are re-replicated from the others', async () => {
+test('a durable server that restarted without its latest writes: every page is back to two copies, reads right', async () => {
   const { stores } = setup(3);
   const runs = new Map(stores.map((s) => [s.id, 'run-1']));
-  const members = stores.map((s): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => true, instance: async () => runs.get(s.id)!, durable: () => true }));
+  const members = stores.map((s): PoolMember => ({ id: s.id, weight: 1, store: s, health: async () => true, instance: async () => runs.get(s.id)! }));
   const p = new MemoryPool(members, { logger, replicas: 2, downAfterMs: 0, repairBytesPerSecond: 1e12 });
   const pages = Array.from({ length: 256 }, (_, i) => i);
   await writeAll(p, pages, 4);
@@ -300,4 +265,38 @@ test('a read spanning many groups asks each server once; a failing one is settle
   got = await pool.read(region, pages);
   assert.equal(got.present.size, 256);
   for (const p of pages) assert.deepEqual(got.present.get(p), page(p, 1));
+});
+
+test('removing a server moves its groups to the servers ranked next, then forgets it; nothing is lost', async () => {
+  const { stores, pool } = setup(4);
+  const pages = Array.from({ length: 1024 }, (_, i) => i);
+  await writeAll(pool, pages, 1);
+  const gone = stores[1]!;
+  const held = gone.pages.size;
+  assert.ok(held > 0);
+  const drained = pool.removeMember(gone.id);
+  assert.equal(pool.servers().find((s) => s.id === gone.id)!.draining, true);
+  await drained;
+  assert.deepEqual(pool.servers().map((s) => s.id), [stores[0]!.id, stores[2]!.id, stores[3]!.id]);
+  assert.equal(pool.repairStatus().pendingGroups, 0);
+  assert.equal(pool.repairStatus().copiedBytes, held * 4096); // exactly its pages moved
+  const three = [0, 2, 3].map((i) => ({ id: stores[i]!.id, weight: 1 }));
+  for (const p of pages) {
+    const want = rank(three, region.id, Math.floor(p / 16)).slice(0, 2);
+    for (const s of stores) if (want.includes(s.id)) assert.ok(s.holds(region, p), `page ${p} is not on ${s.id}`);
+  }
+  const writes = gone.writes;
+  await writeAll(pool, pages, 2);
+  assert.equal(gone.writes, writes, 'a removed server was written');
+  gone.down = true;
+  await verifyAll(pool, pages, () => 2);
+});
+
+test('removing a server that is not in the pool, or the last one, is refused', async () => {
+  const { stores, pool } = setup(2);
+  await assert.rejects(pool.removeMember('10.9.9.9:7070'), { message: 'memory server 10.9.9.9:7070 is not in the pool' });
+  await writeAll(pool, [0, 1], 1);
+  await pool.removeMember(stores[0]!.id);
+  await assert.rejects(pool.removeMember(stores[1]!.id), { message: `memory server ${stores[1]!.id} is the last one of the pool: add another before removing it` });
+  await verifyAll(pool, [0, 1], () => 1);
 });

@@ -10,6 +10,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { MemoryServerClient } from '../../../daemon/remote/client';
@@ -36,10 +38,10 @@ function spawnServer(capacity: string): Promise<Server> {
   });
 }
 
-function makePool(servers: Server[], replicas: number): { pool: MemoryPool; clients: MemoryServerClient[] } {
+function makePool(servers: Server[], replicas: number, stateDir: string | null = null): { pool: MemoryPool; clients: MemoryServerClient[] } {
   const clients = servers.map((s) => new MemoryServerClient({ address: s.address }));
   const members = clients.map((c, i): PoolMember => ({ id: servers[i]!.address, weight: 1, store: c, health: async () => (await c.health('', 500)) === 'SERVING' }));
-  return { pool: new MemoryPool(members, { logger, replicas, downAfterMs: 0, repairBytesPerSecond: 1e12, writeDeadlineMs: 30_000, readDeadlineMs: 30_000 }), clients };
+  return { pool: new MemoryPool(members, { logger, replicas, downAfterMs: 0, repairBytesPerSecond: 1e12, writeDeadlineMs: 30_000, readDeadlineMs: 30_000, stateDir }), clients };
 }
 
 async function load(inflight: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<{ lat: number[]; seconds: number }> {
@@ -107,6 +109,43 @@ async function costOfReplicas(ctx: BenchContext, servers: Server[]): Promise<Ben
   ];
 }
 
+/**
+ * The placement journal's cost on write-back: R=2 with the journal (every write's placement made
+ * durable, group commit) vs R=2 without, for big batches (256 pages, 4 in flight: the evictor's)
+ * and small ones (16 pages, 16 in flight: one fdatasync shared by more writes). The journal is on
+ * os.tmpdir()'s file system (FARMEM_BENCH_STATE_DIR to choose another).
+ */
+async function costOfJournal(ctx: BenchContext, servers: Server[]): Promise<BenchRow[]> {
+  const SPAN = 4096;
+  const dur = Math.max(300, Math.round(1000 * ctx.scale));
+  const base = process.env.FARMEM_BENCH_STATE_DIR ?? os.tmpdir();
+  const rows: BenchRow[] = [];
+  // fresh: every write is of pages never written (each needs a journal record: the worst case);
+  // rewrite: pages written before, on their usual holders (no record: the steady state).
+  for (const [batch, inflight, fresh] of [[256, 4, true], [16, 16, true], [16, 16, false]] as const) {
+    const per: Record<string, Metrics> = {};
+    for (const journal of [false, true]) {
+      const dir = journal ? fs.mkdtempSync(path.join(base, 'farmem-bench-journal-')) : null;
+      const { pool } = makePool(servers, 2, dir);
+      const region = { id: crypto.randomUUID(), pageSize: PAGE };
+      try {
+        await writeSpan(pool, region, SPAN);
+        const data = crypto.randomBytes(batch * PAGE);
+        const first = (i: number) => (fresh ? SPAN + i * batch : (i * batch) % SPAN);
+        per[String(journal)] = m(await load(inflight, dur, (i) => pool.write(region, Array.from({ length: batch }, (_, j) => first(i) + j), data)), batch);
+      } finally {
+        await pool.deleteRegion(region.id);
+        await pool.close();
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    const [with_, without] = [per.true!, per.false!];
+    ctx.log(`placement journal, ${fresh ? 'first' : 're'}writes of ${batch} pages × ${inflight}: ${with_.mb_per_s} MB/s (p50 ${with_.p50_us} µs) vs ${without.mb_per_s} MB/s (p50 ${without.p50_us} µs) without`);
+    rows.push({ name: 'replication write-back journaled', params: { batch, inflight, pages: fresh ? 'never written' : 'rewritten', replicas: 2, state_fs: base, baseline: 'no placement journal' }, metrics: with_, baseline: without, ratio: ratios(with_, without) });
+  }
+  return rows;
+}
+
 async function repairRow(ctx: BenchContext, servers: Server[]): Promise<BenchRow> {
   const mib = Math.max(8, Math.round(64 * ctx.scale));
   const pages = (mib * 1024 * 1024) / PAGE;
@@ -151,6 +190,7 @@ export const cases: BenchCase[] = [
       const servers = await Promise.all([0, 1, 2].map(() => spawnServer(capacity)));
       try {
         const rows = await costOfReplicas(ctx, servers);
+        rows.push(...(await costOfJournal(ctx, servers)));
         rows.push(await repairRow(ctx, servers));
         return rows;
       } finally {
