@@ -223,6 +223,7 @@ export interface NativeAddon {
   pread(fd: number, buffer: Buffer, offset: number): number;
   pwrite(fd: number, buffer: Buffer, offset: number): number;
   dataRanges(fd: number): DataRange[];
+  hasData(fd: number, offset: number): boolean;
   fileSize(fd: number): number;
   closeFd(fd: number): void;
   pidfdOpen(pid: number): number;
@@ -534,6 +535,12 @@ export const memfd = {
   dataRanges(fd: number): DataRange[] {
     checkFd(fd);
     return call(() => addon().dataRanges(fd));
+  },
+  /** Whether the page at `offset` holds data (SEEK_DATA lands on it); touches nothing. */
+  hasData(fd: number, offset: number): boolean {
+    checkFd(fd);
+    checkInt(offset, 'offset', 0);
+    return call(() => addon().hasData(fd, offset));
   },
   size(fd: number): number {
     checkFd(fd);

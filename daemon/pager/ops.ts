@@ -23,6 +23,8 @@ export interface PagerOps {
   pread(memfd: number, buffer: Buffer, offset: number): number;
   punchHole(memfd: number, offset: number, length: number): void;
   dataRanges(memfd: number): DataRange[];
+  /** Whether the page at offset is in the memfd (SEEK_DATA). */
+  hasData(memfd: number, offset: number): boolean;
 }
 
 function wrap<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
@@ -48,6 +50,7 @@ export function nativeOps(): PagerOps {
     pread: wrap((fd, buf, off) => n.pread(fd, buf, off)),
     punchHole: wrap((fd, off, len) => n.punchHole(fd, off, len)),
     dataRanges: wrap((fd) => n.dataRanges(fd)),
+    hasData: wrap((fd, off) => n.hasData(fd, off)),
   };
 }
 

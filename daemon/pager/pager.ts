@@ -74,6 +74,9 @@ const MAX_HELD = 64;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Gone attachments remembered for their late events. */
+const RECENTLY_GONE = 1024;
+
 export class Pager {
   readonly ops: PagerOps;
   readonly cache: NativePageCache | null;
@@ -81,6 +84,12 @@ export class Pager {
   readonly evictor: Evictor;
   readonly regions = new Map<number, RegionState>();
   private readonly attachments = new Map<number, Attachment>();
+  /**
+   * Recently gone attachments → their region, for the events still on the way: a fault thread may
+   * hand over a page it installed from the cache for a process after that process's exit was seen,
+   * and the page is in the memfd all the same.
+   */
+  private readonly recentlyGone = new Map<number, RegionState>();
   private readonly maxBatch: number;
   private readonly maxPrefetchInFlight: number;
   private readonly unavailableAfterMs: number;
@@ -294,6 +303,8 @@ export class Pager {
     }
     this.attachments.delete(attachment);
     a.state.attachments.delete(attachment);
+    this.recentlyGone.set(attachment, a.state);
+    if (this.recentlyGone.size > RECENTLY_GONE) this.recentlyGone.delete(this.recentlyGone.keys().next().value as number);
     for (const f of a.state.inFlight.values()) {
       f.waiters.delete(a);
       f.writers.delete(a);
@@ -370,7 +381,14 @@ export class Pager {
 
   private onEvent(e: FaultEvent): void {
     const a = this.attachments.get(e.attachment);
-    if (a === undefined) return; // a late event of an attachment already torn down
+    if (a === undefined) {
+      // A late event of an attachment already torn down: only a page it got from the cache matters.
+      const r = this.recentlyGone.get(e.attachment);
+      if (r !== undefined && !r.removed && e.kind === 'pagefault' && e.resolved === 'cache' && Number.isInteger(e.page) && e.page >= 0 && e.page < r.pages) {
+        this.cacheInstalled(r, e.page, true); // its protection is unknown now: counted dirty (one more write-back at worst)
+      }
+      return;
+    }
     switch (e.kind) {
       case 'pagefault':
         if (e.page < 0 || e.page >= a.state.pages || !Number.isInteger(e.page)) {
@@ -403,26 +421,41 @@ export class Pager {
 
   /** The FaultThread already installed the page from the native cache. */
   private onCacheInstalled(a: Attachment, p: number, write: boolean, tid: number): void {
-    const r = a.state;
+    // Installed unprotected for a write, or through a mapping that cannot protect: dirty.
+    this.cacheInstalled(a.state, p, write || !a.writeProtect || !a.state.allWriteProtect());
+    this.notePrefetch(a, { page: p, hit: true, tid, write });
+  }
+
+  private cacheInstalled(r: RegionState, p: number, dirty: boolean): void {
     r.counters.faultsCacheHit++;
+    // News can come late (held back in another fault thread, or after its process's exit): by
+    // then the page may have been taken as resident and evicted again. A hole is not resident.
+    if (!r.has(p, RES) && !this.ops.hasData(r.cfg.memfd, p * r.pageSize)) return;
     const f = r.inFlight.get(p);
     if (f !== undefined) f.stale = true; // its bytes may be older than what is now mapped
     r.setFlag(p, RES | REF);
-    // Installed unprotected for a write, or through a mapping that cannot protect: dirty.
-    if (write || !a.writeProtect || !r.allWriteProtect()) r.setFlag(p, DIRTY);
+    if (dirty) r.setFlag(p, DIRTY);
     r.cacheDelete(this.cache, p);
     if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
-    this.notePrefetch(a, { page: p, hit: true, tid, write });
   }
 
   private onWriteProtectFault(a: Attachment, p: number): void {
     const r = a.state;
     r.counters.faultsWp++;
     if (!r.has(p, RES)) {
-      // Stale: the page was punched after this fault was raised. Wake the writer: it faults
-      // MISSING next and gets the saved bytes.
-      this.wakeOne(a, p);
-      return;
+      if (!this.ops.hasData(r.cfg.memfd, p * r.pageSize)) {
+        // Stale: the page was punched after this fault was raised. Wake the writer: it faults
+        // MISSING next and gets the saved bytes.
+        this.wakeOne(a, p);
+        return;
+      }
+      // In the memfd but unknown here (an install whose news was lost): waking would only repeat
+      // this fault. It is resident; dirty, since what it holds was never written back by us.
+      if (!r.unknownResidentLogged) {
+        r.unknownResidentLogged = true;
+        this.log.warn({ region: r.cfg.name, page: p }, 'a write-protect fault on a page in the memfd the pager did not know of: taken as resident and dirty');
+      }
+      r.setFlag(p, RES);
     }
     // Mark before lifting the protection: the evictor's re-dirty check reads this flag.
     r.setFlag(p, DIRTY | REF);

@@ -144,6 +144,8 @@ export class RegionState {
   /** Unavailability episode (reads): start time, or null when the store answers. */
   readUnavailableSince: number | null = null;
   readUnavailableLogged = false;
+  /** A page was found in the memfd that the pager did not know of (logged once). */
+  unknownResidentLogged = false;
   /** Write-back stall episode: start time, or null. */
   writeStalledSince: number | null = null;
   /** Set when an attachment without write-protect made eviction unsafe (logged once). */

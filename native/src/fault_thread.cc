@@ -9,6 +9,8 @@
 // one), while waking all lets the thread on the faulting CPU win (the other finds nothing: EAGAIN).
 #include "fault_thread.h"
 
+#include <chrono>
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -270,18 +272,33 @@ void FaultThread::ServeUffd(Attachment& a, std::vector<FaultEventData>& out) {
   }
 }
 
+// Held cache hits are handed over after kLingerMs of quiet, and in any case kLingerMs after they
+// were first held: every thread epolls every uffd, so a uffd another thread keeps serving (say a
+// write-protect fault JavaScript answers with a wake, because it has not yet seen this thread's
+// cache hit of that page) wakes this thread without giving it anything to read. "Quiet" alone would
+// then never come, and the held hit — the news JS is waiting for — never leave.
 void FaultThread::Run() {
   struct epoll_event evs[kBatch];
   bool held = false;
+  std::chrono::steady_clock::time_point heldUntil{};
+  auto hold = [&](bool nowHeld) {
+    if (nowHeld && !held) heldUntil = std::chrono::steady_clock::now() + std::chrono::milliseconds(kLingerMs);
+    held = nowHeld;
+  };
   for (;;) {
-    int n = epoll_wait(epfd_, evs, kBatch, held ? kLingerMs : -1);
+    int timeout = -1;
+    if (held) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(heldUntil - std::chrono::steady_clock::now()).count();
+      timeout = left > 0 ? static_cast<int>(left) : 0;
+    }
+    int n = epoll_wait(epfd_, evs, kBatch, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       return;  // only EBADF/EINVAL: the fds are ours, so not while running
     }
-    if (n == 0) {  // quiet for kLingerMs: hand the held cache hits over now
-      held = sink_({}, true);
-      continue;
+    if (n == 0 || (held && std::chrono::steady_clock::now() >= heldUntil)) {  // hand the held cache hits over now
+      hold(sink_({}, true));
+      if (n == 0) continue;
     }
     std::vector<FaultEventData> out;
     bool stop = false;
@@ -311,7 +328,7 @@ void FaultThread::Run() {
     if (!out.empty()) {
       bool urgent = false;
       for (const auto& e : out) urgent = urgent || e.kind != FaultEventData::kPagefault || !e.resolvedByCache;
-      held = sink_(std::move(out), urgent);
+      hold(sink_(std::move(out), urgent));
     }
   }
 }

@@ -132,6 +132,14 @@ Napi::Value DataRanges(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Whether the page at offset holds data (SEEK_DATA lands on it), without touching it.
+Napi::Value HasData(const Napi::CallbackInfo& info) {
+  off_t off = static_cast<off_t>(ArgU64(info, 1, "offset"));
+  off_t data = lseek(ArgInt32(info, 0, "fd"), off, SEEK_DATA);
+  if (data < 0 && errno != ENXIO) throw ErrnoError(info.Env(), "lseek SEEK_DATA", errno);
+  return Napi::Boolean::New(info.Env(), data == off);
+}
+
 Napi::Value FileSize(const Napi::CallbackInfo& info) {
   struct stat st;
   if (fstat(ArgInt32(info, 0, "fd"), &st) < 0) throw ErrnoError(info.Env(), "fstat", errno);
@@ -171,6 +179,7 @@ void InitMemfd(Napi::Env env, Napi::Object exports) {
   exports.Set("pread", Napi::Function::New(env, Pread, "pread"));
   exports.Set("pwrite", Napi::Function::New(env, Pwrite, "pwrite"));
   exports.Set("dataRanges", Napi::Function::New(env, DataRanges, "dataRanges"));
+  exports.Set("hasData", Napi::Function::New(env, HasData, "hasData"));
   exports.Set("fileSize", Napi::Function::New(env, FileSize, "fileSize"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));

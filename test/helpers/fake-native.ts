@@ -240,6 +240,10 @@ export class FakeKernel implements PagerOps {
     }
   }
 
+  hasData(memfd: number, offset: number): boolean {
+    return this.memfd(memfd).pages.has(this.pageOf(offset));
+  }
+
   dataRanges(memfd: number): DataRange[] {
     const pages = [...this.memfd(memfd).pages.keys()].sort((a, b) => a - b);
     return pages.map((p) => ({ offset: p * this.pageSize, length: this.pageSize }));

@@ -55,6 +55,8 @@ test('the shared mapping sees pwrite, a punched hole drops the page, dataRanges 
   assert.deepEqual([...b], [5, 0x77]);
   memfd.punchHole(fd, PS, PS);
   assert.deepEqual(memfd.dataRanges(fd), [{ offset: 0, length: PS }, { offset: 2 * PS, length: PS }, { offset: 4 * PS, length: PS }]);
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((p) => memfd.hasData(fd, p * PS)), [true, false, true, false, true, false]);
+  assert.throws(() => memfd.hasData(fd, -1), { message: 'Expected an integer >= 0 for offset but received -1' });
   assert.equal(memfd.size(fd), 6 * PS); // KEEP_SIZE
   memfd.pread(fd, b, PS);
   assert.deepEqual([...b], [0, 0]);

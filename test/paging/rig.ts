@@ -93,6 +93,7 @@ export interface RegionShow {
   writtenBackPages: number;
   writeBackStalled?: boolean;
   writeBackStalls?: number;
+  faults: { cacheHit: number; remote: number; zero: number; writeProtect: number };
 }
 
 export function show(d: Daemon, name: string): RegionShow {
