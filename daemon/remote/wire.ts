@@ -3,7 +3,7 @@
 // and decodes `data` as a view of the received buffer (the page bytes are copied once, not twice).
 // Both follow proto/farmem/v1/memory.proto, the contract; the bench case `memserver-codec` compares them.
 import { farmem } from '../../proto/gen/farmem';
-import { preframed } from './preframe';
+import { preframed, withTail } from './preframe';
 import { Cursor, varintSize, writeVarint } from './varint';
 
 export interface PageRequestMsg {
@@ -67,33 +67,48 @@ function writePacked(buf: Buffer, at: number, tag: number, values: readonly numb
   return at;
 }
 
+/**
+ * The hand-written request encoder. With split (client only, after installClientZeroCopy()), a write's
+ * page bytes, the last bytes on the wire, are not copied: the result is the message's head with m.data
+ * attached as its tail (see preframe.ts), valid only for sending through the patched grpc-js.
+ */
+function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
+  const regionLen = Buffer.byteLength(m.region);
+  const pagesSize = packedSize(m.pages);
+  const dataLen = m.data === null ? 0 : m.data.length;
+  let body = lenField(pagesSize);
+  if (m.op === 'write') body += lenField(dataLen);
+  const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
+  const tail = split && m.op === 'write' && m.data !== null && dataLen > 0 ? m.data : null;
+  const buf = tail === null ? Buffer.allocUnsafe(total) : withTail(total - dataLen, tail);
+  let at = 0;
+  buf[at++] = 0x08;
+  at = writeVarint(buf, at, m.requestId);
+  buf[at++] = 0x12;
+  at = writeVarint(buf, at, regionLen);
+  at += buf.write(m.region, at, 'utf8');
+  buf[at++] = 0x18;
+  at = writeVarint(buf, at, m.pageSize);
+  buf[at++] = m.op === 'read' ? 0x22 : 0x2a;
+  at = writeVarint(buf, at, body);
+  at = writePacked(buf, at, 0x0a, m.pages, pagesSize);
+  if (m.op === 'write') {
+    buf[at++] = 0x12;
+    at = writeVarint(buf, at, dataLen);
+    if (m.data !== null && tail === null) at += m.data.copy(buf, at);
+  }
+  return buf;
+}
+
+/** Client serializer for the patched grpc-js: writes' page bytes are sent from the caller's buffer. */
+export function encodeRequestSplit(m: PageRequestMsg): Buffer {
+  return encodeRequest(m, true);
+}
+
 export const customCodec: PageCodec = {
   name: 'custom',
   encodeRequest(m) {
-    const regionLen = Buffer.byteLength(m.region);
-    const pagesSize = packedSize(m.pages);
-    const dataLen = m.data === null ? 0 : m.data.length;
-    let body = lenField(pagesSize);
-    if (m.op === 'write') body += lenField(dataLen);
-    const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
-    const buf = Buffer.allocUnsafe(total);
-    let at = 0;
-    buf[at++] = 0x08;
-    at = writeVarint(buf, at, m.requestId);
-    buf[at++] = 0x12;
-    at = writeVarint(buf, at, regionLen);
-    at += buf.write(m.region, at, 'utf8');
-    buf[at++] = 0x18;
-    at = writeVarint(buf, at, m.pageSize);
-    buf[at++] = m.op === 'read' ? 0x22 : 0x2a;
-    at = writeVarint(buf, at, body);
-    at = writePacked(buf, at, 0x0a, m.pages, pagesSize);
-    if (m.op === 'write') {
-      buf[at++] = 0x12;
-      at = writeVarint(buf, at, dataLen);
-      if (m.data !== null) at += m.data.copy(buf, at);
-    }
-    return buf;
+    return encodeRequest(m, false);
   },
 
   decodeRequest(b) {
