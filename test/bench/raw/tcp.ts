@@ -142,10 +142,10 @@ export class RawClient {
 }
 
 /** Runs the raw server in a child process (as the memory server runs in its own). */
-export function forkRawServer(maxPages: number): Promise<{ port: number; stop(): void }> {
+export function forkRawServer(maxPages: number): Promise<{ port: number; pid: number; stop(): void }> {
   const child = fork(__filename, ['serve', '0', String(maxPages)], { stdio: 'inherit' });
   return new Promise((resolve, reject) => {
-    child.once('message', (port) => resolve({ port: port as number, stop: () => child.kill('SIGKILL') }));
+    child.once('message', (port) => resolve({ port: port as number, pid: child.pid!, stop: () => child.kill('SIGKILL') }));
     child.once('exit', (code) => reject(new Error(`raw TCP server exited ${code}`)));
   });
 }
