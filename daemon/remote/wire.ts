@@ -2,6 +2,9 @@
 // interface: protobufjs's generated one and a hand-written one that encodes into one pre-sized buffer
 // and decodes `data` as a view of the received buffer (the page bytes are copied once, not twice).
 // Both follow proto/farmem/v1/memory.proto, the contract; the bench case `memserver-codec` compares them.
+// On the hot path the page bytes are not copied at all until the server's slabs: the client sends a
+// write's head and the caller's buffer (encodeRequestSplit, preframe.ts), the server decodes the head
+// and leaves the bytes in the chunks they arrived in (decodeRequestGathered, gather.ts).
 import { farmem } from '../../proto/gen/farmem';
 import { preframed, withTail } from './preframe';
 import { gatherFor, takeGathered } from './gather';
