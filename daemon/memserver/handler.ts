@@ -66,9 +66,13 @@ export class PageHandler {
         fill: r.fill, dataLength: r.present.length * m.pageSize, malformed: null,
       };
     }
-    const data = m.data ?? Buffer.alloc(0);
-    if (data.length !== n * m.pageSize) {
-      return refuse(id, status.INVALID_ARGUMENT, `Expected ${n * m.pageSize} bytes (${n} pages of ${m.pageSize}) for data but received ${data.length}`);
+    // The page bytes as one buffer, or as the chunks they arrived in (not joined: copied once, below).
+    const data: Buffer | readonly Buffer[] = m.dataParts ?? m.data ?? Buffer.alloc(0);
+    let length = 0;
+    if (Buffer.isBuffer(data)) length = data.length;
+    else for (const d of data) length += d.length;
+    if (length !== n * m.pageSize) {
+      return refuse(id, status.INVALID_ARGUMENT, `Expected ${n * m.pageSize} bytes (${n} pages of ${m.pageSize}) for data but received ${length}`);
     }
     const refused = this.store.write(m.region, m.pageSize, m.pages, data);
     if (refused !== null) return refuse(id, refused.code, refused.message);

@@ -36,12 +36,14 @@ function header(type: number, region: string, pageSize: number, pages: readonly 
   return h;
 }
 
-function record(type: number, region: string, pageSize: number, pages: readonly number[], data: Buffer | null): Buffer[] {
-  const h = header(type, region, pageSize, pages, data === null ? 0 : data.length);
+function record(type: number, region: string, pageSize: number, pages: readonly number[], data: readonly Buffer[] | null): Buffer[] {
+  let dataLen = 0;
+  if (data !== null) for (const d of data) dataLen += d.length;
+  const h = header(type, region, pageSize, pages, dataLen);
   let crc = zlib.crc32(h.subarray(PREFIX));
-  if (data !== null) crc = zlib.crc32(data, crc);
+  if (data !== null) for (const d of data) crc = zlib.crc32(d, crc);
   h.writeUInt32LE(crc, 4);
-  return data === null ? [h] : [h, data];
+  return data === null ? [h] : [h, ...data];
 }
 
 export class Journal {
@@ -87,8 +89,9 @@ export class Journal {
     return this.pendingBytes;
   }
 
-  appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer): void {
-    this.enqueue(record(WRITE, region, pageSize, pages, data));
+  /** data: the page bytes, in one buffer or several consecutive ones (kept, not copied, until written). */
+  appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[]): void {
+    this.enqueue(record(WRITE, region, pageSize, pages, Buffer.isBuffer(data) ? [data] : data));
   }
 
   appendDelete(region: string): void {
@@ -163,7 +166,7 @@ export class Journal {
           if (r.present.length === 0) continue;
           const data = Buffer.allocUnsafe(r.present.length * region.pageSize);
           r.fill(data, 0);
-          const bufs = record(WRITE, id, region.pageSize, r.present, data);
+          const bufs = record(WRITE, id, region.pageSize, r.present, [data]);
           await writeAll(fd, bufs);
           size += bufs.reduce((n, b) => n + b.length, 0);
         }

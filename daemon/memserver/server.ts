@@ -6,9 +6,10 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type pino from 'pino';
 import type { farmem } from '../../proto/gen/farmem';
+import { installServerGather } from '../remote/gather';
 import { installServerPreframe } from '../remote/preframe';
 import { memoryServerService, REGION_ID_RE } from '../remote/service';
-import type { PageRequestMsg, PageResponseMsg } from '../remote/wire';
+import { decodeRequestGathered, type PageRequestMsg, type PageResponseMsg } from '../remote/wire';
 import { Authorizer, serverCredentials, type TlsFiles } from './auth';
 import { describe, PageHandler } from './handler';
 import { Journal } from './journal';
@@ -97,6 +98,7 @@ export class MemoryServer {
     };
     const log = o.logger;
     if (!installServerPreframe()) log.warn('grpc-js changed shape: responses are framed with an extra copy');
+    if (!installServerGather()) log.warn('grpc-js changed shape: requests are joined from their chunks with an extra copy');
     const store = new SlabStore(opts.capacityBytes);
     const journal = opts.dataDir === null ? null : await Journal.open(opts.dataDir, store, log, 64 * 1024 * 1024, o.journalCompactBytes);
     const creds = serverCredentials(opts.tls);
@@ -106,7 +108,9 @@ export class MemoryServer {
       'grpc-node.max_session_memory': Number.MAX_SAFE_INTEGER,
     });
     const ms = new MemoryServer(opts, store, journal, server);
-    server.addService(memoryServerService(), {
+    const service = memoryServerService();
+    // Write requests' page bytes stay in the chunks they arrived in until copied into the slabs.
+    server.addService({ ...service, Pages: { ...service.Pages, requestDeserialize: decodeRequestGathered } }, {
       Pages: (call: PagesCall) => ms.pages(call),
       DeleteRegion: (call: grpc.ServerUnaryCall<farmem.v1.IDeleteRegionRequest, farmem.v1.IDeleteRegionResponse>, cb: grpc.sendUnaryData<farmem.v1.IDeleteRegionResponse>) => ms.deleteRegion(call, cb),
       Sync: (call: grpc.ServerUnaryCall<farmem.v1.ISyncRequest, farmem.v1.ISyncResponse>, cb: grpc.sendUnaryData<farmem.v1.ISyncResponse>) => void ms.sync(call, cb),

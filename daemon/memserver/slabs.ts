@@ -107,11 +107,12 @@ export class SlabStore {
   }
 
   /**
-   * Stores pages (data = pages.length * pageSize bytes in order), all or nothing: when the capacity
+   * Stores pages (data = pages.length * pageSize bytes in order, in one buffer or several consecutive
+   * ones), all or nothing: when the capacity
    * cannot hold the new pages, nothing changes and the refusal names the capacity.
    * The caller has validated region, page size, indexes and length.
    */
-  write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer): Refusal | null {
+  write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[]): Refusal | null {
     let region = this.regions.get(regionId);
     const created = region === undefined;
     if (region === undefined) region = { pageSize, pages: new Map() };
@@ -137,9 +138,33 @@ export class SlabStore {
     }
     if (created) this.regions.set(regionId, region);
     this.usedBytes += added.length * pageSize;
+    if (Buffer.isBuffer(data)) {
+      for (let i = 0; i < pages.length; i++) {
+        const slot = map.get(pages[i]!)!;
+        data.copy(c.slabOf(slot), c.offsetOf(slot), i * pageSize, (i + 1) * pageSize);
+      }
+      return null;
+    }
+    // The bytes as the chunks they arrived in: a page may straddle two (or more) of them.
+    let part = 0;
+    let from = 0;
     for (let i = 0; i < pages.length; i++) {
       const slot = map.get(pages[i]!)!;
-      data.copy(c.slabOf(slot), c.offsetOf(slot), i * pageSize, (i + 1) * pageSize);
+      const slab = c.slabOf(slot);
+      let at = c.offsetOf(slot);
+      let need = pageSize;
+      while (need > 0) {
+        const p = data[part]!;
+        const n = Math.min(need, p.length - from);
+        p.copy(slab, at, from, from + n);
+        at += n;
+        need -= n;
+        from += n;
+        if (from === p.length) {
+          part++;
+          from = 0;
+        }
+      }
     }
     return null;
   }

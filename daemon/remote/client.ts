@@ -9,9 +9,10 @@ import type pino from 'pino';
 import { farmem } from '../../proto/gen/farmem';
 import { kindOf } from './errors';
 import { healthCheckMethod, type HealthStatus } from './health';
-import { memoryServerService } from './service';
+import { installClientZeroCopy } from './preframe';
+import { memoryServerService, messageOverhead } from './service';
 import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
-import { toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
+import { encodeRequestSplit, toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
 
 /** Stats of one memory server, numbers as numbers. */
 export interface MemoryServerStats {
@@ -85,6 +86,9 @@ export class MemoryServerClient implements PageStore {
   private readonly streams: (PageStream | null)[];
   private readonly metadata = new grpc.Metadata();
   private readonly maxInFlight: number;
+  private readonly maxMessageBytes: number;
+  /** Writes' page bytes go to the socket from the caller's buffer (grpc-js patched, see preframe.ts). */
+  private readonly zeroCopy = installClientZeroCopy();
   private readonly deadlineMs: number;
   private readonly backoffInitialMs: number;
   private readonly backoffMaxMs: number;
@@ -106,6 +110,7 @@ export class MemoryServerClient implements PageStore {
     this.logger = opts.logger ?? null;
     if (opts.token) this.metadata.set('authorization', `Bearer ${opts.token}`);
     const maxMsg = opts.maxMessageBytes ?? 64 * 1024 * 1024;
+    this.maxMessageBytes = maxMsg;
     const window = opts.windowBytes ?? 16 * 1024 * 1024;
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': maxMsg,
@@ -134,6 +139,11 @@ export class MemoryServerClient implements PageStore {
   async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
     if (data.length !== pages.length * region.pageSize) {
       throw new PageStoreError('invalid', `Expected ${pages.length * region.pageSize} bytes (${pages.length} pages of ${region.pageSize}) for data but received ${data.length}`, this.address);
+    }
+    // Checked here, not by grpc-js (which sees only the message's head when the page bytes are its
+    // uncopied tail, and would fail the whole stream instead of this request).
+    if (data.length + messageOverhead(pages.length) > this.maxMessageBytes) {
+      throw new PageStoreError('invalid', `Expected at most ${this.maxMessageBytes - messageOverhead(pages.length)} bytes (max message ${this.maxMessageBytes}) for data but received ${data.length}`, this.address);
     }
     const r = await this.request('write', region, pages, data, opts?.deadlineMs);
     if (r.written !== pages.length) {
@@ -285,7 +295,8 @@ export class MemoryServerClient implements PageStore {
   private openStream(i: number): PageStream {
     const client = this.clients[i % this.clients.length]!;
     const m = memoryServerService().Pages;
-    const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, this.metadata.clone(), {});
+    const serialize = this.zeroCopy ? encodeRequestSplit : m.requestSerialize;
+    const call = client.makeBidiStreamRequest(m.path, serialize, m.responseDeserialize, this.metadata.clone(), {});
     const s: PageStream = { call, pending: new Map(), broken: false };
     this.streams[i] = s;
     call.on('data', (r: PageResponseMsg) => this.onResponse(s, r));

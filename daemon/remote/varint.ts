@@ -24,7 +24,16 @@ export function writeVarint(buf: Buffer, at: number, v: number): number {
   return at;
 }
 
-/** A cursor over a message; `fail` holds why decoding stopped (null while it is fine). */
+/**
+ * `fail` of a cursor that needed bytes past the end of its buffer but within the message: the buffer
+ * holds only the message's first bytes (see decodeRequestGathered); not an error in the message.
+ */
+export const NEED_MORE = 'need more bytes';
+
+/**
+ * A cursor over a message; `fail` holds why decoding stopped (null while it is fine). The message
+ * ends at `end`; buf may hold fewer bytes (a prefix), and reading past them fails with NEED_MORE.
+ */
 export class Cursor {
   pos: number;
   fail: string | null = null;
@@ -40,6 +49,10 @@ export class Cursor {
     for (let i = 0; i < 8; i++) {
       if (this.pos >= this.end) {
         this.fail = 'truncated varint';
+        return 0;
+      }
+      if (this.pos >= buf.length) {
+        this.fail = NEED_MORE;
         return 0;
       }
       const b = buf[this.pos++]!;

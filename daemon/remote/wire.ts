@@ -2,9 +2,13 @@
 // interface: protobufjs's generated one and a hand-written one that encodes into one pre-sized buffer
 // and decodes `data` as a view of the received buffer (the page bytes are copied once, not twice).
 // Both follow proto/farmem/v1/memory.proto, the contract; the bench case `memserver-codec` compares them.
+// On the hot path the page bytes are not copied at all until the server's slabs: the client sends a
+// write's head and the caller's buffer (encodeRequestSplit, preframe.ts), the server decodes the head
+// and leaves the bytes in the chunks they arrived in (decodeRequestGathered, gather.ts).
 import { farmem } from '../../proto/gen/farmem';
-import { preframed } from './preframe';
-import { Cursor, varintSize, writeVarint } from './varint';
+import { preframed, withTail } from './preframe';
+import { gatherFor, takeGathered } from './gather';
+import { Cursor, NEED_MORE, varintSize, writeVarint } from './varint';
 
 export interface PageRequestMsg {
   requestId: number;
@@ -14,6 +18,11 @@ export interface PageRequestMsg {
   pages: number[];
   /** Writes: pages.length * pageSize bytes. */
   data: Buffer | null;
+  /**
+   * Decoded by the server from a gathered message (decodeRequestGathered): the page bytes as the
+   * chunks they arrived in, in order, when they span several (data is then null). Absent otherwise.
+   */
+  dataParts?: Buffer[];
   /** Why the message could not be decoded (the other fields are then meaningless), or null. */
   malformed: string | null;
 }
@@ -67,77 +76,146 @@ function writePacked(buf: Buffer, at: number, tag: number, values: readonly numb
   return at;
 }
 
+/**
+ * The hand-written request encoder. With split (client only, after installClientZeroCopy()), a write's
+ * page bytes, the last bytes on the wire, are not copied: the result is the message's head with m.data
+ * attached as its tail (see preframe.ts), valid only for sending through the patched grpc-js.
+ */
+function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
+  const regionLen = Buffer.byteLength(m.region);
+  const pagesSize = packedSize(m.pages);
+  const dataLen = m.data === null ? 0 : m.data.length;
+  let body = lenField(pagesSize);
+  if (m.op === 'write') body += lenField(dataLen);
+  const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
+  const tail = split && m.op === 'write' && m.data !== null && dataLen > 0 ? m.data : null;
+  const buf = tail === null ? Buffer.allocUnsafe(total) : withTail(total - dataLen, tail);
+  let at = 0;
+  buf[at++] = 0x08;
+  at = writeVarint(buf, at, m.requestId);
+  buf[at++] = 0x12;
+  at = writeVarint(buf, at, regionLen);
+  at += buf.write(m.region, at, 'utf8');
+  buf[at++] = 0x18;
+  at = writeVarint(buf, at, m.pageSize);
+  buf[at++] = m.op === 'read' ? 0x22 : 0x2a;
+  at = writeVarint(buf, at, body);
+  at = writePacked(buf, at, 0x0a, m.pages, pagesSize);
+  if (m.op === 'write') {
+    buf[at++] = 0x12;
+    at = writeVarint(buf, at, dataLen);
+    if (m.data !== null && tail === null) at += m.data.copy(buf, at);
+  }
+  return buf;
+}
+
+/** Client serializer for the patched grpc-js: writes' page bytes are sent from the caller's buffer. */
+export function encodeRequestSplit(m: PageRequestMsg): Buffer {
+  return encodeRequest(m, true);
+}
+
+/** The views of parts (concatenated, in order) covering bytes [start, end). */
+function slicesOf(parts: readonly Buffer[], start: number, end: number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const p of parts) {
+    const from = Math.max(start, at);
+    const to = Math.min(end, at + p.length);
+    if (from < to) out.push(p.subarray(from - at, to - at));
+    at += p.length;
+    if (at >= end) break;
+  }
+  return out;
+}
+
+/**
+ * Decodes a request of `total` bytes from b, which holds all of them or (with parts) only the first
+ * ones; then a write's page bytes beyond b are taken from parts without copying (dataParts). Anything
+ * else beyond b fails with NEED_MORE.
+ */
+function decodeRequestIn(b: Buffer, total: number, parts: readonly Buffer[] | null): PageRequestMsg {
+  const c = new Cursor(b, 0, total);
+  const m: PageRequestMsg = { requestId: 0, region: '', pageSize: 0, op: 'read', pages: [], data: null, malformed: null };
+  let sawOp = false;
+  while (c.fail === null && c.pos < c.end) {
+    const tag = c.varint();
+    if (c.fail !== null) break;
+    const field = Math.floor(tag / 8);
+    const wt = tag & 7;
+    if (field === 1 && wt === 0) m.requestId = c.varint();
+    else if (field === 2 && wt === 2) {
+      const end = c.lengthEnd();
+      if (end > b.length) c.fail = NEED_MORE;
+      else m.region = b.toString('utf8', c.pos, end);
+      c.pos = end;
+    } else if (field === 3 && wt === 0) m.pageSize = c.varint();
+    else if ((field === 4 || field === 5) && wt === 2) {
+      // proto3 oneof: the last one on the wire wins.
+      sawOp = true;
+      m.op = field === 4 ? 'read' : 'write';
+      m.pages = [];
+      m.data = field === 5 ? Buffer.alloc(0) : null;
+      delete m.dataParts;
+      const end = c.lengthEnd();
+      const inner = new Cursor(b, c.pos, end);
+      while (inner.fail === null && inner.pos < end) {
+        const t = inner.varint();
+        if (inner.fail !== null) break;
+        const f = Math.floor(t / 8);
+        if (f === 1) inner.repeated(t & 7, m.pages);
+        else if (f === 2 && field === 5 && (t & 7) === 2) {
+          const dEnd = inner.lengthEnd();
+          if (inner.fail !== null) break;
+          if (dEnd <= b.length) {
+            m.data = b.subarray(inner.pos, dEnd);
+            delete m.dataParts;
+          } else {
+            m.data = null;
+            m.dataParts = slicesOf(parts!, inner.pos, dEnd);
+          }
+          inner.pos = dEnd;
+        } else inner.skip(t & 7);
+      }
+      if (inner.fail !== null) c.fail = inner.fail;
+      c.pos = end;
+    } else c.skip(wt);
+  }
+  if (c.fail === null && c.pos > c.end) c.fail = 'field overruns the message';
+  if (c.fail === NEED_MORE) return malformedRequest(NEED_MORE);
+  if (c.fail !== null) return malformedRequest(c.fail);
+  if (!sawOp) return malformedRequest('no read or write op');
+  return m;
+}
+
+/** Bytes of a message's start decoded in place; a longer head than this is joined first. */
+const PREFIX_BYTES = 4096;
+
+/**
+ * The memory server's request deserializer: like customCodec.decodeRequest, and for a message that
+ * arrives gathered (see gather.ts) it decodes the head from the first chunk(s) and leaves the page
+ * bytes in the chunks (dataParts), so they are copied once, into the slabs.
+ */
+export const decodeRequestGathered = gatherFor((b: Buffer): PageRequestMsg => {
+  const parts = takeGathered(b);
+  if (parts === null) return decodeRequestIn(b, b.length, null);
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const want = Math.min(total, PREFIX_BYTES);
+  const prefix = parts[0]!.length >= want ? parts[0]! : Buffer.concat(parts, want);
+  const m = decodeRequestIn(prefix, total, parts);
+  if (m.malformed !== NEED_MORE) return m;
+  // Fields beyond the prefix other than the page bytes (a long head, or fields after the bytes).
+  return decodeRequestIn(Buffer.concat(parts, total), total, null);
+});
+
 export const customCodec: PageCodec = {
   name: 'custom',
   encodeRequest(m) {
-    const regionLen = Buffer.byteLength(m.region);
-    const pagesSize = packedSize(m.pages);
-    const dataLen = m.data === null ? 0 : m.data.length;
-    let body = lenField(pagesSize);
-    if (m.op === 'write') body += lenField(dataLen);
-    const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
-    const buf = Buffer.allocUnsafe(total);
-    let at = 0;
-    buf[at++] = 0x08;
-    at = writeVarint(buf, at, m.requestId);
-    buf[at++] = 0x12;
-    at = writeVarint(buf, at, regionLen);
-    at += buf.write(m.region, at, 'utf8');
-    buf[at++] = 0x18;
-    at = writeVarint(buf, at, m.pageSize);
-    buf[at++] = m.op === 'read' ? 0x22 : 0x2a;
-    at = writeVarint(buf, at, body);
-    at = writePacked(buf, at, 0x0a, m.pages, pagesSize);
-    if (m.op === 'write') {
-      buf[at++] = 0x12;
-      at = writeVarint(buf, at, dataLen);
-      if (m.data !== null) at += m.data.copy(buf, at);
-    }
-    return buf;
+    return encodeRequest(m, false);
   },
 
   decodeRequest(b) {
-    const c = new Cursor(b, 0, b.length);
-    const m: PageRequestMsg = { requestId: 0, region: '', pageSize: 0, op: 'read', pages: [], data: null, malformed: null };
-    let sawOp = false;
-    while (c.fail === null && c.pos < c.end) {
-      const tag = c.varint();
-      if (c.fail !== null) break;
-      const field = Math.floor(tag / 8);
-      const wt = tag & 7;
-      if (field === 1 && wt === 0) m.requestId = c.varint();
-      else if (field === 2 && wt === 2) {
-        const end = c.lengthEnd();
-        m.region = b.toString('utf8', c.pos, end);
-        c.pos = end;
-      } else if (field === 3 && wt === 0) m.pageSize = c.varint();
-      else if ((field === 4 || field === 5) && wt === 2) {
-        // proto3 oneof: the last one on the wire wins.
-        sawOp = true;
-        m.op = field === 4 ? 'read' : 'write';
-        m.pages = [];
-        m.data = field === 5 ? Buffer.alloc(0) : null;
-        const end = c.lengthEnd();
-        const inner = new Cursor(b, c.pos, end);
-        while (inner.fail === null && inner.pos < end) {
-          const t = inner.varint();
-          if (inner.fail !== null) break;
-          const f = Math.floor(t / 8);
-          if (f === 1) inner.repeated(t & 7, m.pages);
-          else if (f === 2 && field === 5 && (t & 7) === 2) {
-            const dEnd = inner.lengthEnd();
-            m.data = b.subarray(inner.pos, dEnd);
-            inner.pos = dEnd;
-          } else inner.skip(t & 7);
-        }
-        if (inner.fail !== null) c.fail = inner.fail;
-        c.pos = end;
-      } else c.skip(wt);
-    }
-    if (c.fail === null && c.pos > c.end) c.fail = 'field overruns the message';
-    if (c.fail !== null) return malformedRequest(c.fail);
-    if (!sawOp) return malformedRequest('no read or write op');
-    return m;
+    return decodeRequestIn(b, b.length, null);
   },
 
   encodeResponse(m) {

@@ -1,6 +1,7 @@
 // Memory server throughput and latency against a raw length-prefixed TCP server measured in the same
-// run: reads and writes of 4 KiB pages at batch sizes 1/16/64/256 with 1 and 8 batches in flight; the
-// page codec (hand-written vs generated); and the journal's cost (--data-dir vs memory only).
+// run: reads and writes of 4 KiB pages at batch sizes 1/16/64/256 with 1 and 8 batches in flight (with
+// each side's CPU time per GB moved); the page codec (hand-written vs generated); and the journal's
+// cost (--data-dir vs memory only).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,10 +32,34 @@ async function load(inflight: number, durationMs: number, op: (i: number) => Pro
   return { lat, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
 
-function metricsOf(r: { lat: number[]; seconds: number }, batch: number): Metrics {
+/** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/**
+ * load() that also measures the CPU time the client (this process) and the server process spent: CPU
+ * per byte moved holds up better than MB/s on a shared machine, and shows which side costs what.
+ */
+async function measured(serverPid: number, inflight: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<{ lat: number[]; seconds: number; clientMs: number; serverMs: number }> {
+  const c0 = process.cpuUsage();
+  const s0 = cpuMsOf(serverPid);
+  const r = await load(inflight, durationMs, op);
+  const c = process.cpuUsage(c0);
+  return { ...r, clientMs: (c.user + c.system) / 1000, serverMs: cpuMsOf(serverPid) - s0 };
+}
+
+function metricsOf(r: { lat: number[]; seconds: number; clientMs?: number; serverMs?: number }, batch: number): Metrics {
   const p = percentiles(r.lat);
   const pagesPerS = (r.lat.length * batch) / r.seconds;
-  return { pages_per_s: Math.round(pagesPerS), mb_per_s: Math.round((pagesPerS * PAGE) / 1e5) / 10, p50_us: Math.round(p.p50), p99_us: Math.round(p.p99) };
+  const m: Metrics = { pages_per_s: Math.round(pagesPerS), mb_per_s: Math.round((pagesPerS * PAGE) / 1e5) / 10, p50_us: Math.round(p.p50), p99_us: Math.round(p.p99) };
+  const gb = (r.lat.length * batch * PAGE) / 1e9;
+  if (r.clientMs !== undefined && r.serverMs !== undefined && gb > 0) {
+    m.client_cpu_ms_per_gb = Math.round(r.clientMs / gb);
+    m.server_cpu_ms_per_gb = Math.round(r.serverMs / gb);
+  }
+  return m;
 }
 
 function pagesOf(i: number, batch: number): number[] {
@@ -77,10 +102,10 @@ async function matrix(ctx: BenchContext): Promise<BenchRow[]> {
           const r = op === 'read' ? (i: number) => rawClient.read(pagesOf(i, batch)) : (i: number) => rawClient.write(pagesOf(i, batch), data);
           await load(inflight, dur / 5, g); // warm-up
           await load(inflight, dur / 5, r);
-          const base = metricsOf(await load(inflight, dur, r), batch);
-          const m = metricsOf(await load(inflight, dur, g), batch);
+          const base = metricsOf(await measured(raw.pid, inflight, dur, r), batch);
+          const m = metricsOf(await measured(ms.child.pid!, inflight, dur, g), batch);
           rows.push({ name: 'memserver', params: { op, batch, inflight }, metrics: m, baseline: base, ratio: ratios(m, base) });
-          ctx.log(`memserver ${op} batch=${batch} inflight=${inflight}: ${m.mb_per_s} MB/s (raw ${base.mb_per_s}), p50 ${m.p50_us} µs (raw ${base.p50_us})`);
+          ctx.log(`memserver ${op} batch=${batch} inflight=${inflight}: ${m.mb_per_s} MB/s (raw ${base.mb_per_s}), p50 ${m.p50_us} µs (raw ${base.p50_us}), CPU ms/GB client ${m.client_cpu_ms_per_gb} server ${m.server_cpu_ms_per_gb} (raw ${base.client_cpu_ms_per_gb} / ${base.server_cpu_ms_per_gb})`);
         }
       }
     }

@@ -6,20 +6,61 @@ import net from 'node:net';
 
 const PAGE = 4096;
 
+/**
+ * Splits a byte stream into u32-length-prefixed frames. A frame inside one chunk is a view of it; one
+ * spread over chunks is joined once (as grpc-js's decoder does), never by re-concatenating the
+ * growing remainder at every chunk (that copies large frames several times and would slow the baseline).
+ */
+class FrameReader {
+  private chunks: Buffer[] = [];
+  private have = 0;
+  push(chunk: Buffer, onFrame: (body: Buffer) => void): void {
+    this.chunks.push(chunk);
+    this.have += chunk.length;
+    for (;;) {
+      if (this.have < 4) return;
+      let head = this.chunks[0]!;
+      if (head.length < 4) head = this.join(4);
+      const len = head.readUInt32LE(0);
+      if (this.have < 4 + len) return;
+      const whole = head.length >= 4 + len ? head : this.join(4 + len);
+      onFrame(whole.subarray(4, 4 + len));
+      this.consume(4 + len);
+    }
+  }
+  /** Makes the first chunk at least n bytes long (n <= have). */
+  private join(n: number): Buffer {
+    let got = 0;
+    let k = 0;
+    while (got < n) got += this.chunks[k++]!.length;
+    const joined = Buffer.concat(this.chunks.slice(0, k), got);
+    this.chunks.splice(0, k, joined);
+    return joined;
+  }
+  private consume(n: number): void {
+    while (n > 0) {
+      const c = this.chunks[0]!;
+      if (c.length <= n) {
+        this.chunks.shift();
+        n -= c.length;
+        this.have -= c.length;
+      } else {
+        this.chunks[0] = c.subarray(n);
+        this.have -= n;
+        n = 0;
+      }
+    }
+  }
+}
+
 export function serveRaw(port: number, maxPages: number): Promise<net.Server> {
   const store = Buffer.allocUnsafeSlow(maxPages * PAGE);
   const server = net.createServer((sock) => {
     sock.setNoDelay(true);
-    let buf: Buffer = Buffer.alloc(0);
+    const frames = new FrameReader();
     sock.on('data', (chunk: Buffer) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      let at = 0;
       sock.cork();
-      while (buf.length - at >= 4) {
-        const len = buf.readUInt32LE(at);
-        if (buf.length - at - 4 < len) break;
-        const body = buf.subarray(at + 4, at + 4 + len);
-        at += 4 + len;
+      frames.push(chunk, (body) => {
         const op = body[0]!;
         const id = body.readUInt32LE(1);
         const n = body.readUInt32LE(5);
@@ -35,15 +76,15 @@ export function serveRaw(port: number, maxPages: number): Promise<net.Server> {
           sock.write(head);
           sock.write(out);
         } else {
+          // Stores the pages, as the memory server does (a copy into preallocated memory).
           const data = 9 + n * 4;
           for (let i = 0; i < n; i++) body.copy(store, body.readUInt32LE(9 + i * 4) * PAGE, data + i * PAGE, data + (i + 1) * PAGE);
           head.writeUInt32LE(4, 0);
           head.writeUInt32LE(id, 4);
           sock.write(head);
         }
-      }
+      });
       sock.uncork();
-      buf = at === buf.length ? Buffer.alloc(0) : buf.subarray(at);
     });
     sock.on('error', () => undefined);
   });
@@ -51,25 +92,18 @@ export function serveRaw(port: number, maxPages: number): Promise<net.Server> {
 }
 
 export class RawClient {
-  private buf: Buffer = Buffer.alloc(0);
+  private readonly frames = new FrameReader();
   private nextId = 1;
   private readonly pending = new Map<number, (data: Buffer) => void>();
   private constructor(private readonly sock: net.Socket) {
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-      let at = 0;
-      while (this.buf.length - at >= 4) {
-        const len = this.buf.readUInt32LE(at);
-        if (this.buf.length - at - 4 < len) break;
-        const id = this.buf.readUInt32LE(at + 4);
-        const data = this.buf.subarray(at + 8, at + 4 + len);
-        at += 4 + len;
+      this.frames.push(chunk, (body) => {
+        const id = body.readUInt32LE(0);
         const cb = this.pending.get(id);
         this.pending.delete(id);
-        cb?.(data);
-      }
-      this.buf = at === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(at);
+        cb?.(body.subarray(4));
+      });
     });
   }
 
@@ -108,10 +142,10 @@ export class RawClient {
 }
 
 /** Runs the raw server in a child process (as the memory server runs in its own). */
-export function forkRawServer(maxPages: number): Promise<{ port: number; stop(): void }> {
+export function forkRawServer(maxPages: number): Promise<{ port: number; pid: number; stop(): void }> {
   const child = fork(__filename, ['serve', '0', String(maxPages)], { stdio: 'inherit' });
   return new Promise((resolve, reject) => {
-    child.once('message', (port) => resolve({ port: port as number, stop: () => child.kill('SIGKILL') }));
+    child.once('message', (port) => resolve({ port: port as number, pid: child.pid!, stop: () => child.kill('SIGKILL') }));
     child.once('exit', (code) => reject(new Error(`raw TCP server exited ${code}`)));
   });
 }
