@@ -54,8 +54,14 @@ export function nativeOps(): PagerOps {
   };
 }
 
-/** true for the errors that mean "the attached process (or its uffd) is gone". */
+/**
+ * true for the errors that mean "the attached process (or its mapping of the region) is gone":
+ * ESRCH (no mm), EBADF (no uffd), and ENOENT — no registered vma at the address: the process is
+ * exiting (exit_mmap has begun, its pidfd news not read yet) or unmapped the region. (An mremap
+ * would also move it, but its REMAP event is read before any ioctl on the uffd gets past EAGAIN;
+ * only a stale base in the window before JS sees that event could be mistaken for a departure.)
+ */
 export function isGone(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
-  return code === 'ESRCH' || code === 'EBADF';
+  return code === 'ESRCH' || code === 'EBADF' || code === 'ENOENT';
 }

@@ -34,7 +34,7 @@ interface FakeMemfd {
   maxPresent: number;
 }
 
-export type Injected = 'again' | 'exists' | 'ESRCH' | 'EBADF' | 'EINVAL';
+export type Injected = 'again' | 'exists' | 'ESRCH' | 'EBADF' | 'EINVAL' | 'ENOENT';
 
 export class FakeKernel implements PagerOps {
   readonly pageSize: number;
@@ -283,8 +283,9 @@ export class FakeKernel implements PagerOps {
     if (i < 0) return null;
     const [inj] = this.injections.splice(i, 1);
     const out = inj!.outcome;
-    if (out === 'ESRCH' || out === 'EBADF' || out === 'EINVAL') {
-      throw new NativeError(`${op}: injected (${out})`, out, out === 'ESRCH' ? 3 : out === 'EBADF' ? 9 : 22, `ioctl(UFFDIO_${op.toUpperCase()})`);
+    if (out === 'ESRCH' || out === 'EBADF' || out === 'EINVAL' || out === 'ENOENT') {
+      const errno = { ESRCH: 3, EBADF: 9, EINVAL: 22, ENOENT: 2 }[out];
+      throw new NativeError(`${op}: injected (${out})`, out, errno, `ioctl(UFFDIO_${op.toUpperCase()})`);
     }
     return out;
   }

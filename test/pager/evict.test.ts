@@ -119,6 +119,18 @@ test('sync writes back every dirty page, leaves them resident and clean, then sy
   assert.equal(rig.stats().dirtyPages, 1);
 });
 
+test('a process whose mapping is gone (ENOENT: exiting, or it unmapped the region) is torn down; the sync goes on', async () => {
+  const rig = new Rig({ pages: 16, cacheBytes: null });
+  const a = rig.attach();
+  const b = rig.attach();
+  for (let p = 0; p < 4; p++) await rig.done(rig.write(a, p, page(p + 1)));
+  rig.kernel.inject('writeProtect', 'ENOENT', b.uffd);
+  await rig.pager.sync(rig.key);
+  assert.deepEqual(rig.gone, [b.attachment]);
+  for (let p = 0; p < 4; p++) assert.deepEqual(rig.store.page(rig.regionId, p), page(p + 1));
+  assert.equal(rig.stats().dirtyPages, 0);
+});
+
 test('evictAll drops every clean page now and leaves dirty ones', async () => {
   const rig = new Rig({ pages: 16 });
   const a = rig.attach();
