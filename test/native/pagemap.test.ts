@@ -213,8 +213,9 @@ test('sync WP guards an eviction: the writer waits in a WP fault through read, p
   await app.do('wake 1', 'woken 1');
   assert.equal(await app.next(), 'missing-fault 1');
   assert.deepEqual(app.pending(), []);
-  await app.do(`copy 1 ${saved[0]}`, 'copied 1');
-  assert.equal(await app.next(), 'wrote 1');
+  // The handler thread says 'copied' and the woken writer 'wrote': two threads, either order.
+  app.proc.stdin.write(`copy 1 ${saved[0]}\n`);
+  assert.deepEqual([await app.next(), await app.next()].sort(), ['copied 1', 'wrote 1']);
   await app.do('read 1', 'read 1 66 66');
   await app.do('read 0', 'read 0 65 65');
 });
