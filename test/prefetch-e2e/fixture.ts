@@ -1,7 +1,8 @@
 // A real farmemd child with its embedded memory server on loopback, a small page cache, its control
 // and attach sockets in a fresh temp dir; helpers to run the farmem CLI and fmattach against it and
 // to read a region's figures from `farmem region show --json`.
-import { spawn, spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -146,4 +147,31 @@ export async function recordingOf(d: Daemon, name: string, pages: number) {
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`no recording of ${pages} pages at ${file}`);
+}
+
+/** fmattach --pause: attached and waiting before its pass; `go()` lets it run and resolves with its result. */
+export async function pausedAttach(d: Daemon, args: string[], t: { after(fn: () => void): void }) {
+  const child: ChildProcessWithoutNullStreams = spawn(workloadBin('fmattach'), [...args, '--pause'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, FARMEM_ATTACH_SOCKET: path.join(d.dir, 'attach.sock') },
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const done = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+  await new Promise<void>((res, rej) => {
+    child.stdout.on('data', (c) => {
+      out += c;
+      if (out.includes('"ready"')) res();
+    });
+    void done.then(() => rej(new Error(`fmattach exited: ${err}`)));
+  });
+  return {
+    async go() {
+      child.stdin.write('\n');
+      assert.equal(await done, 0, err);
+      return JSON.parse(out.trim().split('\n').pop()!) as { mismatches: number };
+    },
+  };
 }

@@ -3,12 +3,10 @@
 // faults are served from the native page cache (or never happen), and its bytes are still right.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { userfaultfdUnavailable } from '../helpers/env';
-import { workloadBin } from '../helpers/pattern';
-import { delta, flushCache, recordingOf, startDaemon } from './fixture';
+import { delta, flushCache, pausedAttach, recordingOf, startDaemon } from './fixture';
 
 const PAGES = 1024; // a 4 MiB region; the 6 MiB cache can stage its whole working set
 const skip = userfaultfdUnavailable() ?? false;
@@ -74,27 +72,10 @@ test('warm with a process attached installs the working set before it is touched
   const before = d.show('live');
 
   // The process attaches and waits before its verify pass; warm runs while it is attached.
-  const child = spawn(workloadBin('fmattach'), ['--region', 'live', '--pages', String(PAGES), '--op', 'verify', '--seed', '4', '--pattern', 'reverse', '--pause'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, FARMEM_ATTACH_SOCKET: path.join(d.dir, 'attach.sock') },
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (c) => (err += c));
-  const done = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
-  await new Promise<void>((res, rej) => {
-    child.stdout.on('data', (c) => {
-      out += c;
-      if (out.includes('"ready"')) res();
-    });
-    void done.then(() => rej(new Error(`fmattach exited: ${err}`)));
-  });
+  const reader = await pausedAttach(d, ['--region', 'live', '--pages', String(PAGES), '--op', 'verify', '--seed', '4', '--pattern', 'reverse'], t);
   d.cli(['region', 'warm', 'live']);
   const warmed = d.show('live');
-  child.stdin.write('\n');
-  assert.equal(await done, 0, err);
-  const res = JSON.parse(out.trim().split('\n').pop()!) as { mismatches: number };
+  const res = await reader.go();
   assert.equal(res.mismatches, 0);
   // The 1 MiB cache holds 256 pages: most of the 1024 went straight into the region.
   assert.ok(warmed.stats.prefetchedPages - before.stats.prefetchedPages >= PAGES * 0.9);

@@ -3,42 +3,14 @@
 // it touches it — within the resident budget, bytes verified.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { userfaultfdUnavailable } from '../helpers/env';
-import { workloadBin } from '../helpers/pattern';
-import { delta, flushCache, recordingOf, startDaemon, type Daemon, type RegionFigures } from './fixture';
+import { delta, flushCache, pausedAttach, recordingOf, startDaemon, type Daemon, type RegionFigures } from './fixture';
 
 const PAGES = 1024; // a 4 MiB region
 const skip = userfaultfdUnavailable() ?? false;
 
-/** fmattach --pause: attached and waiting before its pass; `go()` lets it run and resolves with its result. */
-async function pausedAttach(d: Daemon, args: string[], t: { after(fn: () => void): void }) {
-  const child: ChildProcessWithoutNullStreams = spawn(workloadBin('fmattach'), [...args, '--pause'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, FARMEM_ATTACH_SOCKET: path.join(d.dir, 'attach.sock') },
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (c) => (err += c));
-  const done = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
-  await new Promise<void>((res, rej) => {
-    child.stdout.on('data', (c) => {
-      out += c;
-      if (out.includes('"ready"')) res();
-    });
-    void done.then(() => rej(new Error(`fmattach exited: ${err}`)));
-  });
-  return {
-    async go() {
-      child.stdin.write('\n');
-      assert.equal(await done, 0, err);
-      return JSON.parse(out.trim().split('\n').pop()!) as { mismatches: number };
-    },
-  };
-}
 
 /** Waits (bounded) until the region's figures satisfy `ok`: the warm-up runs in the background. */
 async function until(d: Daemon, name: string, ok: (f: RegionFigures) => boolean): Promise<RegionFigures> {
