@@ -45,3 +45,26 @@ export function percentiles(samples: ArrayLike<number>): { p50: number; p99: num
   const at = (q: number) => a[Math.min(a.length - 1, Math.floor(q * a.length))]!;
   return { p50: at(0.5), p99: at(0.99), mean: a.reduce((s, x) => s + x, 0) / a.length, n: a.length };
 }
+
+/** Keeps `inflight` operations going for durationMs; returns per-op latencies (µs) and the elapsed time. */
+export async function load(inflight: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<{ lat: number[]; seconds: number }> {
+  const lat: number[] = [];
+  const t0 = process.hrtime.bigint();
+  const end = Date.now() + durationMs;
+  let i = 0;
+  await Promise.all(Array.from({ length: inflight }, async () => {
+    while (Date.now() < end) {
+      const s = process.hrtime.bigint();
+      await op(i++);
+      lat.push(Number(process.hrtime.bigint() - s) / 1000);
+    }
+  }));
+  return { lat, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+/** Pages/s, MB/s and per-operation p50/p99 (µs) of a load() run whose operations moved `batch` pages each. */
+export function pageThroughput(r: { lat: number[]; seconds: number }, batch: number, pageBytes: number): Metrics {
+  const p = percentiles(r.lat);
+  const pagesPerS = (r.lat.length * batch) / r.seconds;
+  return { pages_per_s: Math.round(pagesPerS), mb_per_s: Math.round((pagesPerS * pageBytes) / 1e5) / 10, p50_us: Math.round(p.p50), p99_us: Math.round(p.p99) };
+}

@@ -9,28 +9,12 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { MemoryServerClient } from '../../../daemon/remote/client';
 import { customCodec, generatedCodec, type PageCodec, type PageRequestMsg, type PageResponseMsg } from '../../../daemon/remote/wire';
-import { percentiles, ratios, type BenchCase, type BenchContext, type BenchRow, type Metrics } from '../harness';
+import { load, pageThroughput, ratios, type BenchCase, type BenchContext, type BenchRow, type Metrics } from '../harness';
 import { forkRawServer, RawClient } from '../raw/tcp';
 
 const PAGE = 4096;
 const SPAN = 4096; // pages touched (16 MiB)
 const MAIN = path.join(__dirname, '..', '..', '..', 'daemon', 'memserver', 'main.js');
-
-/** Keeps `inflight` operations going for durationMs; returns per-op latencies (µs) and the elapsed time. */
-async function load(inflight: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<{ lat: number[]; seconds: number }> {
-  const lat: number[] = [];
-  const t0 = process.hrtime.bigint();
-  const end = Date.now() + durationMs;
-  let i = 0;
-  await Promise.all(Array.from({ length: inflight }, async () => {
-    while (Date.now() < end) {
-      const s = process.hrtime.bigint();
-      await op(i++);
-      lat.push(Number(process.hrtime.bigint() - s) / 1000);
-    }
-  }));
-  return { lat, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
-}
 
 /** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
 function cpuMsOf(pid: number): number {
@@ -51,9 +35,7 @@ async function measured(serverPid: number, inflight: number, durationMs: number,
 }
 
 function metricsOf(r: { lat: number[]; seconds: number; clientMs?: number; serverMs?: number }, batch: number): Metrics {
-  const p = percentiles(r.lat);
-  const pagesPerS = (r.lat.length * batch) / r.seconds;
-  const m: Metrics = { pages_per_s: Math.round(pagesPerS), mb_per_s: Math.round((pagesPerS * PAGE) / 1e5) / 10, p50_us: Math.round(p.p50), p99_us: Math.round(p.p99) };
+  const m = pageThroughput(r, batch, PAGE);
   const gb = (r.lat.length * batch * PAGE) / 1e9;
   if (r.clientMs !== undefined && r.serverMs !== undefined && gb > 0) {
     m.client_cpu_ms_per_gb = Math.round(r.clientMs / gb);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { MemoryServerClient } from '../../../daemon/remote/client';
 import { MemoryPool, type PoolMember } from '../../../daemon/remote/pool';
-import { percentiles, ratios, type BenchCase, type BenchContext, type BenchRow, type Metrics } from '../harness';
+import { load, pageThroughput, ratios, type BenchCase, type BenchContext, type BenchRow, type Metrics } from '../harness';
 
 const PAGE = 4096;
 const MAIN = path.join(__dirname, '..', '..', '..', 'daemon', 'memserver', 'main.js');
@@ -44,27 +44,6 @@ function makePool(servers: Server[], replicas: number, stateDir: string | null =
   return { pool: new MemoryPool(members, { logger, replicas, downAfterMs: 0, repairBytesPerSecond: 1e12, writeDeadlineMs: 30_000, readDeadlineMs: 30_000, stateDir }), clients };
 }
 
-async function load(inflight: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<{ lat: number[]; seconds: number }> {
-  const lat: number[] = [];
-  const t0 = process.hrtime.bigint();
-  const end = Date.now() + durationMs;
-  let i = 0;
-  await Promise.all(Array.from({ length: inflight }, async () => {
-    while (Date.now() < end) {
-      const s = process.hrtime.bigint();
-      await op(i++);
-      lat.push(Number(process.hrtime.bigint() - s) / 1000);
-    }
-  }));
-  return { lat, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
-}
-
-function m(r: { lat: number[]; seconds: number }, batch: number): Metrics {
-  const p = percentiles(r.lat);
-  const pagesPerS = (r.lat.length * batch) / r.seconds;
-  return { pages_per_s: Math.round(pagesPerS), mb_per_s: Math.round((pagesPerS * PAGE) / 1e5) / 10, p50_us: Math.round(p.p50), p99_us: Math.round(p.p99) };
-}
-
 async function writeSpan(pool: MemoryPool, region: { id: string; pageSize: number }, pages: number, inflight = 4): Promise<number> {
   const data = crypto.randomBytes(256 * PAGE);
   const t0 = process.hrtime.bigint();
@@ -88,10 +67,10 @@ async function costOfReplicas(ctx: BenchContext, servers: Server[]): Promise<Ben
     const region = { id: crypto.randomUUID(), pageSize: PAGE };
     try {
       await writeSpan(pool, region, SPAN);
-      const fault = m(await load(1, dur, (i) => pool.read(region, [(i * 7919) % SPAN])), 1);
-      const read = m(await load(8, dur, (i) => pool.read(region, Array.from({ length: 16 }, (_, j) => ((i * 16) % SPAN) + j))), 16);
+      const fault = pageThroughput(await load(1, dur, (i) => pool.read(region, [(i * 7919) % SPAN])), 1, PAGE);
+      const read = pageThroughput(await load(8, dur, (i) => pool.read(region, Array.from({ length: 16 }, (_, j) => ((i * 16) % SPAN) + j))), 16, PAGE);
       const data = crypto.randomBytes(256 * PAGE);
-      const write = m(await load(4, dur, (i) => pool.write(region, Array.from({ length: 256 }, (_, j) => ((i * 256) % SPAN) + j), data)), 256);
+      const write = pageThroughput(await load(4, dur, (i) => pool.write(region, Array.from({ length: 256 }, (_, j) => ((i * 256) % SPAN) + j), data)), 256, PAGE);
       per[replicas] = { fault, read, write };
       ctx.log(`R=${replicas}: fault p50 ${fault.p50_us} µs p99 ${fault.p99_us} µs; read ${read.mb_per_s} MB/s; write-back ${write.mb_per_s} MB/s`);
     } finally {
@@ -132,7 +111,7 @@ async function costOfJournal(ctx: BenchContext, servers: Server[]): Promise<Benc
         await writeSpan(pool, region, SPAN);
         const data = crypto.randomBytes(batch * PAGE);
         const first = (i: number) => (fresh ? SPAN + i * batch : (i * batch) % SPAN);
-        per[String(journal)] = m(await load(inflight, dur, (i) => pool.write(region, Array.from({ length: batch }, (_, j) => first(i) + j), data)), batch);
+        per[String(journal)] = pageThroughput(await load(inflight, dur, (i) => pool.write(region, Array.from({ length: batch }, (_, j) => first(i) + j), data)), batch, PAGE);
       } finally {
         await pool.deleteRegion(region.id);
         await pool.close();
