@@ -17,9 +17,37 @@
 #include <vector>
 
 #include "errors.h"
+#include "fd_passing.h"
 #include "modules.h"
 
 namespace farmem {
+
+// sendmsg with fds attached (SCM_RIGHTS), to the connected peer or to `to` (a datagram socket).
+// Returns 0 or -errno. Shared with sd_notify.cc (declared in fd_passing.h).
+int SendWithFds(int sock, const uint8_t* data, size_t len, const std::vector<int>& fds, int flags, const struct sockaddr* to,
+                socklen_t toLen) {
+  struct iovec iov = {const_cast<uint8_t*>(data), len};
+  struct msghdr msg = {};
+  msg.msg_name = const_cast<struct sockaddr*>(to);
+  msg.msg_namelen = to == nullptr ? 0 : toLen;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())), 0);
+  if (!fds.empty()) {
+    msg.msg_control = cbuf.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
 namespace {
 
 constexpr size_t kMaxPayload = 64 * 1024;  // a server message; bigger ones are an error event
@@ -53,27 +81,6 @@ std::vector<int> ArgFds(const Napi::CallbackInfo& info, size_t i) {
   return fds;
 }
 
-// sendmsg with fds attached. Returns 0 or -errno.
-int SendWithFds(int sock, const uint8_t* data, size_t len, const std::vector<int>& fds, int flags) {
-  struct iovec iov = {const_cast<uint8_t*>(data), len};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())), 0);
-  if (!fds.empty()) {
-    msg.msg_control = cbuf.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
-}
 
 struct Received {
   ssize_t n = 0;  // payload bytes, or -errno

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "fd_passing.h"
 #include "modules.h"
 
 namespace farmem {
@@ -43,28 +44,10 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
 
   int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) throw ErrnoError(env, "socket", errno);
-  struct iovec iov = {const_cast<char*>(state.data()), state.size()};
-  struct msghdr msg = {};
-  msg.msg_name = &sa;
-  msg.msg_namelen = alen;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())), 0);
-  if (!fds.empty()) {
-    msg.msg_control = cbuf.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  int err = errno;
+  int r = SendWithFds(sock, reinterpret_cast<const uint8_t*>(state.data()), state.size(), fds, MSG_DONTWAIT,
+                      reinterpret_cast<const struct sockaddr*>(&sa), alen);
   close(sock);
-  if (n < 0) throw ErrnoError(env, "sendmsg", err);
+  if (r < 0) throw ErrnoError(env, "sendmsg", -r);
   return Napi::Boolean::New(env, true);
 }
 
