@@ -278,12 +278,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       if (attached.length > 0) {
         throw new RegionError('precondition', `delete region "${spec.name}": ${attached.length} process(es) attached (pid ${attached.map((a) => a.pid).join(', ')}); detach them first`);
       }
-      this.retire(r);
-      this.pager.removeRegion(r.key);
-      this.cache.dropRegion(r.key);
-      closeFd(r.memfd);
-      this.regions.delete(spec.id);
-      this.opts.fdStore?.remove(regionFdName(spec.id));
+      this.unload(r);
     }
     this.replay?.remove(spec.id);
     // The region is gone from this daemon either way; a memory server that cannot be reached keeps
@@ -331,6 +326,16 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
 
   /** Counters of regions that were removed, so daemon-wide totals (metrics) never go backwards. */
   readonly retired = { cacheHit: 0, remote: 0, zero: 0, wp: 0, remoteBytesIn: 0, remoteBytesOut: 0, evictions: 0, writebacks: 0 };
+
+  /** Takes a live region out of this daemon: its counters kept, out of the pager and the cache, its memfd closed and out of the fd store. */
+  private unload(r: LiveRegion): void {
+    this.retire(r);
+    this.pager.removeRegion(r.key);
+    this.cache.dropRegion(r.key);
+    closeFd(r.memfd);
+    this.regions.delete(r.spec.id);
+    this.opts.fdStore?.remove(regionFdName(r.spec.id));
+  }
 
   private retire(r: LiveRegion): void {
     const s = this.pager.stats(r.key);
@@ -479,14 +484,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       // A daemon restarted after a crash: the process kept the region's memfd (with every page
       // written before the crash); adopt it instead of the empty one we made at start-up. (When the
       // fd store gave us back that very memfd, the process just joins: sameFile.)
-      if (r !== undefined) {
-        this.retire(r);
-        this.pager.removeRegion(r.key);
-        this.cache.dropRegion(r.key);
-        closeFd(r.memfd);
-        this.regions.delete(spec.id);
-        this.opts.fdStore?.remove(regionFdName(spec.id));
-      }
+      if (r !== undefined) this.unload(r);
       r = this.adopt(spec, req.reattach.memfd);
       this.log.info({ region: spec.name, pid: req.cred.pid }, `region "${spec.name}": adopted the memfd of re-attaching pid ${req.cred.pid}`);
     }
