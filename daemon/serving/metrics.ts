@@ -3,12 +3,36 @@
 // daemon-wide totals that never go backwards (removed regions are kept in runtime.retired).
 import type { DaemonMetrics } from '../metrics';
 import type { PageCache } from '../native';
-import type { Pager } from '../pager';
+import type { Pager, RegionStats } from '../pager';
+
+/** Daemon-wide fault and traffic totals, summed over regions. */
+export interface Totals {
+  cacheHit: number;
+  remote: number;
+  zero: number;
+  wp: number;
+  remoteBytesIn: number;
+  remoteBytesOut: number;
+  evictions: number;
+  writebacks: number;
+}
+
+/** Adds one region's counters to t (live regions at scrape time, and a region's last figures when it goes). */
+export function addRegionTotals(t: Totals, s: RegionStats): void {
+  t.cacheHit += s.faults.cacheHit;
+  t.remote += s.faults.remote;
+  t.zero += s.faults.zero;
+  t.wp += s.faults.wp;
+  t.remoteBytesIn += s.remoteBytesIn;
+  t.remoteBytesOut += s.remoteBytesOut;
+  t.evictions += s.evicted.clean + s.evicted.dirty;
+  t.writebacks += s.writeBack.pages;
+}
 
 interface Source {
   pager: Pager;
   cache: PageCache;
-  retired: { cacheHit: number; remote: number; zero: number; wp: number; remoteBytesIn: number; remoteBytesOut: number; evictions: number; writebacks: number };
+  retired: Totals;
   attachmentTotal: number;
 }
 
@@ -28,14 +52,7 @@ export function feedMetrics(m: DaemonMetrics, src: Source): void {
     m.residentPages.reset();
     m.dirtyPages.reset();
     for (const s of all) {
-      t.cacheHit += s.faults.cacheHit;
-      t.remote += s.faults.remote;
-      t.zero += s.faults.zero;
-      t.wp += s.faults.wp;
-      t.remoteBytesIn += s.remoteBytesIn;
-      t.remoteBytesOut += s.remoteBytesOut;
-      t.evictions += s.evicted.clean + s.evicted.dirty;
-      t.writebacks += s.writeBack.pages;
+      addRegionTotals(t, s);
       m.residentBytes.set({ region: s.name }, s.residentPages * s.pageSize);
       m.residentPages.set({ region: s.name }, s.residentPages);
       m.dirtyPages.set({ region: s.name }, s.dirtyPages);

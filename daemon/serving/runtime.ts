@@ -19,7 +19,7 @@ import { PAGE_DIRTY, PAGE_RESIDENT, type AttachmentInfo, type Progress, type Reg
 import { DIRTY, RES } from '../pager/state';
 import type { DaemonMetrics } from '../metrics';
 import { FaultLatency } from './latency';
-import { feedMetrics } from './metrics';
+import { addRegionTotals, feedMetrics, type Totals } from './metrics';
 import { PageStoreError, type PageStore } from '../remote/types';
 import { closeQuietly, regionFdName, type FdStore, type ListenFd } from '../lifecycle/fdstore';
 import { fileIdentity } from '../attach/fds';
@@ -325,7 +325,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   }
 
   /** Counters of regions that were removed, so daemon-wide totals (metrics) never go backwards. */
-  readonly retired = { cacheHit: 0, remote: 0, zero: 0, wp: 0, remoteBytesIn: 0, remoteBytesOut: 0, evictions: 0, writebacks: 0 };
+  readonly retired: Totals = { cacheHit: 0, remote: 0, zero: 0, wp: 0, remoteBytesIn: 0, remoteBytesOut: 0, evictions: 0, writebacks: 0 };
 
   /** Takes a live region out of this daemon: its counters kept, out of the pager and the cache, its memfd closed and out of the fd store. */
   private unload(r: LiveRegion): void {
@@ -338,16 +338,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   }
 
   private retire(r: LiveRegion): void {
-    const s = this.pager.stats(r.key);
-    const t = this.retired;
-    t.cacheHit += s.faults.cacheHit;
-    t.remote += s.faults.remote;
-    t.zero += s.faults.zero;
-    t.wp += s.faults.wp;
-    t.remoteBytesIn += s.remoteBytesIn;
-    t.remoteBytesOut += s.remoteBytesOut;
-    t.evictions += s.evicted.clean + s.evicted.dirty;
-    t.writebacks += s.writeBack.pages;
+    addRegionTotals(this.retired, this.pager.stats(r.key));
     this.latency.delete(r.key);
   }
 
