@@ -17,10 +17,14 @@ interface After {
   after(fn: () => Promise<void> | void): void;
 }
 
-export function tempDir(t: After, tag: string): string {
+/** A fresh dir, removed at the end after `before` (e.g. stopping the daemon that writes into it). */
+export function tempDir(t: After, tag: string, before: () => Promise<void> = async () => {}): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `farmem-e2e-${tag}-`));
   fs.chmodSync(d, 0o755); // other uids connect to the sockets in it
-  t.after(() => fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 }));
+  t.after(async () => {
+    await before();
+    fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
+  });
   return d;
 }
 
@@ -139,7 +143,9 @@ export interface Daemon {
  * end. `config`: TOML for farmemd.toml.
  */
 export async function farmemd(t: After, server: string, opts: { args?: string[]; config?: string } = {}): Promise<Daemon> {
-  const dir = tempDir(t, 'd');
+  let stop = async () => {};
+  // The dir goes only once the daemon is dead: until then it writes into it (replay recordings).
+  const dir = tempDir(t, 'd', () => stop());
   const extra = [...(opts.args ?? [])];
   if (opts.config !== undefined) {
     fs.writeFileSync(path.join(dir, 'farmemd.toml'), opts.config);
@@ -153,13 +159,13 @@ export async function farmemd(t: After, server: string, opts: { args?: string[];
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  t.after(async () => {
+  stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await exited;
     clearTimeout(timer);
-  });
+  };
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; res: (l: Record<string, unknown>) => void }[] = [];
   let buf = '';
