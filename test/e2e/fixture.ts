@@ -12,6 +12,7 @@ import pino from 'pino';
 
 import { MemoryServer } from '../../daemon/memserver/server';
 import { FARMEM, FARMEMD } from '../helpers/farmemd';
+import { onJsonLines } from '../helpers/json-lines';
 
 interface After {
   after(fn: () => Promise<void> | void): void;
@@ -168,26 +169,13 @@ export async function farmemd(t: After, server: string, opts: { args?: string[];
   };
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; res: (l: Record<string, unknown>) => void }[] = [];
-  let buf = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const raw = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let l: Record<string, unknown>;
-      try {
-        l = JSON.parse(raw) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      lines.push(l);
-      for (const w of [...waiters]) if (w.pred(l)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.res(l);
-      }
+  onJsonLines(child.stdout!, (l) => {
+    lines.push(l);
+    for (const w of [...waiters]) if (w.pred(l)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.res(l);
     }
   });
   const waitLog = (pred: (l: Record<string, unknown>) => boolean, what: string) => {

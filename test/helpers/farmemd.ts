@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { onJsonLines } from './json-lines';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 export const FARMEMD = path.join(ROOT, 'daemon', 'bin', 'farmemd.js');
@@ -56,39 +57,27 @@ export function startFarmemd(
         });
   const lines: Array<Record<string, unknown>> = [];
   let err = '';
-  let buf = '';
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
   child.stderr!.on('data', (d) => (err += d));
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          lines.push(j);
-          if (j.state === 'READY') {
-            resolve({
-              dir,
-              socket,
-              stateDir,
-              child,
-              lines,
-              stderr: () => err,
-              stop: async (signal = 'SIGTERM') => {
-                if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-                return exited;
-              },
-            });
-          }
-        } catch {
-          /* not JSON */
-        }
+    onJsonLines(child.stdout!, (j) => {
+      lines.push(j);
+      if (j.state === 'READY') {
+        resolve({
+          dir,
+          socket,
+          stateDir,
+          child,
+          lines,
+          stderr: () => err,
+          stop: async (signal = 'SIGTERM') => {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+          },
+        });
       }
-    });
-    void exited.then((code) => reject(new Error(`farmemd exited (${code}) before READY: ${err}${buf}${lines.map((l) => JSON.stringify(l)).join('\n')}`)));
+    }, (raw) => (err += `${raw}\n`));
+    void exited.then((code) => reject(new Error(`farmemd exited (${code}) before READY: ${err}${lines.map((l) => JSON.stringify(l)).join('\n')}`)));
   });
 }
 

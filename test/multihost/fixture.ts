@@ -9,6 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { TestHosts, type TestHost } from '../helpers/netns';
 import { FARMEMD, farmem } from '../helpers/farmemd';
+import { onJsonLines } from '../helpers/json-lines';
 import { workloadBin } from '../helpers/pattern';
 import { MemoryServerClient } from '../../daemon/remote';
 
@@ -46,34 +47,23 @@ export interface Run {
 
 function waitLine(child: ChildProcess, pred: (j: Record<string, unknown>) => boolean, what: string, ms: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    let buf = '';
     let err = '';
     const timer = setTimeout(() => done(new Error(`timed out after ${ms} ms waiting for ${what}: ${err}`)), ms);
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          if (pred(j)) return done(null, j);
-        } catch {
-          /* not JSON */
-        }
-      }
-    };
+    let settled = false;
+    const offLines = onJsonLines(child.stdout!, (j) => {
+      if (!settled && pred(j)) done(null, j);
+    });
     const onErr = (d: Buffer) => (err += d.toString());
     const onExit = (c: number | null, s: string | null) => done(new Error(`${what}: exited (${c ?? s}) first: ${err}`));
     function done(e: Error | null, j?: Record<string, unknown>) {
+      settled = true;
       clearTimeout(timer);
-      child.stdout!.off('data', onData);
+      offLines();
       child.stderr!.off('data', onErr);
       child.off('exit', onExit);
       if (e) reject(e);
       else resolve(j!);
     }
-    child.stdout!.on('data', onData);
     child.stderr!.on('data', onErr);
     child.once('exit', onExit);
   });
@@ -164,22 +154,15 @@ export class Cluster {
     const child = spawn(workloadBin('fmattach'), ['--socket', this.attachSocket, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.runs.add(child);
     const lines: Array<Record<string, unknown>> = [];
-    let buf = '';
     let err = '';
     const waiters: Array<{ key: string; res: (j: Record<string, unknown>) => void }> = [];
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const j = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
-        buf = buf.slice(i + 1);
-        lines.push(j);
-        for (const w of [...waiters]) if (w.key in j) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.res(j);
-        }
+    onJsonLines(child.stdout!, (j) => {
+      lines.push(j);
+      for (const w of [...waiters]) if (w.key in j) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.res(j);
       }
-    });
+    }, (raw) => (err += `not JSON on stdout: ${raw}\n`));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const done = new Promise<{ code: number | null; stderr: string }>((res) => child.once('exit', (code) => {
       this.runs.delete(child);

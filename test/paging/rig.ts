@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { FARMEM, farmem, startFarmemd, tempDir, type Farmemd } from '../helpers/farmemd';
+import { onJsonLines } from '../helpers/json-lines';
 import { workloadBin } from '../helpers/pattern';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -128,18 +129,12 @@ function start(t: TestContext, cmd: string, argv: string[]): Run {
   });
   const lines: Array<Record<string, unknown>> = [];
   const waiters: Array<() => void> = [];
-  let buf = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
-      buf = buf.slice(i + 1);
-    }
+  onJsonLines(child.stdout!, (l) => {
+    lines.push(l);
     for (const w of waiters.splice(0)) w();
-  });
+  }, (raw) => (err += `not JSON on stdout: ${raw}\n`));
   const done = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? (sig === null ? -1 : 128))));
   const line = (pred: (l: Record<string, unknown>) => boolean) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseRecording } from '../../daemon/prefetch';
 import { FARMEM, FARMEMD } from '../helpers/farmemd';
+import { onJsonLines } from '../helpers/json-lines';
 import { workloadBin } from '../helpers/pattern';
 
 export interface Daemon {
@@ -54,18 +55,10 @@ export async function startDaemon(cacheSize: string): Promise<Daemon> {
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   let metrics = '';
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      for (const line of out.split('\n')) {
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          if (typeof j.metrics === 'string') metrics = j.metrics;
-          if (j.state === 'READY') resolve();
-        } catch {
-          /* partial line */
-        }
-      }
-    });
+    onJsonLines(child.stdout!, (j) => {
+      if (typeof j.metrics === 'string') metrics = j.metrics;
+      if (j.state === 'READY') resolve();
+    }, (raw) => (out += `${raw}\n`));
     void exited.then(() => reject(new Error(`farmemd exited before READY: ${err}${out}`)));
   });
   const env = { ...process.env, FARMEM_SOCKET: '', FARMEM_ATTACH_SOCKET: attach };
