@@ -442,9 +442,15 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
     return this.pager.drain(timeoutMs);
   }
 
+  /**
+   * Ends every attachment. Their replay recordings are written before this resolves: a process still
+   * attached at shutdown reattaches to the next daemon, which would otherwise find no recording of
+   * its run to warm from.
+   */
   async stop(): Promise<void> {
-    for (const id of [...this.attachments.keys()]) this.endAttachment(id, 'shutdown');
+    const saves = [...this.attachments.keys()].map((id) => this.endAttachment(id, 'shutdown'));
     for (const t of this.threads) t.stop();
+    await Promise.all(saves);
   }
 
   private live(spec: RegionSpec, op: string): LiveRegion {
@@ -545,22 +551,24 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   }
 
   onDetached(id: number, reason: DetachReason): void {
-    this.endAttachment(id, reason);
+    void this.endAttachment(id, reason);
   }
 
-  private endAttachment(id: number, reason: string): void {
+  /** Tears an attachment down; resolves once its replay recording is saved (never rejects). */
+  private endAttachment(id: number, reason: string): Promise<void> {
     const a = this.attachments.get(id);
-    if (!a) return;
+    if (!a) return Promise.resolve();
     this.attachments.delete(id);
     this.warmups.get(id)?.abort();
     for (const t of this.threads) t.remove(id);
     this.pager.detach(id);
     closeFd(a.uffd);
     if (a.pidfd !== null) closeFd(a.pidfd);
-    this.replay?.end(id).then(
-      (saved) => saved !== null && this.log.debug({ region: a.region.spec.name, pid: a.pid, ...saved }, 'replay recording saved'),
+    this.log.info({ region: a.region.spec.name, pid: a.pid, attachment: id, reason }, `region "${a.region.spec.name}": pid ${a.pid} detached (${reason})`);
+    if (this.replay === null) return Promise.resolve();
+    return this.replay.end(id).then(
+      (saved) => void (saved !== null && this.log.debug({ region: a.region.spec.name, pid: a.pid, ...saved }, 'replay recording saved')),
       (err: unknown) => this.log.warn({ err, region: a.region.spec.name, pid: a.pid }, 'replay recording not saved'),
     );
-    this.log.info({ region: a.region.spec.name, pid: a.pid, attachment: id, reason }, `region "${a.region.spec.name}": pid ${a.pid} detached (${reason})`);
   }
 }

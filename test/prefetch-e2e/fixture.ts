@@ -22,6 +22,9 @@ export interface Daemon {
   fmattach(args: string[]): Array<Record<string, unknown>>;
   show(name: string): RegionFigures;
   scrape(): Promise<string>;
+  /** SIGTERM, resolved once farmemd exited; its dir stays (for a look at the state dir). */
+  terminate(): Promise<void>;
+  /** terminate(), then the dir is removed. */
   stop(): Promise<void>;
 }
 
@@ -88,9 +91,12 @@ export async function startDaemon(cacheSize: string): Promise<Daemon> {
         }).on('error', reject);
       });
     },
-    async stop() {
+    async terminate() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
+    },
+    async stop() {
+      await d.terminate();
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     },
   };
@@ -142,29 +148,37 @@ export async function recordingOf(d: Daemon, name: string, pages: number) {
   throw new Error(`no recording of ${pages} pages at ${file}`);
 }
 
-/** fmattach --pause: attached and waiting before its pass; `go()` lets it run and resolves with its result. */
-export async function pausedAttach(d: Daemon, args: string[], t: { after(fn: () => void): void }) {
+/**
+ * fmattach --pause: attached and waiting before its op `until` (default: the first), the ops before
+ * it run; `go()` lets the rest run and resolves with the last op's result; `kill()` ends it at once.
+ */
+export async function pausedAttach(d: Daemon, args: string[], t: { after(fn: () => void): void }, until?: string) {
   const child: ChildProcessWithoutNullStreams = spawn(workloadBin('fmattach'), [...args, '--pause'], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, FARMEM_ATTACH_SOCKET: path.join(d.dir, 'attach.sock') },
   });
   t.after(() => child.kill('SIGKILL'));
-  let out = '';
+  let last: Record<string, unknown> | null = null;
   let err = '';
   child.stderr.on('data', (c) => (err += c));
   const done = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
   await new Promise<void>((res, rej) => {
-    child.stdout.on('data', (c) => {
-      out += c;
-      if (out.includes('"ready"')) res();
-    });
+    onJsonLines(child.stdout, (j) => {
+      if (!('ready' in j)) last = j;
+      else if (until === undefined || j.ready === until) res();
+      else child.stdin.write('\n'); // an earlier op: let it run
+    }, (raw) => (err += `not JSON on stdout: ${raw}\n`));
     void done.then(() => rej(new Error(`fmattach exited: ${err}`)));
   });
   return {
     async go() {
       child.stdin.write('\n');
       assert.equal(await done, 0, err);
-      return JSON.parse(out.trim().split('\n').pop()!) as { mismatches: number };
+      assert.ok(last !== null, `fmattach printed no result: ${err}`);
+      return last as unknown as { mismatches: number };
+    },
+    kill() {
+      child.kill('SIGKILL');
     },
   };
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { userfaultfdUnavailable } from '../helpers/env';
+import { parseRecording } from '../../daemon/prefetch';
 import { delta, flushCache, pausedAttach, recordingOf, startDaemon } from './fixture';
 
 const PAGES = 1024; // a 4 MiB region; the 6 MiB cache can stage its whole working set
@@ -81,4 +82,20 @@ test('warm with a process attached installs the working set before it is touched
   assert.ok(warmed.stats.prefetchedPages - before.stats.prefetchedPages >= PAGES * 0.9);
   const run = delta(before, d.show('live'));
   assert.ok(run.remote + run.zero <= PAGES * 0.1, JSON.stringify(run));
+});
+
+test('a process still attached when farmemd stops keeps its recording: the next daemon can warm from it', { skip, timeout: 120_000 }, async (t) => {
+  const d = await startDaemon('1MiB');
+  t.after(() => d.stop());
+  d.cli(['region', 'create', 'held', '--size', '4MiB', '--prefetch', 'none']);
+  const id = (JSON.parse(d.cli(['region', 'show', 'held', '--json']).stdout) as { id: string }).id;
+  const file = path.join(d.stateDir, 'replay', `${id}.fmrp`);
+  // The writer finishes its pass, then waits attached before its verify pass: it never detaches.
+  const writer = await pausedAttach(d, ['--region', 'held', '--pages', String(PAGES), '--op', 'write,verify', '--seed', '6', '--pattern', 'random:4'], t, 'verify');
+  assert.equal(fs.existsSync(file), false, 'no recording while the run is attached');
+  await d.terminate();
+  writer.kill();
+  const rec = parseRecording(fs.readFileSync(file));
+  assert.equal(rec.pages.length, PAGES);
+  assert.notDeepEqual(Array.from(rec.pages.subarray(0, 8)), [0, 1, 2, 3, 4, 5, 6, 7]);
 });
