@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { sdNotify } from '../native';
 import type { Logger } from '../log';
+import { RetryingSender } from './retry-send';
 
 /** SD_LISTEN_FDS_START: passed fds are numbered from 3. */
 export const LISTEN_FDS_START = 3;
@@ -59,35 +60,36 @@ export function regionIdOfFdName(name: string): string | null {
 
 /**
  * The daemon's side of the store. A no-op without NOTIFY_SOCKET (not started by systemd). Sending
- * never throws: a full or vanished manager socket is a warning, the region keeps being served.
+ * never throws: a full manager socket is retried (RetryingSender), then, like a vanished one, it is a
+ * warning, and the region keeps being served.
  */
 export class FdStore {
   readonly enabled: boolean;
+  private readonly sender: RetryingSender;
 
-  constructor(private readonly log: Logger, env: NodeJS.ProcessEnv = process.env) {
+  constructor(log: Logger, env: NodeJS.ProcessEnv = process.env) {
     this.enabled = env.NOTIFY_SOCKET !== undefined && env.NOTIFY_SOCKET !== '';
+    this.sender = new RetryingSender(log, 'fd store');
   }
 
-  /** FDSTORE=1 with `fd` under `name`; systemd ignores a second copy of the same open file. */
+  /**
+   * FDSTORE=1 with `fd` under `name`; systemd ignores a second copy of the same open file. The caller
+   * keeps `fd` open until it calls remove(name), which also cancels a retry still waiting.
+   */
   store(name: string, fd: number): void {
     if (!this.enabled) return;
-    try {
-      sdNotify.fdStore(name, [fd]);
-      this.log.debug({ fdName: name, fd }, `fd store: stored ${name}`);
-    } catch (e) {
-      this.log.warn({ fdName: name, err: (e as Error).message }, `fd store: could not store ${name} (${(e as Error).message}); its pages are lost if farmemd and every process using it die before it is written back`);
-    }
+    this.sender.send(name, () => sdNotify.fdStore(name, [fd]), `stored ${name}`, (m) => `could not store ${name} (${m}); its pages are lost if farmemd and every process using it die before it is written back`);
   }
 
   /** FDSTOREREMOVE=1: systemd closes every fd it keeps under `name`. */
   remove(name: string): void {
     if (!this.enabled) return;
-    try {
-      sdNotify.fdStoreRemove(name);
-      this.log.debug({ fdName: name }, `fd store: removed ${name}`);
-    } catch (e) {
-      this.log.warn({ fdName: name, err: (e as Error).message }, `fd store: could not remove ${name}: ${(e as Error).message}`);
-    }
+    this.sender.send(name, () => sdNotify.fdStoreRemove(name), `removed ${name}`, (m) => `could not remove ${name}: ${m}`);
+  }
+
+  /** Sends still being retried. */
+  get retrying(): number {
+    return this.sender.retrying;
   }
 }
 

@@ -4,6 +4,7 @@
 // Called from the main JS thread.
 import { addon } from '../native';
 import type { Logger } from '../log';
+import { RetryingSender } from './retry-send';
 
 export interface Notifier {
   /** true when a message was sent. */
@@ -28,15 +29,16 @@ export function createNotifier(logger: Logger, env: NodeJS.ProcessEnv = process.
     return { enabled: false, notify: () => false };
   }
   const fn = send;
+  const sender = new RetryingSender(logger, 'sd_notify');
   return {
     enabled: true,
     notify(state: string): boolean {
-      try {
-        return fn(state, []);
-      } catch (e) {
-        logger.warn({ err: e, state }, 'sd_notify failed');
-        return false;
-      }
+      // Keyed by the first variable: a newer STATUS= replaces an older one still waiting, READY=1
+      // and STOPPING=1 are each retried on their own.
+      const key = state.slice(0, state.search(/=|$/));
+      let sent = false;
+      sender.send(key, () => void (sent = fn(state, [])), `sent ${key}`, (m) => `could not send ${JSON.stringify(state)}: ${m}`);
+      return sent;
     },
   };
 }
