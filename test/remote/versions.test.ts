@@ -177,6 +177,18 @@ test('a version file that holds something else stops the daemon from guessing a 
   const file = path.join(tmp(t), 'page-versions');
   fs.writeFileSync(file, 'garbage\n');
   assert.throws(() => new VersionClock(file), { message: `page versions: Expected a version ceiling (an integer below 2^53) in ${file} but received "garbage\\n" (remove the file to start from the wall clock)` });
+  fs.rmSync(file);
+  fs.mkdirSync(file);
+  assert.throws(() => new VersionClock(file), { message: `page versions: read ${file}: EISDIR: illegal operation on a directory, read` });
+});
+
+test('the pool refuses versions that match neither one nor every page', async () => {
+  const pool = new MemoryPool([], { logger, versionClock: new VersionClock(null) });
+  const region: RegionRef = { id: 'b3c9a7d2-0000-4000-8000-00000000ace4', pageSize: PS };
+  await assert.rejects(pool.write(region, [1, 2, 3], randomPages(3, PS), { versions: [1, 2] }), {
+    name: 'PageStoreError', message: `write ${region.id}: Expected one version, or one per page (3) for versions but received 2`,
+  });
+  await pool.close();
 });
 
 test('after a daemon restart with its state dir, writes still apply though the wall clock went back', async (t) => {
