@@ -12,7 +12,7 @@ import { MemoryServer } from '../../daemon/memserver/server';
 import { MemoryServerClient } from '../../daemon/remote/client';
 import { groupOf, pagesPerGroup, rank } from '../../daemon/remote/placement';
 import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
-import type { PageStore, ReadOptions, ReadResult, RegionRef, WriteOptions } from '../../daemon/remote/types';
+import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from '../../daemon/remote/types';
 import { VersionClock } from '../../daemon/remote/versions';
 import { StallProxy } from '../e2e/fixture';
 import { randomPages } from '../memserver/fixture';
@@ -42,15 +42,23 @@ function tmp(t: After): string {
  */
 class SwitchableStore implements PageStore {
   sentWrites = 0;
+  /** Refuses calls at once (between losing the old connection and opening a new one). */
+  refusing = false;
   constructor(public current: MemoryServerClient, private readonly all: MemoryServerClient[] = [current]) {}
   switchTo(c: MemoryServerClient): void {
     this.current = c;
+    this.refusing = false;
     this.all.push(c);
   }
-  read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult> {
+  private check(): void {
+    if (this.refusing) throw new PageStoreError('unavailable', 'connection refused', null);
+  }
+  async read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult> {
+    this.check();
     return this.current.read(region, pages, opts);
   }
-  write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void> {
+  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void> {
+    this.check();
     this.sentWrites++;
     return this.current.write(region, pages, data, opts);
   }
@@ -72,28 +80,36 @@ async function until(what: string, cond: () => boolean): Promise<void> {
   }
 }
 
-test('a write that times out and lands late, after a newer write reached the server, leaves the newer bytes', async (t) => {
+/**
+ * Three real servers, A behind a proxy that can hold its traffic, in a pool with R = 2; p is a page of
+ * a group that A holds (among its top two in rendezvous order).
+ */
+async function raceRig(t: After, regionId: string, suspectAfter: number) {
   const [a, b, c] = [await server(t), await server(t), await server(t)];
   const proxy = await new StallProxy(a.address).start();
   t.after(() => proxy.close());
   const aStore = new SwitchableStore(new MemoryServerClient({ address: proxy.address }));
   const member = (id: string, store: PageStore): PoolMember => ({ id, weight: 1, store, health: async () => true });
   const pool = new MemoryPool([member(a.address, aStore), member(b.address, new MemoryServerClient({ address: b.address })), member(c.address, new MemoryServerClient({ address: c.address }))], {
-    logger, replicas: 2, writeDeadlineMs: 300, readDeadlineMs: 300, downAfterMs: 60_000, suspectAfter: 100, repairBytesPerSecond: 1e12,
+    logger, replicas: 2, writeDeadlineMs: 300, readDeadlineMs: 300, downAfterMs: 60_000, suspectAfter, repairBytesPerSecond: 1e12,
   });
   t.after(() => pool.close());
-  // A page of a group that A holds (among its top two in rendezvous order).
-  const region: RegionRef = { id: 'b3c9a7d2-0000-4000-8000-00000000ace1', pageSize: PS };
+  const region: RegionRef = { id: regionId, pageSize: PS };
   const perGroup = pagesPerGroup(PS);
   const ids = [a.address, b.address, c.address].map((id) => ({ id, weight: 1 }));
   let g = 0;
   while (!rank(ids, region.id, g).slice(0, 2).includes(a.address)) g++;
   const p = g * perGroup;
   assert.equal(groupOf(p, perGroup), g);
+  const direct = new MemoryServerClient({ address: a.address });
+  t.after(() => direct.close());
+  const onA = async () => (await direct.read(region, [p])).present.get(p)!;
+  return { a, proxy, aStore, pool, region, p, onA };
+}
 
-  const d1 = randomPages(1, PS);
-  const d2 = randomPages(1, PS);
-  const d3 = randomPages(1, PS);
+test('a write that times out and lands late, after a newer write reached the server, leaves the newer bytes', async (t) => {
+  const { a, proxy, aStore, pool, region, p, onA } = await raceRig(t, 'b3c9a7d2-0000-4000-8000-00000000ace1', 100);
+  const [d1, d2, d3] = [randomPages(1, PS), randomPages(1, PS), randomPages(1, PS)];
   await pool.write(region, [p], d1);
   // A's connection goes silent (a partition: nothing is lost, it is only held); the write to it
   // times out and goes to the third server instead.
@@ -103,19 +119,45 @@ test('a write that times out and lands late, after a newer write reached the ser
   // The pool reaches A again on a new connection and writes newer bytes there.
   aStore.switchTo(new MemoryServerClient({ address: a.address }));
   await pool.write(region, [p], d3);
-  const direct = new MemoryServerClient({ address: a.address });
-  t.after(() => direct.close());
-  assert.ok((await direct.read(region, [p])).present.get(p)!.equals(d3), 'A holds the newest bytes');
+  assert.ok((await onA()).equals(d3), 'A holds the newest bytes');
 
   // Now the old connection delivers the write that timed out (and any repair copy held with it).
   proxy.resume();
   await until('A to have handled every write sent to it', () => a.metrics.writesTotal >= aStore.sentWrites);
-  const onA = (await direct.read(region, [p])).present.get(p)!;
-  assert.ok(!onA.equals(d2), 'A holds the late write\'s (stale) bytes');
-  assert.ok(onA.equals(d3), 'A still holds the newest bytes');
+  const now = await onA();
+  assert.ok(!now.equals(d2), 'A holds the late write\'s (stale) bytes');
+  assert.ok(now.equals(d3), 'A still holds the newest bytes');
   assert.ok(a.metrics.pagesSuperseded >= 1, 'the late write reached A and was superseded');
-  const got = await pool.read(region, [p]);
-  assert.ok(got.present.get(p)!.equals(d3));
+  assert.ok((await pool.read(region, [p])).present.get(p)!.equals(d3));
+});
+
+test('a write that times out and lands late, after repair copied the newer bytes there, leaves them', async (t) => {
+  // suspectAfter 1: once A timed out, writes go to the other servers and only repair brings A the page.
+  const { a, proxy, aStore, pool, region, p, onA } = await raceRig(t, 'b3c9a7d2-0000-4000-8000-00000000ace5', 1);
+  const [d1, d2, d3] = [randomPages(1, PS), randomPages(1, PS), randomPages(1, PS)];
+  await pool.write(region, [p], d1);
+  proxy.stall();
+  await pool.write(region, [p], d2); // times out on A (held), acknowledged by the two others
+  assert.ok(proxy.heldBytes > PS, 'the write to A is held on its old connection');
+  // A's old connection is given up (its held bytes stay in flight); a new one is not up yet.
+  aStore.refusing = true;
+  await pool.write(region, [p], d3); // A is suspect and refusing: the others take it
+  assert.ok(!(await onA()).equals(d3), 'the newer write went to A directly');
+  // The pool reaches A again on a new connection.
+  aStore.switchTo(new MemoryServerClient({ address: a.address }));
+  const before = aStore.sentWrites;
+  await pool.checkHealth(); // A answers its health check: back up, repair brings it the group
+  // Repair (scheduled by the writes off A) copies the newest bytes to A on the new connection.
+  await until('repair to copy the newest bytes to A', () => aStore.sentWrites > before && pool.repairStatus().underReplicatedGroups === 0 && !pool.repairStatus().running);
+  assert.ok((await onA()).equals(d3), 'repair put the newest bytes on A');
+
+  proxy.resume();
+  await until('A to have handled every write sent to it', () => a.metrics.writesTotal >= aStore.sentWrites);
+  const now = await onA();
+  assert.ok(!now.equals(d2), 'A holds the late write\'s (stale) bytes');
+  assert.ok(now.equals(d3), 'A still holds the newest bytes');
+  // A is a holder of the page again: reads from it must see the newest bytes.
+  assert.ok((await pool.read(region, [p])).present.get(p)!.equals(d3));
 });
 
 test('repair copies each page with its stored version: a late copy never overwrites a newer write', async (t) => {
