@@ -8,8 +8,9 @@ export interface ReadResult {
   /** Pages that were never written anywhere: install a zero page, nothing crossed the network. */
   absent: number[];
   /**
-   * Only when the read asked for versions: every present page's stored version (0 = unversioned,
-   * also from servers older than versions). Repair copies a page with the version it read.
+   * Only when the read asked for versions (MemoryServerClient; the pool does not return them): every
+   * present page's stored version (0 = unversioned, also from servers older than versions). Repair
+   * copies a page with the version it read.
    */
   versions?: Map<number, number>;
 }

@@ -5,6 +5,8 @@
 // On the hot path the page bytes are not copied at all until the server's slabs: the client sends a
 // write's head and the caller's buffer (encodeRequestSplit, preframe.ts), the server decodes the head
 // and leaves the bytes in the chunks they arrived in (decodeRequestGathered, gather.ts).
+// A write's optional page versions (WritePages field 3) are encoded before its page bytes, so they are
+// part of that head on both paths; a reader from protobufjs (versions after the bytes) still decodes.
 import { farmem } from '../../proto/gen/farmem';
 import { preframed, withTail } from './preframe';
 import { gatherFor, takeGathered } from './gather';
