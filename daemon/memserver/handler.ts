@@ -62,7 +62,7 @@ export class PageHandler {
       this.metrics.readsTotal++;
       this.metrics.pagesRead += r.present.length;
       return {
-        requestId: id, code: 0, message: '', present: r.present, data: null, absent: r.absent, written: 0,
+        requestId: id, code: 0, message: '', present: r.present, data: null, absent: r.absent, written: 0, versions: r.versions,
         fill: r.fill, dataLength: r.present.length * m.pageSize, malformed: null,
       };
     }
@@ -74,12 +74,28 @@ export class PageHandler {
     if (length !== n * m.pageSize) {
       return refuse(id, status.INVALID_ARGUMENT, `Expected ${n * m.pageSize} bytes (${n} pages of ${m.pageSize}) for data but received ${length}`);
     }
-    const refused = this.store.write(m.region, m.pageSize, m.pages, data);
+    const versions = m.versions !== undefined && m.versions !== null && m.versions.length > 0 ? m.versions : null;
+    if (versions !== null) {
+      if (versions.length !== 1 && versions.length !== n) {
+        return refuse(id, status.INVALID_ARGUMENT, `Expected no version, one, or one per page (${n}) for versions but received ${versions.length}`);
+      }
+      for (let i = 0; i < versions.length; i++) {
+        const v = versions[i]!;
+        if (!Number.isSafeInteger(v)) return refuse(id, status.INVALID_ARGUMENT, `Expected versions below 2^53 for versions but received ${v}`);
+      }
+    }
+    const refused = this.store.write(m.region, m.pageSize, m.pages, data, versions);
     if (refused !== null) return refuse(id, refused.code, refused.message);
-    this.journal?.appendWrite(m.region, m.pageSize, m.pages, data);
+    const superseded = this.store.lastSuperseded;
+    // A write wholly superseded changed nothing; a partly superseded one is journaled whole, with its
+    // versions: the replay applies the same rule in the same order and skips the same pages.
+    if (superseded < n) this.journal?.appendWrite(m.region, m.pageSize, m.pages, data, versions);
     this.metrics.writesTotal++;
-    this.metrics.pagesWritten += n;
+    this.metrics.pagesWritten += n - superseded;
+    this.metrics.pagesSuperseded += superseded;
     this.metrics.usedBytes = this.store.usedBytes;
-    return { requestId: id, code: 0, message: '', present: [], data: null, absent: [], written: n, malformed: null };
+    // Superseded pages count as written: the server holds them at that version or a newer one, so the
+    // writer's copy is safe here and it must not retry or repair (see memory.proto, WritePages.versions).
+    return { requestId: id, code: 0, message: '', present: [], data: null, absent: [], written: n, superseded, malformed: null };
   }
 }

@@ -4,8 +4,13 @@
 // (a torn tail from a crash is cut off at the first bad record: it was never synced), and rewritten
 // from the live pages when it has grown to more than twice their size.
 //
-// Record: u32 magic | u32 crc32(rest) | u32 rest length | rest = u8 type | u8 region length | u16 0 |
-//         u32 page size | u32 count | region | count × f64 page index | count × page size bytes.
+// Record: u32 magic | u32 crc32(rest) | u32 rest length | rest = u8 type | u8 region length | u16 v |
+//         u32 page size | u32 count | region | count × f64 page index | [versions] | count × page size bytes.
+// Type WRITE (v = 0) is an unversioned write; type VWRITE carries page versions: v = 1, one f64
+// version for every page, or v = 2, count × f64 versions. Replaying a VWRITE applies the same
+// "a lower version never overwrites a higher one" rule in the same order, so the store comes back
+// with the same bytes and versions: a stale write is still refused after a restart. (A server older
+// than versions stops its replay at the first VWRITE, as at a torn tail: do not downgrade a data dir.)
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -17,29 +22,35 @@ const PREFIX = 12;
 const FIXED = 12;
 const WRITE = 1;
 const DELETE = 2;
+const VWRITE = 3;
+const ONE_VERSION = 1;
+const PAGE_VERSIONS = 2;
 const COMPACT_MIN_BYTES = 64 * 1024 * 1024;
 const IOV_MAX = 1024;
 
-function header(type: number, region: string, pageSize: number, pages: readonly number[], dataLen: number): Buffer {
+function header(type: number, region: string, pageSize: number, pages: readonly number[], versions: readonly number[] | null, dataLen: number): Buffer {
   const regionLen = Buffer.byteLength(region);
-  const h = Buffer.allocUnsafe(PREFIX + FIXED + regionLen + pages.length * 8);
+  const nv = versions === null ? 0 : versions.length;
+  const h = Buffer.allocUnsafe(PREFIX + FIXED + regionLen + pages.length * 8 + nv * 8);
   h.writeUInt32LE(MAGIC, 0);
   h.writeUInt32LE(h.length - PREFIX + dataLen, 8);
-  h.writeUInt8(type, 12);
+  h.writeUInt8(nv === 0 ? type : VWRITE, 12);
   h.writeUInt8(regionLen, 13);
-  h.writeUInt16LE(0, 14);
+  h.writeUInt16LE(nv === 0 ? 0 : nv === 1 ? ONE_VERSION : PAGE_VERSIONS, 14);
   h.writeUInt32LE(pageSize, 16);
   h.writeUInt32LE(pages.length, 20);
   h.write(region, 24, 'utf8');
   let at = 24 + regionLen;
   for (let i = 0; i < pages.length; i++, at += 8) h.writeDoubleLE(pages[i]!, at);
+  for (let i = 0; i < nv; i++, at += 8) h.writeDoubleLE(versions![i]!, at);
   return h;
 }
 
-function record(type: number, region: string, pageSize: number, pages: readonly number[], data: readonly Buffer[] | null): Buffer[] {
+/** versions (writes only): null/empty, one for every page, or one per page. */
+function record(type: number, region: string, pageSize: number, pages: readonly number[], data: readonly Buffer[] | null, versions: readonly number[] | null = null): Buffer[] {
   let dataLen = 0;
   if (data !== null) for (const d of data) dataLen += d.length;
-  const h = header(type, region, pageSize, pages, dataLen);
+  const h = header(type, region, pageSize, pages, versions !== null && versions.length > 0 ? versions : null, dataLen);
   let crc = zlib.crc32(h.subarray(PREFIX));
   if (data !== null) for (const d of data) crc = zlib.crc32(d, crc);
   h.writeUInt32LE(crc, 4);
@@ -89,9 +100,12 @@ export class Journal {
     return this.pendingBytes;
   }
 
-  /** data: the page bytes, in one buffer or several consecutive ones (kept, not copied, until written). */
-  appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[]): void {
-    this.enqueue(record(WRITE, region, pageSize, pages, Buffer.isBuffer(data) ? [data] : data));
+  /**
+   * data: the page bytes, in one buffer or several consecutive ones (kept, not copied, until written);
+   * versions: as given to SlabStore.write (null: unversioned).
+   */
+  appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[], versions: readonly number[] | null = null): void {
+    this.enqueue(record(WRITE, region, pageSize, pages, Buffer.isBuffer(data) ? [data] : data, versions));
   }
 
   appendDelete(region: string): void {
@@ -166,7 +180,7 @@ export class Journal {
           if (r.present.length === 0) continue;
           const data = Buffer.allocUnsafe(r.present.length * region.pageSize);
           r.fill(data, 0);
-          const bufs = record(WRITE, id, region.pageSize, r.present, [data]);
+          const bufs = record(WRITE, id, region.pageSize, r.present, [data], r.versions);
           await writeAll(fd, bufs);
           size += bufs.reduce((n, b) => n + b.length, 0);
         }
@@ -220,12 +234,19 @@ function replay(fd: number, file: string, store: SlabStore): { records: number; 
     const pagesAt = FIXED + regionLen;
     const pages: number[] = [];
     for (let i = 0; i < count; i++) pages.push(rest.readDoubleLE(pagesAt + i * 8));
-    if (type === WRITE) {
-      const data = rest.subarray(pagesAt + count * 8);
+    if (type === WRITE || type === VWRITE) {
+      const vkind = rest.readUInt16LE(2);
+      const nv = type === WRITE ? 0 : vkind === ONE_VERSION ? 1 : vkind === PAGE_VERSIONS ? count : -1;
+      if (nv < 0) break;
+      const versions: number[] = [];
+      const versionsAt = pagesAt + count * 8;
+      if (versionsAt + nv * 8 > rest.length) break;
+      for (let i = 0; i < nv; i++) versions.push(rest.readDoubleLE(versionsAt + i * 8));
+      const data = rest.subarray(versionsAt + nv * 8);
       if (data.length !== count * pageSize) break;
       const existing = store.regions.get(region);
       if (existing !== undefined && existing.pageSize !== pageSize) store.deleteRegion(region);
-      const refused = store.write(region, pageSize, pages, data);
+      const refused = store.write(region, pageSize, pages, data, nv === 0 ? null : versions);
       if (refused) throw new Error(`replay ${file}: ${refused.message}`);
     } else if (type === DELETE) store.deleteRegion(region);
     else break;

@@ -3,6 +3,12 @@
 // slabs grow geometrically (1 MiB, 2 MiB, ... up to 64 MiB), so a page size in use holds at most one
 // partly used slab, and the capacity is not stranded in one class's empty slots; all slabs together
 // never exceed the capacity (empty slabs are given back when another page size needs room).
+//
+// Page versions: each slab has a Float64Array parallel to its slots holding the version of the page
+// in each slot (integers below 2^53; 0 = unversioned). A versioned write does not apply a page whose
+// stored version is higher, so a write that reaches the server late (timed out and retried elsewhere
+// by its daemon, then overtaken by a newer write-back or a repair copy) cannot overwrite newer bytes.
+// 8 bytes per slot, off the JS heap like the slabs, and no object per page.
 import { formatBytes } from './units';
 
 const DEFAULT_SLAB_BYTES = 64 * 1024 * 1024;
@@ -22,6 +28,8 @@ export interface RegionIndex {
 class SizeClass {
   readonly slotsPerSlab: number;
   readonly slabs: (Buffer | null)[] = [];
+  /** Per slab, the stored version of the page in each of its slots (parallel to slabs). */
+  readonly versions: (Float64Array | null)[] = [];
   readonly used: number[] = [];
   readonly free: number[] = [];
   constructor(readonly pageSize: number, slabBytes: number) {
@@ -33,6 +41,12 @@ class SizeClass {
   offsetOf(slot: number): number {
     return (slot % this.slotsPerSlab) * this.pageSize;
   }
+  versionOf(slot: number): number {
+    return this.versions[Math.floor(slot / this.slotsPerSlab)]![slot % this.slotsPerSlab]!;
+  }
+  setVersion(slot: number, v: number): void {
+    this.versions[Math.floor(slot / this.slotsPerSlab)]![slot % this.slotsPerSlab] = v;
+  }
 }
 
 const RESOURCE_EXHAUSTED = 8;
@@ -42,6 +56,8 @@ export class SlabStore {
   private readonly classes = new Map<number, SizeClass>();
   usedBytes = 0;
   allocatedBytes = 0;
+  /** Pages of the last write() not applied because a newer version was stored (they count as written). */
+  lastSuperseded = 0;
 
   constructor(readonly capacityBytes: number, private readonly slabBytes = DEFAULT_SLAB_BYTES) {}
 
@@ -74,6 +90,7 @@ export class SlabStore {
     if (slots < 1) return null;
     const slab = c.slabs.length;
     c.slabs.push(Buffer.allocUnsafeSlow(slots * c.pageSize));
+    c.versions.push(new Float64Array(slots));
     c.used.push(1);
     this.allocatedBytes += slots * c.pageSize;
     const base = slab * c.slotsPerSlab;
@@ -95,6 +112,7 @@ export class SlabStore {
         if (slab && c.used[i] === 0) {
           this.allocatedBytes -= slab.length;
           c.slabs[i] = null;
+          c.versions[i] = null;
           released = true;
         }
       }
@@ -111,8 +129,12 @@ export class SlabStore {
    * ones), all or nothing: when the capacity
    * cannot hold the new pages, nothing changes and the refusal names the capacity.
    * The caller has validated region, page size, indexes and length.
+   * versions: null/empty (unversioned: applied, stored as version 0), one for every page, or one per
+   * page. A page whose stored version is higher than its new one is left as it is (lastSuperseded
+   * counts them); an equal version is rewritten (a retry or a repair copy of the same bytes).
    */
-  write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[]): Refusal | null {
+  write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[], versions: readonly number[] | null = null): Refusal | null {
+    this.lastSuperseded = 0;
     let region = this.regions.get(regionId);
     const created = region === undefined;
     if (region === undefined) region = { pageSize, pages: new Map() };
@@ -134,15 +156,26 @@ export class SlabStore {
         };
       }
       map.set(p, slot);
+      c.setVersion(slot, 0); // a reused slot keeps the version of the page it held before
       added.push(p);
     }
     if (created) this.regions.set(regionId, region);
     this.usedBytes += added.length * pageSize;
+    const nv = versions === null ? 0 : versions.length;
+    const one = nv === 1 ? versions![0]! : 0;
+    let superseded = 0;
     if (Buffer.isBuffer(data)) {
       for (let i = 0; i < pages.length; i++) {
         const slot = map.get(pages[i]!)!;
+        const v = nv === 0 ? 0 : nv === 1 ? one : versions![i]!;
+        if (v !== 0 && c.versionOf(slot) > v) {
+          superseded++;
+          continue;
+        }
+        c.setVersion(slot, v);
         data.copy(c.slabOf(slot), c.offsetOf(slot), i * pageSize, (i + 1) * pageSize);
       }
+      this.lastSuperseded = superseded;
       return null;
     }
     // The bytes as the chunks they arrived in: a page may straddle two (or more) of them.
@@ -150,13 +183,17 @@ export class SlabStore {
     let from = 0;
     for (let i = 0; i < pages.length; i++) {
       const slot = map.get(pages[i]!)!;
+      const v = nv === 0 ? 0 : nv === 1 ? one : versions![i]!;
+      const skip = v !== 0 && c.versionOf(slot) > v;
+      if (skip) superseded++;
+      else c.setVersion(slot, v);
       const slab = c.slabOf(slot);
       let at = c.offsetOf(slot);
       let need = pageSize;
       while (need > 0) {
         const p = data[part]!;
         const n = Math.min(need, p.length - from);
-        p.copy(slab, at, from, from + n);
+        if (!skip) p.copy(slab, at, from, from + n);
         at += n;
         need -= n;
         from += n;
@@ -166,28 +203,34 @@ export class SlabStore {
         }
       }
     }
+    this.lastSuperseded = superseded;
     return null;
   }
 
   /**
    * Looks pages up. present/absent keep the order asked; fill() copies the present pages' bytes,
-   * concatenated, into out at `at` (call it before any later write or delete).
+   * concatenated, into out at `at` (call it before any later write or delete). versions: the present
+   * pages' stored versions in the same order, or null when they are all 0 (unversioned).
    */
-  read(regionId: string, pages: readonly number[]): { present: number[]; absent: number[]; fill: (out: Buffer, at: number) => void } {
+  read(regionId: string, pages: readonly number[]): { present: number[]; absent: number[]; versions: number[] | null; fill: (out: Buffer, at: number) => void } {
     const region = this.regions.get(regionId);
     const present: number[] = [];
     const absent: number[] = [];
     const slots: number[] = [];
-    if (region === undefined) return { present, absent: pages.slice(), fill: () => undefined };
+    if (region === undefined) return { present, absent: pages.slice(), versions: null, fill: () => undefined };
+    const c = this.sizeClass(region.pageSize);
+    let versions: number[] | null = null;
     for (let i = 0; i < pages.length; i++) {
       const slot = region.pages.get(pages[i]!);
       if (slot === undefined) absent.push(pages[i]!);
       else {
+        const v = c.versionOf(slot);
+        if (v !== 0 && versions === null) versions = new Array<number>(present.length).fill(0);
+        if (versions !== null) versions.push(v);
         present.push(pages[i]!);
         slots.push(slot);
       }
     }
-    const c = this.sizeClass(region.pageSize);
     const ps = region.pageSize;
     const fill = (out: Buffer, at: number) => {
       for (let i = 0; i < slots.length; i++) {
@@ -195,7 +238,7 @@ export class SlabStore {
         c.slabOf(slots[i]!).copy(out, at + i * ps, off, off + ps);
       }
     };
-    return { present, absent, fill };
+    return { present, absent, versions, fill };
   }
 
   /** One page's bytes as a view of its slab (valid until the next write or delete). */

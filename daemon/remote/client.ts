@@ -11,7 +11,7 @@ import { kindOf } from './errors';
 import { healthCheckMethod, type HealthStatus } from './health';
 import { installClientZeroCopy } from './preframe';
 import { memoryServerService, messageOverhead } from './service';
-import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
+import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
 import { encodeRequestSplit, toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
 
 /** Stats of one memory server, numbers as numbers. */
@@ -131,12 +131,16 @@ export class MemoryServerClient implements PageStore {
     this.streams = new Array<PageStream | null>(Math.max(1, opts.streams ?? 2)).fill(null);
   }
 
-  async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
+  async read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult> {
     const r = await this.request('read', region, pages, null, opts?.deadlineMs);
-    return this.verifyRead(region, pages, r);
+    return this.verifyRead(region, pages, r, opts?.versions === true);
   }
 
-  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void> {
+    const versions = opts?.versions ?? null;
+    if (versions !== null && versions.length > 1 && versions.length !== pages.length) {
+      throw new PageStoreError('invalid', `Expected no version, one, or one per page (${pages.length}) for versions but received ${versions.length}`, this.address);
+    }
     if (data.length !== pages.length * region.pageSize) {
       throw new PageStoreError('invalid', `Expected ${pages.length * region.pageSize} bytes (${pages.length} pages of ${region.pageSize}) for data but received ${data.length}`, this.address);
     }
@@ -145,7 +149,8 @@ export class MemoryServerClient implements PageStore {
     if (data.length + messageOverhead(pages.length) > this.maxMessageBytes) {
       throw new PageStoreError('invalid', `Expected at most ${this.maxMessageBytes - messageOverhead(pages.length)} bytes (max message ${this.maxMessageBytes}) for data but received ${data.length}`, this.address);
     }
-    const r = await this.request('write', region, pages, data, opts?.deadlineMs);
+    const r = await this.request('write', region, pages, data, opts?.deadlineMs, versions);
+    // Superseded pages are counted in written: the server holds a newer version of them (not a failure).
     if (r.written !== pages.length) {
       throw this.corrupt('write', region, pages, `server acknowledged ${r.written} pages, expected ${pages.length}`);
     }
@@ -220,7 +225,7 @@ export class MemoryServerClient implements PageStore {
 
   // --- requests -----------------------------------------------------------------------------------
 
-  private async request(op: 'read' | 'write', region: RegionRef, pages: readonly number[], data: Buffer | null, deadlineMs?: number): Promise<PageResponseMsg> {
+  private async request(op: 'read' | 'write', region: RegionRef, pages: readonly number[], data: Buffer | null, deadlineMs?: number, versions: readonly number[] | null = null): Promise<PageResponseMsg> {
     if (this.closed) throw new PageStoreError('unavailable', `${op} region "${region.id}" on ${this.address}: client closed`, this.address);
     const deadline = Date.now() + (deadlineMs ?? this.deadlineMs);
     const cost = Math.max(1, pages.length * region.pageSize);
@@ -234,7 +239,7 @@ export class MemoryServerClient implements PageStore {
           reject(new PageStoreError('deadline', `${this.what(op, region, pages)}: deadline of ${deadlineMs ?? this.deadlineMs} ms exceeded`, this.address));
         }, Math.max(0, deadline - Date.now()));
         stream.pending.set(requestId, { op, region, pages, cost, stream, timer, resolve, reject });
-        stream.call.write({ requestId, region: region.id, pageSize: region.pageSize, op, pages: pages as number[], data, malformed: null });
+        stream.call.write({ requestId, region: region.id, pageSize: region.pageSize, op, pages: pages as number[], data, versions, malformed: null });
       });
     } finally {
       this.releaseBytes(cost);
@@ -345,7 +350,7 @@ export class MemoryServerClient implements PageStore {
     }
   }
 
-  private verifyRead(region: RegionRef, pages: readonly number[], r: PageResponseMsg): ReadResult {
+  private verifyRead(region: RegionRef, pages: readonly number[], r: PageResponseMsg, withVersions: boolean): ReadResult {
     const ps = region.pageSize;
     const dataLen = r.data === null ? 0 : r.data.length;
     if (r.present.length + r.absent.length !== pages.length) {
@@ -353,6 +358,10 @@ export class MemoryServerClient implements PageStore {
     }
     if (dataLen !== r.present.length * ps) {
       throw this.corrupt('read', region, pages, `sent ${dataLen} bytes for ${r.present.length} pages of ${ps}`);
+    }
+    const rv = r.versions ?? null;
+    if (rv !== null && rv.length !== r.present.length) {
+      throw this.corrupt('read', region, pages, `sent ${rv.length} versions for ${r.present.length} present pages`);
     }
     const asked = new Set(pages);
     const present = new Map<number, Buffer>();
@@ -364,7 +373,10 @@ export class MemoryServerClient implements PageStore {
     for (const p of r.absent) {
       if (!asked.has(p) || present.has(p)) throw this.corrupt('read', region, pages, `answered page ${p} absent, which was not asked or came twice`);
     }
-    return { present, absent: r.absent };
+    if (!withVersions) return { present, absent: r.absent };
+    const versions = new Map<number, number>();
+    for (let i = 0; i < r.present.length; i++) versions.set(r.present[i]!, rv === null ? 0 : rv[i]!);
+    return { present, absent: r.absent, versions };
   }
 
   private corrupt(op: string, region: RegionRef, pages: readonly number[], why: string): PageStoreError {

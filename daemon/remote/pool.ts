@@ -10,13 +10,18 @@
 // - a page is read only from servers recorded as holding its latest version: a holder that missed a
 //   write (down, partitioned, failed mid-write) is not one until repair rewrote the page there;
 // - that record (placement-state.ts) is journaled per region in stateDir and durable before a write
-//   resolves, so a restarted daemon knows it too (the pager punches the page out right after).
+//   resolves, so a restarted daemon knows it too (the pager punches the page out right after);
+// - every write carries a page version from the daemon's VersionClock (versions.ts), the same to
+//   every replica, and a repair copy carries the version it read: a server never lets a lower
+//   version overwrite a higher one, so a write that times out here and lands on a server later
+//   (after a newer write or a repair copy got there) leaves the newer bytes in place.
 import type pino from 'pino';
-import { PageStoreError, type PageStore, type ReadResult, type RegionRef } from './types';
+import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
 import { Journal } from './journal';
 import { applyOp, changes, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp, type PlacementState } from './placement-state';
 import { InstanceFile } from './instances';
+import { VersionClock } from './versions';
 
 export type ServerState = 'up' | 'suspect' | 'down';
 
@@ -59,6 +64,8 @@ export interface PoolOptions {
   /** A region's journal is folded into a snapshot when it grows past this. */
   compactBytes: number;
   logger: pino.Logger;
+  /** Where write versions come from (default: the clock of stateDir/page-versions, see versions.ts). */
+  versionClock: VersionClock | null;
 }
 
 export interface ServerStatus {
@@ -128,6 +135,7 @@ export class MemoryPool implements PageStore {
   private pendingGroups = 0;
   private closed = false;
   private readonly instances: InstanceFile | null;
+  private readonly clock: VersionClock;
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
     this.opts = {
@@ -141,8 +149,10 @@ export class MemoryPool implements PageStore {
       writeDeadlineMs: 5000,
       stateDir: null,
       compactBytes: 4 * 1024 * 1024,
+      versionClock: null,
       ...opts,
     };
+    this.clock = this.opts.versionClock ?? VersionClock.forFile(this.opts.stateDir === null ? null : `${this.opts.stateDir}/page-versions`);
     this.instances = this.opts.stateDir === null ? null : new InstanceFile(`${this.opts.stateDir}/instances.json`);
     for (const m of members) this.addMember(m);
   }
@@ -213,7 +223,7 @@ export class MemoryPool implements PageStore {
     r.replicas = this.replicaCount(replicas);
   }
 
-  async read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult> {
+  async read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult> {
     const r = this.placement(region);
     opts = { deadlineMs: opts?.deadlineMs ?? this.opts.readDeadlineMs };
     const present = new Map<number, Buffer>();
@@ -234,9 +244,19 @@ export class MemoryPool implements PageStore {
     return { present, absent };
   }
 
-  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  /**
+   * opts.versions: the caller's page versions (one, or one per page); by default the write takes the
+   * clock's next version, before anything awaits: writes of a group are applied (under its lock) in
+   * the order they were called, so a later write of a page always has the higher version.
+   */
+  async write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void> {
     const r = this.placement(region);
-    opts = { deadlineMs: opts?.deadlineMs ?? this.opts.writeDeadlineMs };
+    const given = opts?.versions ?? null;
+    if (given !== null && given.length !== 1 && given.length !== pages.length) {
+      throw new PageStoreError('invalid', `write ${region.id}: Expected one version, or one per page (${pages.length}) for versions but received ${given.length}`);
+    }
+    const one = given === null ? [this.clock.next()] : given.length === 1 ? given : null;
+    const deadlineMs = opts?.deadlineMs ?? this.opts.writeDeadlineMs;
     const ps = region.pageSize;
     if (data.length !== pages.length * ps) {
       throw new PageStoreError('invalid', `write ${region.id}: Expected ${pages.length * ps} bytes for data but received ${data.length}`);
@@ -246,7 +266,8 @@ export class MemoryPool implements PageStore {
     await Promise.all(
       [...this.byGroup(r, pages)].map(([group, groupPages]) => {
         const buf = Buffer.concat(groupPages.map((p) => data.subarray(index.get(p)! * ps, (index.get(p)! + 1) * ps)));
-        return this.writeGroup(r, group, groupPages, buf, opts);
+        const versions = one ?? groupPages.map((p) => given![index.get(p)!]!);
+        return this.writeGroup(r, group, groupPages, buf, { deadlineMs, versions });
       }),
     );
   }
@@ -594,11 +615,11 @@ export class MemoryPool implements PageStore {
     }
   }
 
-  private writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  private writeGroup(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts: WriteOptions): Promise<void> {
     return this.locked(r, group, () => this.writeGroupNow(r, group, pages, data, opts));
   }
 
-  private async writeGroupNow(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void> {
+  private async writeGroupNow(r: RegionPlacement, group: number, pages: number[], data: Buffer, opts: WriteOptions): Promise<void> {
     const current = this.holdersOf(r, group);
     // Preferred targets: the group's live holders, then the rendezvous order; suspect servers last
     // (a partitioned holder would cost every write its deadline before the substitute is tried).
@@ -782,9 +803,12 @@ export class MemoryPool implements PageStore {
     const ps = r.ref.pageSize;
     for (let i = 0; i < pages.length; i += 256) {
       const chunk = pages.slice(i, i + 256);
-      const got = await this.call(source, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs }));
+      const got = await this.call(source, (st) => st.read(r.ref, chunk, { deadlineMs: this.opts.readDeadlineMs, versions: true }));
       if (got.absent.length > 0) throw new PageStoreError('corrupt', `repair region ${r.ref.id}: ${source} lacks ${got.absent.length} page(s) it should hold`, source);
-      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!)), { deadlineMs: this.opts.writeDeadlineMs }));
+      // The copy keeps each page's stored version: never newer than a later real write of the page
+      // (which the target keeps if it got there first), never older than what it copies.
+      const versions = chunk.map((p) => got.versions?.get(p) ?? 0);
+      await this.call(target, (st) => st.write(r.ref, chunk, Buffer.concat(chunk.map((p) => got.present.get(p)!)), { deadlineMs: this.opts.writeDeadlineMs, versions }));
       this.repairStats.copiedBytes += chunk.length * ps;
       // Rate limit, shared by every group in flight: each chunk reserves its slot on one timeline.
       const ms = ((chunk.length * ps) / this.opts.repairBytesPerSecond) * 1000;

@@ -7,6 +7,28 @@ export interface ReadResult {
   present: Map<number, Buffer>;
   /** Pages that were never written anywhere: install a zero page, nothing crossed the network. */
   absent: number[];
+  /**
+   * Only when the read asked for versions (MemoryServerClient; the pool does not return them): every
+   * present page's stored version (0 = unversioned, also from servers older than versions). Repair
+   * copies a page with the version it read.
+   */
+  versions?: Map<number, number>;
+}
+
+/** Options of a read: a deadline, and whether to return the pages' stored versions. */
+export interface ReadOptions {
+  deadlineMs?: number;
+  versions?: boolean;
+}
+
+/**
+ * Options of a write: a deadline, and the pages' versions (see memory.proto WritePages.versions):
+ * null/absent = unversioned, one = every page, or one per page. A server keeping a higher version of
+ * a page leaves it as it is and still acknowledges it: the write is superseded, not failed.
+ */
+export interface WriteOptions {
+  deadlineMs?: number;
+  versions?: readonly number[] | null;
 }
 
 export interface RegionRef {
@@ -32,9 +54,9 @@ export class PageStoreError extends Error {
 
 export interface PageStore {
   /** Reads pages; resolves only with verified page-size bytes, never with wrong data. */
-  read(region: RegionRef, pages: readonly number[], opts?: { deadlineMs?: number }): Promise<ReadResult>;
+  read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult>;
   /** Writes pages (data = pages.length * pageSize bytes, in order); resolves once acknowledged. */
-  write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: { deadlineMs?: number }): Promise<void>;
+  write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void>;
   /** Makes every acknowledged write of the region durable on the servers. */
   sync(region: RegionRef): Promise<void>;
   /** Frees every page of the region. */

@@ -5,6 +5,8 @@
 // On the hot path the page bytes are not copied at all until the server's slabs: the client sends a
 // write's head and the caller's buffer (encodeRequestSplit, preframe.ts), the server decodes the head
 // and leaves the bytes in the chunks they arrived in (decodeRequestGathered, gather.ts).
+// A write's optional page versions (WritePages field 3) are encoded before its page bytes, so they are
+// part of that head on both paths; a reader from protobufjs (versions after the bytes) still decodes.
 import { farmem } from '../../proto/gen/farmem';
 import { preframed, withTail } from './preframe';
 import { gatherFor, takeGathered } from './gather';
@@ -18,6 +20,11 @@ export interface PageRequestMsg {
   pages: number[];
   /** Writes: pages.length * pageSize bytes. */
   data: Buffer | null;
+  /**
+   * Writes: the pages' versions (below 2^53): empty/null/absent = unversioned, one = every page, or
+   * one per page in the order of pages. On the wire before the page bytes (they stay the last field).
+   */
+  versions?: readonly number[] | null;
   /**
    * Decoded by the server from a gathered message (decodeRequestGathered): the page bytes as the
    * chunks they arrived in, in order, when they span several (data is then null). Absent otherwise.
@@ -36,6 +43,10 @@ export interface PageResponseMsg {
   data: Buffer | null;
   absent: number[];
   written: number;
+  /** Reads: each present page's stored version, in the order of present (absent/empty: all 0). */
+  versions?: number[] | null;
+  /** Writes: pages not applied because the server held a newer version (counted in written). */
+  superseded?: number;
   /**
    * Encoding side only: writes the `dataLength` bytes of `data` straight into the output (the server
    * copies pages from its slabs into the message, skipping an intermediate buffer).
@@ -85,8 +96,11 @@ function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
   const regionLen = Buffer.byteLength(m.region);
   const pagesSize = packedSize(m.pages);
   const dataLen = m.data === null ? 0 : m.data.length;
+  const versions = m.op === 'write' && m.versions ? m.versions : null;
+  const versionsSize = versions !== null && versions.length > 0 ? packedSize(versions) : 0;
   let body = lenField(pagesSize);
   if (m.op === 'write') body += lenField(dataLen);
+  if (versionsSize > 0) body += lenField(versionsSize);
   const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
   const tail = split && m.op === 'write' && m.data !== null && dataLen > 0 ? m.data : null;
   const buf = tail === null ? Buffer.allocUnsafe(total) : withTail(total - dataLen, tail);
@@ -101,6 +115,7 @@ function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
   buf[at++] = m.op === 'read' ? 0x22 : 0x2a;
   at = writeVarint(buf, at, body);
   at = writePacked(buf, at, 0x0a, m.pages, pagesSize);
+  if (versionsSize > 0) at = writePacked(buf, at, 0x1a, versions!, versionsSize);
   if (m.op === 'write') {
     buf[at++] = 0x12;
     at = writeVarint(buf, at, dataLen);
@@ -135,7 +150,7 @@ function slicesOf(parts: readonly Buffer[], start: number, end: number): Buffer[
  */
 function decodeRequestIn(b: Buffer, total: number, parts: readonly Buffer[] | null): PageRequestMsg {
   const c = new Cursor(b, 0, total);
-  const m: PageRequestMsg = { requestId: 0, region: '', pageSize: 0, op: 'read', pages: [], data: null, malformed: null };
+  const m: PageRequestMsg = { requestId: 0, region: '', pageSize: 0, op: 'read', pages: [], data: null, versions: null, malformed: null };
   let sawOp = false;
   while (c.fail === null && c.pos < c.end) {
     const tag = c.varint();
@@ -155,6 +170,7 @@ function decodeRequestIn(b: Buffer, total: number, parts: readonly Buffer[] | nu
       m.op = field === 4 ? 'read' : 'write';
       m.pages = [];
       m.data = field === 5 ? Buffer.alloc(0) : null;
+      m.versions = null;
       delete m.dataParts;
       const end = c.lengthEnd();
       const inner = new Cursor(b, c.pos, end);
@@ -163,6 +179,7 @@ function decodeRequestIn(b: Buffer, total: number, parts: readonly Buffer[] | nu
         if (inner.fail !== null) break;
         const f = Math.floor(t / 8);
         if (f === 1) inner.repeated(t & 7, m.pages);
+        else if (f === 3 && field === 5) inner.repeated(t & 7, (m.versions ??= []) as number[]);
         else if (f === 2 && field === 5 && (t & 7) === 2) {
           const dEnd = inner.lengthEnd();
           if (inner.fail !== null) break;
@@ -230,6 +247,11 @@ export const customCodec: PageCodec = {
     if (dataLen > 0) total += lenField(dataLen);
     if (m.absent.length > 0) total += lenField(absentSize);
     if (m.written !== 0) total += 1 + varintSize(m.written);
+    const versions = m.versions && m.versions.length > 0 ? m.versions : null;
+    const versionsSize = versions === null ? 0 : packedSize(versions);
+    if (versions !== null) total += lenField(versionsSize);
+    const superseded = m.superseded ?? 0;
+    if (superseded !== 0) total += 1 + varintSize(superseded);
     const buf = preframed(total);
     let at = 0;
     buf[at++] = 0x08;
@@ -256,12 +278,17 @@ export const customCodec: PageCodec = {
       buf[at++] = 0x38;
       at = writeVarint(buf, at, m.written);
     }
+    if (versions !== null) at = writePacked(buf, at, 0x52, versions, versionsSize);
+    if (superseded !== 0) {
+      buf[at++] = 0x58;
+      at = writeVarint(buf, at, superseded);
+    }
     return buf;
   },
 
   decodeResponse(b) {
     const c = new Cursor(b, 0, b.length);
-    const m: PageResponseMsg = { requestId: 0, code: 0, message: '', present: [], data: null, absent: [], written: 0, malformed: null };
+    const m: PageResponseMsg = { requestId: 0, code: 0, message: '', present: [], data: null, absent: [], written: 0, versions: null, superseded: 0, malformed: null };
     while (c.fail === null && c.pos < c.end) {
       const tag = c.varint();
       if (c.fail !== null) break;
@@ -280,6 +307,8 @@ export const customCodec: PageCodec = {
         c.pos = end;
       } else if (field === 6) c.repeated(wt, m.absent);
       else if (field === 7 && wt === 0) m.written = c.varint();
+      else if (field === 10) c.repeated(wt, (m.versions ??= []));
+      else if (field === 11 && wt === 0) m.superseded = c.varint();
       else c.skip(wt);
     }
     if (c.fail === null && c.pos > c.end) c.fail = 'field overruns the message';
@@ -304,7 +333,7 @@ export const generatedCodec: PageCodec = {
     const pages = { pages: m.pages };
     const msg = m.op === 'read'
       ? { requestId: m.requestId, region: m.region, pageSize: m.pageSize, read: pages }
-      : { requestId: m.requestId, region: m.region, pageSize: m.pageSize, write: { pages: m.pages, data: m.data ?? Buffer.alloc(0) } };
+      : { requestId: m.requestId, region: m.region, pageSize: m.pageSize, write: { pages: m.pages, data: m.data ?? Buffer.alloc(0), versions: m.versions ? [...m.versions] : [] } };
     return asBuffer(farmem.v1.PageRequest.encode(msg).finish());
   },
   decodeRequest(b) {
@@ -316,6 +345,7 @@ export const generatedCodec: PageCodec = {
         requestId: toNum(d.requestId), region: d.region, pageSize: d.pageSize, op: d.op,
         pages: ((w ?? d.read)!.pages ?? []).map(toNum),
         data: w === null ? null : asBuffer(w.data ?? Buffer.alloc(0)),
+        versions: w === null || !w.versions || w.versions.length === 0 ? null : w.versions.map(toNum),
         malformed: null,
       };
     } catch (e) {
@@ -330,7 +360,7 @@ export const generatedCodec: PageCodec = {
     }
     return asBuffer(farmem.v1.PageResponse.encode({
       requestId: m.requestId, code: m.code, message: m.message, present: m.present,
-      data: data ?? Buffer.alloc(0), absent: m.absent, written: m.written,
+      data: data ?? Buffer.alloc(0), absent: m.absent, written: m.written, versions: m.versions ?? [], superseded: m.superseded ?? 0,
     }).finish());
   },
   decodeResponse(b) {
@@ -338,7 +368,8 @@ export const generatedCodec: PageCodec = {
       const d = farmem.v1.PageResponse.decode(b);
       return {
         requestId: toNum(d.requestId), code: d.code, message: d.message, present: d.present.map(toNum),
-        data: d.data.length === 0 ? null : asBuffer(d.data), absent: d.absent.map(toNum), written: d.written, malformed: null,
+        data: d.data.length === 0 ? null : asBuffer(d.data), absent: d.absent.map(toNum), written: d.written,
+        versions: d.versions.length === 0 ? null : d.versions.map(toNum), superseded: d.superseded, malformed: null,
       };
     } catch (e) {
       return malformedResponse(e instanceof Error ? e.message : String(e));

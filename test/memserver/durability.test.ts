@@ -1,34 +1,12 @@
 // With a data dir, synced pages survive a restart, kill -9 of a real server process, and a torn tail;
 // SIGTERM finishes, flushes and exits 0.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { test } from 'node:test';
 import { MemoryServerClient } from '../../daemon/remote/client';
-import { randomPages, startServer, tmpDir } from './fixture';
-
-const MAIN = path.join(__dirname, '..', '..', 'daemon', 'memserver', 'main.js');
-
-/** Starts farmem-memserver as a child; resolves with its address once it logs that it listens. */
-function spawnServer(t: { after(fn: () => void): void }, args: string[]): Promise<{ child: ChildProcess; address: string; lines: Record<string, unknown>[] }> {
-  const child = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-      const j = JSON.parse(l) as Record<string, unknown>;
-      lines.push(j);
-      if (typeof j.msg === 'string' && j.msg.startsWith('memory server listening')) resolve({ child, address: j.address as string, lines });
-    });
-    child.once('exit', (code) => reject(new Error(`farmem-memserver exited ${code}: ${stderr}`)));
-  });
-}
+import { randomPages, spawnServer, startServer, tmpDir } from './fixture';
 
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });

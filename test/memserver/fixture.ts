@@ -1,7 +1,9 @@
 // Shared pieces for memory-server tests: a server on port 0 with captured logs, temp dirs, raw streams.
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
@@ -88,3 +90,25 @@ export function randomPages(n: number, pageSize: number): Buffer {
   for (let i = 0; i < b.length; i += 4) b.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
   return b;
 }
+
+const MAIN = path.join(__dirname, '..', '..', 'daemon', 'memserver', 'main.js');
+
+/** Starts farmem-memserver as a child; resolves with its address once it logs that it listens. */
+export function spawnServer(t: { after(fn: () => void): void }, args: string[]): Promise<{ child: ChildProcess; address: string; lines: Record<string, unknown>[] }> {
+  const child = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      const j = JSON.parse(l) as Record<string, unknown>;
+      lines.push(j);
+      if (typeof j.msg === 'string' && j.msg.startsWith('memory server listening')) resolve({ child, address: j.address as string, lines });
+    });
+    child.once('exit', (code) => reject(new Error(`farmem-memserver exited ${code}: ${stderr}`)));
+  });
+}
+

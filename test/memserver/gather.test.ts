@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { SlabStore } from '../../daemon/memserver/slabs';
 import { installServerGather } from '../../daemon/remote/gather';
-import { customCodec, decodeRequestGathered, type PageRequestMsg } from '../../daemon/remote/wire';
+import { customCodec, decodeRequestGathered, generatedCodec, type PageRequestMsg } from '../../daemon/remote/wire';
 import { randomPages } from './fixture';
 
 interface Decoder {
@@ -57,9 +57,15 @@ test('gathered write requests decode as the joined message does, wherever the ch
   installServerGather();
   const pages = Array.from({ length: 64 }, (_, i) => 5000 - 3 * i);
   const msg = customCodec.encodeRequest({ requestId: 77, region: 'gathered', pageSize: 4096, op: 'write', pages, data: randomPages(64, 4096), malformed: null });
-  for (const sizes of [[16384], [36, 16384], [1, 2, 3, 4093], [msg.length + 5], [7000, 16384, 9]]) {
-    const m = sameAsJoined(msg, sizes, `chunks ${sizes.join(',')}`);
-    if (sizes[0] !== msg.length + 5) assert.ok(m.dataParts !== undefined && m.dataParts.length > 1, `page bytes left in their chunks (${sizes.join(',')})`);
+  // Versions (one per page) sit in the head, before the page bytes: decoded from the prefix too.
+  const versions = pages.map((p) => 1_790_000_000_000_000 + p);
+  const versioned = customCodec.encodeRequest({ requestId: 78, region: 'gathered', pageSize: 4096, op: 'write', pages, data: randomPages(64, 4096), versions, malformed: null });
+  for (const m0 of [msg, versioned]) {
+    for (const sizes of [[16384], [36, 16384], [1, 2, 3, 4093], [m0.length + 5], [7000, 16384, 9]]) {
+      const m = sameAsJoined(m0, sizes, `chunks ${sizes.join(',')}`);
+      if (sizes[0] !== m0.length + 5) assert.ok(m.dataParts !== undefined && m.dataParts.length > 1, `page bytes left in their chunks (${sizes.join(',')})`);
+      assert.deepEqual(m.versions, m0 === msg ? null : versions);
+    }
   }
   // A head longer than the decoded prefix (4096 pages' indexes), and a field after the page bytes:
   // both need bytes past the prefix and are decoded from the joined message.
@@ -68,6 +74,9 @@ test('gathered write requests decode as the joined message does, wherever the ch
   sameAsJoined(long, [16384], 'long head');
   const trailing = Buffer.concat([msg, Buffer.from([0x48, 0x01])]); // field 9 (unknown), varint 1
   sameAsJoined(trailing, [16384], 'field after the page bytes');
+  // protobufjs writes WritePages' fields in number order: versions (3) after the page bytes (2).
+  const generated = generatedCodec.encodeRequest({ requestId: 79, region: 'gen', pageSize: 4096, op: 'write', pages, data: randomPages(64, 4096), versions, malformed: null });
+  assert.deepEqual(sameAsJoined(generated, [16384], 'versions after the page bytes').versions, versions);
   // Small messages (reads) are joined as before.
   const read = customCodec.encodeRequest({ requestId: 2, region: 'r', pageSize: 4096, op: 'read', pages: [1, 2, 3], data: null, malformed: null });
   const [joined] = feed(framed(read), [3]);

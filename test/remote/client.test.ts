@@ -63,6 +63,7 @@ test('answers of the wrong shape are corrupt and never returned as data', async 
     if (req.pages[0] === 1) return ok(req, { present: req.pages, data: page }); // 2 asked, 1 page of bytes
     if (req.pages[0] === 2) return ok(req, { present: [99], data: page }); // not asked
     if (req.pages[0] === 3) return ok(req, { present: [3], absent: [4, 5] }); // too many answers, no bytes
+    if (req.pages[0] === 5) return ok(req, { present: [5, 6], data: Buffer.concat([page, page]), versions: [1] }); // a version short
     return Buffer.from([0x08, 0x01, 0x2a, 0x40]); // bytes field overruns the message
   });
   const c = new MemoryServerClient({ address: f.address });
@@ -71,6 +72,7 @@ test('answers of the wrong shape are corrupt and never returned as data', async 
   await fails(c.read(region, [1, 2]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: sent 4096 bytes for 2 pages of 4096`);
   await fails(c.read(region, [2]), 'corrupt', `read 1 page of region "r" on ${a}: corrupt response: answered page 99, which was not asked or came twice`);
   await fails(c.read(region, [3, 4]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: answered 1 present + 2 absent pages for 2 asked`);
+  await fails(c.read(region, [5, 6]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: sent 1 versions for 2 present pages`);
   await fails(c.write(region, [1, 2], randomPages(2, 4096)), 'corrupt', `write 2 pages of region "r" on ${a}: corrupt response: server acknowledged 1 pages, expected 2`);
   await fails(c.read(region, [7]), 'corrupt', `read 1 page of region "r" on ${a}: page stream to ${a}: malformed PageResponse: field of 64 bytes overruns the message`);
 });

@@ -38,16 +38,17 @@ test('writes sent from the caller\'s buffer arrive as the contract\'s message, e
   const { address, received } = await generatedServer(t);
   const c = new MemoryServerClient({ address, streams: 2 });
   t.after(() => c.close());
-  const sent: { pages: number[]; pageSize: number; data: Buffer }[] = [
-    { pages: [3], pageSize: 4096, data: randomPages(1, 4096) },
-    { pages: Array.from({ length: 64 }, (_, i) => 1000 - i), pageSize: 4096, data: randomPages(64, 4096) },
-    { pages: [2 ** 19 - 1], pageSize: 2 ** 21, data: randomPages(1, 2 ** 21) },
+  const sent: { pages: number[]; pageSize: number; data: Buffer; versions: number[] | null }[] = [
+    { pages: [3], pageSize: 4096, data: randomPages(1, 4096), versions: null },
+    { pages: Array.from({ length: 64 }, (_, i) => 1000 - i), pageSize: 4096, data: randomPages(64, 4096), versions: [Number.MAX_SAFE_INTEGER] },
+    { pages: [2 ** 19 - 1], pageSize: 2 ** 21, data: randomPages(1, 2 ** 21), versions: null },
+    { pages: [7, 8, 9], pageSize: 4096, data: randomPages(3, 4096), versions: [1, 2 ** 40, 3] },
   ];
-  await Promise.all(sent.map((s, i) => c.write({ id: `region-${i}`, pageSize: s.pageSize }, s.pages, s.data)));
-  assert.equal(received.length, 3);
+  await Promise.all(sent.map((s, i) => c.write({ id: `region-${i}`, pageSize: s.pageSize }, s.pages, s.data, { versions: s.versions })));
+  assert.equal(received.length, 4);
   for (const [i, s] of sent.entries()) {
     const got = received.find((m) => m.region === `region-${i}`)!;
-    assert.deepEqual([got.op, got.pageSize, got.pages], ['write', s.pageSize, s.pages]);
+    assert.deepEqual([got.op, got.pageSize, got.pages, got.versions], ['write', s.pageSize, s.pages, s.versions]);
     assert.ok(got.data!.equals(s.data), `page bytes of region-${i}`);
   }
 });

@@ -68,11 +68,13 @@ async function matrix(ctx: BenchContext): Promise<BenchRow[]> {
   const grpcClient = new MemoryServerClient({ address: ms.address, streams: 2 });
   const rawClient = await RawClient.connect(raw.port);
   const region = { id: 'bench', pageSize: PAGE };
+  // Writes carry a version, as the daemon's do (increasing: a superseded write would skip its copy).
+  let version = 1_790_000_000_000_000;
   try {
     const fill = Buffer.alloc(256 * PAGE, 0x5a);
     for (let b = 0; b < SPAN; b += 256) {
       const pages = Array.from({ length: 256 }, (_, j) => b + j);
-      await grpcClient.write(region, pages, fill);
+      await grpcClient.write(region, pages, fill, { versions: [++version] });
       await rawClient.write(pages, fill);
     }
     const dur = Math.max(150, Math.round(700 * ctx.scale));
@@ -80,7 +82,7 @@ async function matrix(ctx: BenchContext): Promise<BenchRow[]> {
       for (const batch of [1, 16, 64, 256]) {
         for (const inflight of [1, 8]) {
           const data = Buffer.alloc(batch * PAGE, 0x33);
-          const g = op === 'read' ? (i: number) => grpcClient.read(region, pagesOf(i, batch)) : (i: number) => grpcClient.write(region, pagesOf(i, batch), data);
+          const g = op === 'read' ? (i: number) => grpcClient.read(region, pagesOf(i, batch)) : (i: number) => grpcClient.write(region, pagesOf(i, batch), data, { versions: [++version] });
           const r = op === 'read' ? (i: number) => rawClient.read(pagesOf(i, batch)) : (i: number) => rawClient.write(pagesOf(i, batch), data);
           await load(inflight, dur / 5, g); // warm-up
           await load(inflight, dur / 5, r);
@@ -103,8 +105,9 @@ async function matrix(ctx: BenchContext): Promise<BenchRow[]> {
 function codecRow(ctx: BenchContext): BenchRow[] {
   const pages = Array.from({ length: 64 }, (_, i) => i * 7);
   const data = Buffer.alloc(64 * PAGE, 1);
-  const req: PageRequestMsg = { requestId: 12345, region: '6f1c2a9e-1111-4222-8333-944455556666', pageSize: PAGE, op: 'write', pages, data, malformed: null };
-  const resp: PageResponseMsg = { requestId: 12345, code: 0, message: '', present: pages, data: null, absent: [], written: 0, fill: (out, at) => data.copy(out, at), dataLength: data.length, malformed: null };
+  const versions = pages.map(() => 1_790_000_000_000_000);
+  const req: PageRequestMsg = { requestId: 12345, region: '6f1c2a9e-1111-4222-8333-944455556666', pageSize: PAGE, op: 'write', pages, data, versions: [versions[0]!], malformed: null };
+  const resp: PageResponseMsg = { requestId: 12345, code: 0, message: '', present: pages, data: null, absent: [], written: 0, versions, fill: (out, at) => data.copy(out, at), dataLength: data.length, malformed: null };
   const n = Math.max(200, Math.round(3000 * ctx.scale));
   const time = (c: PageCodec): Metrics => {
     const t0 = process.hrtime.bigint();
@@ -131,8 +134,9 @@ async function durableRow(ctx: BenchContext): Promise<BenchRow[]> {
   const run = async (address: string): Promise<Metrics> => {
     const c = new MemoryServerClient({ address });
     try {
-      await load(8, 100, (i) => c.write(region, pagesOf(i, 64), data));
-      const r = await load(8, Math.max(200, Math.round(1000 * ctx.scale)), (i) => c.write(region, pagesOf(i, 64), data));
+      let version = 1_790_000_000_000_000;
+      await load(8, 100, (i) => c.write(region, pagesOf(i, 64), data, { versions: [++version] }));
+      const r = await load(8, Math.max(200, Math.round(1000 * ctx.scale)), (i) => c.write(region, pagesOf(i, 64), data, { versions: [++version] }));
       const t0 = process.hrtime.bigint();
       await c.sync(region);
       return { ...metricsOf(r, 64), sync_ms: Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10 };
