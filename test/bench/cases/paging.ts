@@ -38,8 +38,12 @@ async function passes(args: string[]): Promise<{ writeMs: number; readMs: number
   return { writeMs: lines[1]!.ns / 1e6, readMs: lines[2]!.ns / 1e6 };
 }
 
-/** Faults the region's processes took so far (every kind that is a uffd round trip). */
+/**
+ * Faults the region's processes took so far (every kind that is a uffd round trip). Read after a
+ * short wait: the FaultThread holds cache-hit news back for up to 2 ms of quiet (kLingerMs).
+ */
 async function faultsOf(client: ControlClient, name: string): Promise<number> {
+  await new Promise((r) => setTimeout(r, 10));
   const f = (await client.showRegion(name)).stats?.faults;
   return Number(f?.cacheHit ?? 0) + Number(f?.remote ?? 0) + Number(f?.zero ?? 0) + Number(f?.writeProtect ?? 0);
 }
