@@ -326,19 +326,13 @@ export class MemoryServerClient implements PageStore {
     if (this.h2.length > 0) {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(this.metadata.getMap())) if (typeof v === 'string') headers[k] = v;
-      const call = new H2PageCall(this.h2[i % this.h2.length]!, m.path, headers, this.maxMessageBytes, (b) => {
-        let r: PageResponseMsg;
-        try {
-          r = m.responseDeserialize(b);
-        } catch (e) {
-          this.breakStream(s, new PageStoreError('corrupt', `page stream to ${this.address}: malformed PageResponse: ${e instanceof Error ? e.message : String(e)}`, this.address));
-          return;
-        }
-        this.onResponse(s, r);
-      }, (end: StreamEnd) => {
-        if (end.code === Code.OK) this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address));
-        else this.breakStream(s, this.statusError('page stream', { code: end.code, details: end.details } as grpc.ServiceError));
-      });
+      let call: H2PageCall;
+      try {
+        call = this.openH2(i, m.path, headers, s);
+      } catch (e) {
+        this.streams[i] = null;
+        throw new PageStoreError('unavailable', `page stream to ${this.address}: ${e instanceof Error ? e.message : String(e)}`, this.address);
+      }
       s.call = {
         write: (req) => {
           const framed = encodeRequestFramed(req);
@@ -356,6 +350,26 @@ export class MemoryServerClient implements PageStore {
     call.on('error', (e: grpc.ServiceError) => this.breakStream(s, this.statusError('page stream', e)));
     call.on('end', () => this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address)));
     return s;
+  }
+
+  /** An 'h2' Pages call on stream slot i's connection, its messages and its end routed to s. */
+  private openH2(i: number, path: string, headers: Record<string, string>, s: PageStream): H2PageCall {
+    const deserialize = memoryServerService().Pages.responseDeserialize;
+    const onMessage = (b: Buffer): void => {
+      let r: PageResponseMsg;
+      try {
+        r = deserialize(b);
+      } catch (e) {
+        this.breakStream(s, new PageStoreError('corrupt', `page stream to ${this.address}: malformed PageResponse: ${e instanceof Error ? e.message : String(e)}`, this.address));
+        return;
+      }
+      this.onResponse(s, r);
+    };
+    const onEnd = (end: StreamEnd): void => {
+      if (end.code === Code.OK) this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address));
+      else this.breakStream(s, this.statusError('page stream', { code: end.code, details: end.details } as grpc.ServiceError));
+    };
+    return new H2PageCall(this.h2[i % this.h2.length]!, path, headers, this.maxMessageBytes, onMessage, onEnd);
   }
 
   private onResponse(s: PageStream, r: PageResponseMsg): void {

@@ -37,14 +37,16 @@ export interface StreamEnd {
   details: string;
 }
 
-function endpoint(address: string): { path: string } | { host: string; port: number } {
+/** Where an address points (grpc-js's forms: unix:, dns: prefixes; port 443 when none is given). */
+export function endpoint(address: string): { path: string } | { host: string; port: number } {
   if (address.startsWith('unix:')) {
     const p = address.slice(5);
     return { path: p.startsWith('//') ? p.slice(2) : p };
   }
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  const a = address.replace(/^dns:(\/\/[^/]*\/)?/, '');
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(a) ?? /^([^:[\]/]+)(?::(\d{1,5}))?$/.exec(a);
   if (m === null) throw new Error(`Expected host:port or unix:path for address but received ${address}`);
-  return { host: m[1]!, port: Number(m[2]) };
+  return { host: m[1]!, port: m[2] === undefined ? 443 : Number(m[2]) };
 }
 
 /** One HTTP/2 connection to a memory server, reopened on use after it closed. */
@@ -61,7 +63,7 @@ export class H2Connection {
     const t = this.target;
     const ep = endpoint(t.address);
     const secure = t.tls !== null;
-    const authority = 'path' in ep ? 'localhost' : t.address;
+    const authority = 'path' in ep ? 'localhost' : ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
     const connect = (): net.Socket => {
       const sock = secure
         ? tls.connect({
@@ -84,6 +86,11 @@ export class H2Connection {
     s.on('error', (e: Error) => {
       if (this.s === s) this.lastError = e.message;
     });
+    // After a GOAWAY (a server shutting down) the session takes no new streams: the next one
+    // opens a new connection. Streams already open finish on the old one.
+    s.on('goaway', () => {
+      if (this.s === s) this.s = null;
+    });
     s.on('connect', () => {
       try {
         s.setLocalWindowSize(t.windowBytes);
@@ -95,6 +102,13 @@ export class H2Connection {
     s.unref();
     this.s = s;
     return { session: s, error: () => (this.s === s ? this.lastError : null) };
+  }
+
+  /** Forgets `s` if it is the current session (it refused a new stream). */
+  drop(s: http2.ClientHttp2Session): void {
+    if (this.s !== s) return;
+    this.s = null;
+    if (!s.destroyed) s.destroy();
   }
 
   close(): void {
@@ -158,11 +172,19 @@ export class H2PageCall {
     private readonly onMessage: (b: Buffer) => void,
     private readonly onEnd: (e: StreamEnd) => void,
   ) {
-    const { session, error } = conn.session();
+    let { session, error } = conn.session();
+    let st: http2.ClientHttp2Stream;
+    const headers = { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'farmem-h2', ...metadata };
+    try {
+      st = session.request(headers, { endStream: false });
+    } catch {
+      // The session closed or got a GOAWAY between the check and the request: once more, afresh.
+      conn.drop(session);
+      ({ session, error } = conn.session());
+      st = session.request(headers, { endStream: false });
+    }
     this.sessionError = error;
-    const st = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'farmem-h2', ...metadata }, { endStream: false });
-    this.stream = st;
-    st.on('response', (h) => {
+    this.stream = st;    st.on('response', (h) => {
       this.httpStatus = Number(h[':status'] ?? 0);
       if (h['grpc-status'] !== undefined) this.status = { code: Number(h['grpc-status']), details: decodeMessage(h['grpc-message']) }; // trailers-only
     });
