@@ -375,7 +375,9 @@ export class Pager {
         this.log.error({ err, event: e.kind, attachment: e.attachment }, 'fault event handling failed');
       }
     }
-    this.scheduleFlush();
+    // Sent now, not from a setImmediate: a lone miss's read leaves in this turn of the loop (the
+    // batch of events is already all the coalescing there is to wait for).
+    this.flushReads();
     this.evictor.kick();
   };
 
@@ -616,10 +618,16 @@ export class Pager {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      const all = [...this.pending];
-      this.pending.clear();
-      for (const [r, q] of all) this.startRead(r, q);
+      this.flushReads();
     });
+  }
+
+  /** Starts one read per region for everything queued. */
+  private flushReads(): void {
+    if (this.pending.size === 0) return;
+    const all = [...this.pending];
+    this.pending.clear();
+    for (const [r, q] of all) this.startRead(r, q);
   }
 
   private startRead(r: RegionState, pages: number[]): void {

@@ -9,10 +9,11 @@ import type pino from 'pino';
 import { farmem } from '../../proto/gen/farmem';
 import { kindOf } from './errors';
 import { healthCheckMethod, type HealthStatus } from './health';
+import { Code, H2Connection, H2PageCall, type StreamEnd } from './h2pages';
 import { installClientZeroCopy } from './preframe';
 import { memoryServerService, messageOverhead } from './service';
 import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
-import { encodeRequestSplit, toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
+import { encodeRequestFramed, encodeRequestSplit, toNum, type PageRequestMsg, type PageResponseMsg } from './wire';
 
 /** Stats of one memory server, numbers as numbers. */
 export interface MemoryServerStats {
@@ -58,6 +59,14 @@ export interface MemoryServerClientOptions {
   maxMessageBytes?: number;
   windowBytes?: number;
   logger?: pino.Logger | null;
+  /**
+   * What carries the Pages streams: 'grpc-js' (default) through a grpc-js call, or 'h2', which
+   * speaks the same gRPC protocol over node:http2 itself (h2pages.ts: cheaper per message, which is
+   * most of a remote miss). The project's rule is grpc-js for every protocol, so 'h2' is an opt-in
+   * experiment: FARMEM_PAGES_TRANSPORT=h2 makes it the default (and gives the benches their A/B).
+   * Unary calls and health checks always go through grpc-js.
+   */
+  pagesTransport?: 'h2' | 'grpc-js';
 }
 
 interface Pending {
@@ -71,8 +80,14 @@ interface Pending {
   reject(e: PageStoreError): void;
 }
 
+/** A Pages call, whichever transport carries it. */
+interface PageCall {
+  write(m: PageRequestMsg): void;
+  cancel(): void;
+}
+
 interface PageStream {
-  call: grpc.ClientDuplexStream<PageRequestMsg, PageResponseMsg>;
+  call: PageCall;
   pending: Map<number, Pending>;
   broken: boolean;
 }
@@ -83,6 +98,9 @@ export class MemoryServerClient implements PageStore {
   readonly address: string;
   private readonly clients: grpc.Client[] = [];
   private readonly connect: () => grpc.Client[];
+  /** The Pages streams' own HTTP/2 connections ('h2' transport; empty with 'grpc-js'). */
+  private h2: H2Connection[] = [];
+  private readonly connectH2: () => H2Connection[];
   private readonly streams: (PageStream | null)[];
   private readonly metadata = new grpc.Metadata();
   private readonly maxInFlight: number;
@@ -128,6 +146,12 @@ export class MemoryServerClient implements PageStore {
     const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();
     this.connect = () => Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new ServiceClient(opts.address, creds, channelOptions));
     this.clients.push(...this.connect());
+    const h2Tls = opts.tls ? { ca: fs.readFileSync(opts.tls.ca), cert: fs.readFileSync(opts.tls.cert), key: fs.readFileSync(opts.tls.key), ...(opts.tls.serverName ? { serverName: opts.tls.serverName } : {}) } : null;
+    const transport = opts.pagesTransport ?? (process.env.FARMEM_PAGES_TRANSPORT === 'h2' ? 'h2' : 'grpc-js');
+    this.connectH2 = () => transport === 'h2'
+      ? Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new H2Connection({ address: opts.address, tls: h2Tls, windowBytes: window }))
+      : [];
+    this.h2 = this.connectH2();
     this.streams = new Array<PageStream | null>(Math.max(1, opts.streams ?? 2)).fill(null);
   }
 
@@ -191,9 +215,12 @@ export class MemoryServerClient implements PageStore {
   resetConnections(): void {
     if (this.closed) return;
     const old = this.clients.splice(0, this.clients.length, ...this.connect());
+    const oldH2 = this.h2;
+    this.h2 = this.connectH2();
     for (const s of this.streams) if (s) this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address}: connection reset after failed health checks`, this.address));
     this.streams.fill(null);
     for (const c of old) c.close();
+    for (const c of oldH2) c.close();
   }
 
   /**
@@ -221,6 +248,7 @@ export class MemoryServerClient implements PageStore {
     }
     for (const w of this.waiters.splice(0)) w.go();
     for (const c of this.clients) c.close();
+    for (const c of this.h2) c.close();
   }
 
   // --- requests -----------------------------------------------------------------------------------
@@ -298,16 +326,56 @@ export class MemoryServerClient implements PageStore {
   }
 
   private openStream(i: number): PageStream {
-    const client = this.clients[i % this.clients.length]!;
     const m = memoryServerService().Pages;
+    const s: PageStream = { call: { write: () => undefined, cancel: () => undefined }, pending: new Map(), broken: false };
+    this.streams[i] = s;
+    if (this.h2.length > 0) {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(this.metadata.getMap())) if (typeof v === 'string') headers[k] = v;
+      let call: H2PageCall;
+      try {
+        call = this.openH2(i, m.path, headers, s);
+      } catch (e) {
+        this.streams[i] = null;
+        throw new PageStoreError('unavailable', `page stream to ${this.address}: ${e instanceof Error ? e.message : String(e)}`, this.address);
+      }
+      s.call = {
+        write: (req) => {
+          const framed = encodeRequestFramed(req);
+          call.write(framed, req.op === 'write' && req.data !== null && req.data.length > 0 ? req.data : null);
+        },
+        cancel: () => call.cancel(),
+      };
+      return s;
+    }
+    const client = this.clients[i % this.clients.length]!;
     const serialize = this.zeroCopy ? encodeRequestSplit : m.requestSerialize;
     const call = client.makeBidiStreamRequest(m.path, serialize, m.responseDeserialize, this.metadata.clone(), {});
-    const s: PageStream = { call, pending: new Map(), broken: false };
-    this.streams[i] = s;
+    s.call = { write: (req) => call.write(req), cancel: () => call.cancel() };
     call.on('data', (r: PageResponseMsg) => this.onResponse(s, r));
     call.on('error', (e: grpc.ServiceError) => this.breakStream(s, this.statusError('page stream', e)));
     call.on('end', () => this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address)));
     return s;
+  }
+
+  /** An 'h2' Pages call on stream slot i's connection, its messages and its end routed to s. */
+  private openH2(i: number, path: string, headers: Record<string, string>, s: PageStream): H2PageCall {
+    const deserialize = memoryServerService().Pages.responseDeserialize;
+    const onMessage = (b: Buffer): void => {
+      let r: PageResponseMsg;
+      try {
+        r = deserialize(b);
+      } catch (e) {
+        this.breakStream(s, new PageStoreError('corrupt', `page stream to ${this.address}: malformed PageResponse: ${e instanceof Error ? e.message : String(e)}`, this.address));
+        return;
+      }
+      this.onResponse(s, r);
+    };
+    const onEnd = (end: StreamEnd): void => {
+      if (end.code === Code.OK) this.breakStream(s, new PageStoreError('unavailable', `page stream to ${this.address} ended by the server`, this.address));
+      else this.breakStream(s, this.statusError('page stream', { code: end.code, details: end.details } as grpc.ServiceError));
+    };
+    return new H2PageCall(this.h2[i % this.h2.length]!, path, headers, this.maxMessageBytes, onMessage, onEnd);
   }
 
   private onResponse(s: PageStream, r: PageResponseMsg): void {

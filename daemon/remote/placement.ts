@@ -21,8 +21,23 @@ export interface Candidate {
   weight: number;
 }
 
+// Every read asks for its groups' ranking, and a sha256 per candidate cost ~4 µs of a remote miss:
+// the scores are pure functions of their key, so they are remembered (bounded; cleared when full).
+const MEMO_MAX = 1 << 16;
+const memo = new Map<string, number>();
+
 /** 64 bits of a keyed hash as a number in (0, 1). */
 function unitHash(server: string, region: string, group: number): number {
+  const key = `${server}\0${region}\0${group}`;
+  const known = memo.get(key);
+  if (known !== undefined) return known;
+  if (memo.size >= MEMO_MAX) memo.clear();
+  const u = unitHashOf(server, region, group);
+  memo.set(key, u);
+  return u;
+}
+
+function unitHashOf(server: string, region: string, group: number): number {
   const h = crypto.createHash('sha256').update(server).update('\0').update(region).update('\0').update(String(group)).digest();
   // 52 random bits → (0, 1), never exactly 0 or 1.
   const hi = h.readUInt32BE(0) & 0xfffff;
@@ -35,6 +50,7 @@ function unitHash(server: string, region: string, group: number): number {
  * share of first places is proportional to its weight and the order is stable for a given set.
  */
 export function rank(candidates: readonly Candidate[], region: string, group: number): string[] {
+  if (candidates.length === 1) return [candidates[0]!.id];
   return candidates
     .map((c) => ({ id: c.id, score: -c.weight / Math.log(unitHash(c.id, region, group)) }))
     .sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1))

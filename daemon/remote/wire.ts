@@ -92,7 +92,7 @@ function writePacked(buf: Buffer, at: number, tag: number, values: readonly numb
  * page bytes, the last bytes on the wire, are not copied: the result is the message's head with m.data
  * attached as its tail (see preframe.ts), valid only for sending through the patched grpc-js.
  */
-function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
+function encodeRequest(m: PageRequestMsg, split: boolean, framed = false): Buffer {
   const regionLen = Buffer.byteLength(m.region);
   const pagesSize = packedSize(m.pages);
   const dataLen = m.data === null ? 0 : m.data.length;
@@ -103,8 +103,18 @@ function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
   if (versionsSize > 0) body += lenField(versionsSize);
   const total = 1 + varintSize(m.requestId) + lenField(regionLen) + 1 + varintSize(m.pageSize) + lenField(body);
   const tail = split && m.op === 'write' && m.data !== null && dataLen > 0 ? m.data : null;
-  const buf = tail === null ? Buffer.allocUnsafe(total) : withTail(total - dataLen, tail);
+  const headLen = tail === null ? total : total - dataLen;
+  let buf: Buffer;
   let at = 0;
+  if (framed) {
+    // gRPC's frame header first: uncompressed, the whole message's length (head + tail).
+    buf = Buffer.allocUnsafe(5 + headLen);
+    buf[at++] = 0;
+    buf.writeUInt32BE(total, at);
+    at += 4;
+  } else {
+    buf = tail === null ? Buffer.allocUnsafe(total) : withTail(headLen, tail);
+  }
   buf[at++] = 0x08;
   at = writeVarint(buf, at, m.requestId);
   buf[at++] = 0x12;
@@ -122,6 +132,14 @@ function encodeRequest(m: PageRequestMsg, split: boolean): Buffer {
     if (m.data !== null && tail === null) at += m.data.copy(buf, at);
   }
   return buf;
+}
+
+/**
+ * For a client that frames messages itself (h2pages.ts): the gRPC frame header (5 bytes) and the
+ * message up to a write's page bytes; those follow on the wire from m.data itself, uncopied.
+ */
+export function encodeRequestFramed(m: PageRequestMsg): Buffer {
+  return encodeRequest(m, true, true);
 }
 
 /** Client serializer for the patched grpc-js: writes' page bytes are sent from the caller's buffer. */
