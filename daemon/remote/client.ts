@@ -453,8 +453,13 @@ export class MemoryServerClient implements PageStore {
   }
 
   private statusError(what: string, e: grpc.ServiceError): PageStoreError {
-    const err = new PageStoreError(kindOf(e.code), `${what} on ${this.address}: ${grpc.status[e.code] ?? e.code}: ${e.details}`, this.address);
-    (err as PageStoreError & { code?: number }).code = e.code;
+    // grpc-js 1.14 ends a call with code and details undefined when one of its filters rejects with a
+    // plain Error (a compressed message without a negotiated encoding does): the reason is lost there.
+    const known = typeof e.code === 'number';
+    const code = known ? e.code : grpc.status.INTERNAL;
+    const details = known ? e.details : 'the call ended without a gRPC status (grpc-js dropped the reason; one known cause: a compressed message the client did not negotiate)';
+    const err = new PageStoreError(kindOf(code), `${what} on ${this.address}: ${grpc.status[code] ?? code}: ${details}`, this.address);
+    (err as PageStoreError & { code?: number }).code = code;
     return err;
   }
 
