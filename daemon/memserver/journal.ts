@@ -1,4 +1,4 @@
-// Durability with --data-dir: an append-only journal of writes and region deletes. Writes are
+// Durability with --data-dir: an append-only journal of writes, page discards and region deletes. Writes are
 // acknowledged from memory and appended in the background (writev, batched); Sync waits until
 // everything acknowledged before it is in the file and fdatasync'd. On start the journal is replayed
 // (a torn tail from a crash is cut off at the first bad record: it was never synced), and rewritten
@@ -17,6 +17,8 @@ const PREFIX = 12;
 const FIXED = 12;
 const WRITE = 1;
 const DELETE = 2;
+/** Pages freed (no data): an older server replaying this stops at it, as at a torn tail. */
+const DISCARD = 3;
 const COMPACT_MIN_BYTES = 64 * 1024 * 1024;
 const IOV_MAX = 1024;
 
@@ -92,6 +94,10 @@ export class Journal {
   /** data: the page bytes, in one buffer or several consecutive ones (kept, not copied, until written). */
   appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[]): void {
     this.enqueue(record(WRITE, region, pageSize, pages, Buffer.isBuffer(data) ? [data] : data));
+  }
+
+  appendDiscard(region: string, pages: readonly number[]): void {
+    this.enqueue(record(DISCARD, region, 0, pages, null));
   }
 
   appendDelete(region: string): void {
@@ -228,6 +234,7 @@ function replay(fd: number, file: string, store: SlabStore): { records: number; 
       const refused = store.write(region, pageSize, pages, data);
       if (refused) throw new Error(`replay ${file}: ${refused.message}`);
     } else if (type === DELETE) store.deleteRegion(region);
+    else if (type === DISCARD) store.discard(region, pages);
     else break;
     pos += PREFIX + len;
     records++;

@@ -165,6 +165,12 @@ export class MemoryServerClient implements PageStore {
     }
   }
 
+  /** Frees pages of a region on this server (those it lacks are skipped); resolves with how many it freed. */
+  async discard(region: RegionRef, pages: readonly number[], deadlineMs?: number): Promise<number> {
+    const r = await this.unary<farmem.v1.IDiscardRequest, farmem.v1.DiscardResponse>('Discard', { region: region.id, pages: pages as number[] }, `discard ${pages.length} page${pages.length === 1 ? '' : 's'} of region "${region.id}"`, deadlineMs);
+    return toNum(r.pagesFreed);
+  }
+
   /** The server's Stats (capacity, usage, per-region pages, rates). */
   async stats(deadlineMs?: number): Promise<MemoryServerStats> {
     const s = await this.unary<farmem.v1.IStatsRequest, farmem.v1.StatsResponse>('Stats', {}, 'stats', deadlineMs);
@@ -378,7 +384,7 @@ export class MemoryServerClient implements PageStore {
     return err;
   }
 
-  private unary<Req, Res>(name: 'Sync' | 'DeleteRegion' | 'Stats', req: Req, what: string, deadlineMs?: number): Promise<Res> {
+  private unary<Req, Res>(name: 'Sync' | 'DeleteRegion' | 'Stats' | 'Discard', req: Req, what: string, deadlineMs?: number): Promise<Res> {
     const m = memoryServerService()[name] as unknown as grpc.MethodDefinition<Req, Res>;
     return new Promise((resolve, reject) => {
       this.clients[0]!.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, this.metadata.clone(),
