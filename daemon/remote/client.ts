@@ -100,6 +100,8 @@ export class MemoryServerClient implements PageStore {
   private failures = 0;
   private retryAt = 0;
   private closed = false;
+  /** The server answered UNIMPLEMENTED to Discard. */
+  private noDiscard = false;
 
   constructor(opts: MemoryServerClientOptions) {
     this.address = opts.address;
@@ -165,10 +167,21 @@ export class MemoryServerClient implements PageStore {
     }
   }
 
-  /** Frees pages of a region on this server (those it lacks are skipped); resolves with how many it freed. */
+  /**
+   * Frees pages of a region on this server (those it lacks are skipped); resolves with how many it
+   * freed. A server older than Discard frees nothing (0, said once in the log): it keeps the copies.
+   */
   async discard(region: RegionRef, pages: readonly number[], deadlineMs?: number): Promise<number> {
-    const r = await this.unary<farmem.v1.IDiscardRequest, farmem.v1.DiscardResponse>('Discard', { region: region.id, pages: pages as number[] }, `discard ${pages.length} page${pages.length === 1 ? '' : 's'} of region "${region.id}"`, deadlineMs);
-    return toNum(r.pagesFreed);
+    if (this.noDiscard) return 0;
+    try {
+      const r = await this.unary<farmem.v1.IDiscardRequest, farmem.v1.DiscardResponse>('Discard', { region: region.id, pages: pages as number[] }, `discard ${pages.length} page${pages.length === 1 ? '' : 's'} of region "${region.id}"`, deadlineMs);
+      return toNum(r.pagesFreed);
+    } catch (e) {
+      if (!(e instanceof PageStoreError && (e as PageStoreError & { code?: number }).code === grpc.status.UNIMPLEMENTED)) throw e;
+      this.noDiscard = true;
+      this.logger?.warn({ server: this.address }, 'memory server does not implement Discard (older version): old copies of moved groups stay on it');
+      return 0;
+    }
   }
 
   /** The server's Stats (capacity, usage, per-region pages, rates). */

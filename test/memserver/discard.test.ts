@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { MemoryServerClient } from '../../daemon/remote/client';
 import { PageStoreError } from '../../daemon/remote/types';
-import { randomPages, startServer, tmpDir } from './fixture';
+import { captureLogger, randomPages, startServer, tmpDir } from './fixture';
 
 const page = (data: Buffer, i: number, ps = 4096) => data.subarray(i * ps, (i + 1) * ps);
 
@@ -109,4 +109,16 @@ test('with a data dir, discarded pages stay freed after a restart, also after th
   assert.ok(lines.some((l) => l.msg === 'journal: compacted'));
   const c = await check(server);
   await c.close();
+});
+
+test('a server without Discard (older version) frees nothing: the client resolves 0 and says so once', async (t) => {
+  const bare = new grpc.Server();
+  const port = await new Promise<number>((res, rej) => bare.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  t.after(() => bare.forceShutdown());
+  const { logger, lines } = captureLogger();
+  const c = new MemoryServerClient({ address: `127.0.0.1:${port}`, logger });
+  t.after(() => c.close());
+  assert.equal(await c.discard({ id: 'r', pageSize: 4096 }, [1, 2]), 0);
+  assert.equal(await c.discard({ id: 'r', pageSize: 4096 }, [3]), 0);
+  assert.deepEqual(lines.filter((l) => l.level === 40).map((l) => l.msg), ['memory server does not implement Discard (older version): old copies of moved groups stay on it']);
 });
