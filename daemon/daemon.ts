@@ -8,6 +8,7 @@ import type { Lifecycle } from './lifecycle';
 import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type RegionSpec } from './regions';
 import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
 import { poolState, probe, type KnownServer, type PoolView, type ServerStatus } from './servers';
+import { checkTlsFiles, type TlsFiles } from './util/tls-files';
 import { applyServerChanges, readToken, type ServerChangesFile } from './server-changes';
 import { ADDRESS_EXPECTED, isAddress } from './util/address';
 
@@ -106,7 +107,7 @@ export class Daemon {
     if (caller.uid !== 0) throw new RegionError('denied', `${op}: permission denied: only root may change the memory servers`);
   }
 
-  async addMemoryServer(caller: Caller, input: { address: string; weight: number; tokenFile: string | null }): Promise<ServerStatus> {
+  async addMemoryServer(caller: Caller, input: { address: string; weight: number; tokenFile: string | null; tls?: TlsFiles | null }): Promise<ServerStatus> {
     const op = `add memory server ${input.address}`;
     this.open(op);
     this.onlyRoot(caller, op);
@@ -120,16 +121,24 @@ export class Daemon {
     } catch (e) {
       throw new RegionError('invalid', (e as Error).message);
     }
-    const s: KnownServer = { address: input.address, weight: input.weight, token, tls: null, embedded: false };
+    const tls = input.tls ?? null;
+    if (tls !== null) {
+      try {
+        checkTlsFiles(tls, { ca: 'ca_file', cert: 'cert_file', key: 'key_file' });
+      } catch (e) {
+        throw new RegionError('invalid', `${op}: ${(e as Error).message}`);
+      }
+    }
+    const s: KnownServer = { address: input.address, weight: input.weight, token, tls, embedded: false };
     if (this.serverChanges) {
       const c = this.serverChanges.load();
       c.removed = c.removed.filter((a) => a !== s.address);
-      if (!this.config.memoryServers.some((m) => m.address === s.address)) c.added.push({ address: s.address, weight: s.weight, tokenFile: input.tokenFile });
+      if (!this.config.memoryServers.some((m) => m.address === s.address)) c.added.push({ address: s.address, weight: s.weight, tokenFile: input.tokenFile, tls });
       this.serverChanges.save(c);
     }
     this.servers.push(s);
     this.serverOps?.add(s);
-    this.logger.info({ server: s.address, weight: s.weight, uid: caller.uid, pid: caller.pid }, `memory server ${s.address} added`);
+    this.logger.info({ server: s.address, weight: s.weight, tls: tls !== null, uid: caller.uid, pid: caller.pid }, `memory server ${s.address} added`);
     return { ...(await probe(s)), pool: poolState(s.address, this.pools()) };
   }
 

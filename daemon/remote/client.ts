@@ -32,10 +32,13 @@ export interface MemoryServerStats {
 }
 
 export interface ClientTls {
-  /** PEM files: the CA that signed the server's certificate, and this client's certificate and key. */
-  ca: string;
-  cert: string;
-  key: string;
+  /**
+   * PEM files (paths): the CA that signed the server's certificate (null: the system roots), and this
+   * client's certificate and key (null: none, for servers that ask for no client certificate).
+   */
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
   /** Name to check the server certificate against, when it differs from the address's host. */
   serverName?: string;
 }
@@ -127,7 +130,8 @@ export class MemoryServerClient implements PageStore {
       'grpc.enable_retries': 0,
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();
+    const pem = (f: string | null) => (f === null ? null : fs.readFileSync(f));
+    const creds = opts.tls ? grpc.credentials.createSsl(pem(opts.tls.ca), pem(opts.tls.key), pem(opts.tls.cert)) : grpc.credentials.createInsecure();
     this.connect = () => Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new ServiceClient(opts.address, creds, channelOptions));
     this.clients.push(...this.connect());
     this.streams = new Array<PageStream | null>(Math.max(1, opts.streams ?? 2)).fill(null);
