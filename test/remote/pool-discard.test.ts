@@ -10,7 +10,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { MemoryPool, type PoolMember } from '../../daemon/remote/pool';
 import { rank } from '../../daemon/remote/placement';
-import type { RegionRef } from '../../daemon/remote/types';
+import { PageStoreError, type RegionRef } from '../../daemon/remote/types';
 import { MemStore } from './memstore';
 
 const logger = pino({ level: 'silent' });
@@ -131,5 +131,35 @@ test('a crash at any discard loses nothing: the journal already names the new ho
     assert.deepEqual(await wrongPages(p2, 1), [], `after a crash at discard ${i}`);
     await p2.close();
   }
+  await pool.close();
+});
+
+test('a read that was on its way to the old holder when the group moved (and was discarded there) is answered by the new holder', async () => {
+  const [a, b] = stores(2, 20) as [MemStore, MemStore];
+  const pool = new MemoryPool([a, b].map(member), { logger, replicas: 1, repairBytesPerSecond: 1e12 });
+  const group0 = Array.from({ length: 16 }, (_, i) => i);
+  await pool.write(region, group0, Buffer.concat(group0.map((p) => page(p, 5))));
+  const [oldId] = rank([a, b].map((s) => ({ id: s.id, weight: 1 })), region.id, 0);
+  const old = oldId === a.id ? a : b;
+  assert.equal(old.pages.size, 16);
+  // The old holder fails the read's first (coalesced) request, and holds its retry until the move is done.
+  let calls = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  const read = old.read.bind(old);
+  old.read = async (r, pages) => {
+    calls++;
+    if (calls === 1) throw new PageStoreError('unavailable', `${old.id}: connection reset`, old.id);
+    if (calls === 2) await gate;
+    return read(r, pages);
+  };
+  const reading = pool.read(region, group0);
+  while (calls < 2) await new Promise((r) => setImmediate(r));
+  await pool.removeMember(old.id); // copies from the old holder (call 3), records, discards there
+  assert.equal(old.pages.size, 0);
+  release();
+  const got = await reading; // the held retry finds nothing on the old holder: asked the new one
+  assert.deepEqual(got.absent, []);
+  for (const p of group0) assert.ok(got.present.get(p)!.equals(page(p, 5)), `page ${p}`);
   await pool.close();
 });
