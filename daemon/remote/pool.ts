@@ -827,12 +827,13 @@ export class MemoryPool implements PageStore {
         this.forgetStale(r.ref.id, group, s);
         continue;
       }
-      if (m.state === 'down') {
+      // Suspect or down: later (a partitioned server would cost every group its deadline now).
+      if (m.state !== 'up') {
         this.rememberStale(r.ref.id, group, s);
         continue;
       }
       try {
-        const freed = await m.m.store.discard(r.ref, pages, this.opts.writeDeadlineMs);
+        const freed = await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs);
         this.repairStats.discardedPages += freed;
         this.forgetStale(r.ref.id, group, s);
       } catch (e) {
@@ -861,6 +862,8 @@ export class MemoryPool implements PageStore {
 
   /** Old copies that could not be discarded earlier (their server was unreachable): tried again. */
   private async retryDiscards(): Promise<void> {
+    // A server that fails one is not asked again this round (it would cost each group its deadline).
+    const failing = new Set<string>();
     for (const [regionId, groups] of [...this.staleCopies]) {
       const r = this.regions.get(regionId);
       if (r === undefined) {
@@ -871,11 +874,13 @@ export class MemoryPool implements PageStore {
         if (this.closed) return;
         // Servers that left the pool took their garbage with them (as far as this daemon goes).
         const live = [...servers].filter((s) => {
-          if (this.members.has(s)) return this.alive(s);
+          if (this.members.has(s)) return this.members.get(s)!.state === 'up' && !failing.has(s);
           this.forgetStale(regionId, group, s);
           return false;
         });
-        if (live.length > 0) await this.locked(r, group, () => this.discardStale(r, group, live, [...(r.written.get(group) ?? [])]));
+        if (live.length === 0) continue;
+        await this.locked(r, group, () => this.discardStale(r, group, live, [...(r.written.get(group) ?? [])]));
+        for (const s of live) if (this.staleCopies.get(regionId)?.get(group)?.has(s)) failing.add(s);
       }
     }
   }

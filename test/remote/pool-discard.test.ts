@@ -163,3 +163,29 @@ test('a read that was on its way to the old holder when the group moved (and was
   for (const p of group0) assert.ok(got.present.get(p)!.equals(page(p, 5)), `page ${p}`);
   await pool.close();
 });
+
+test('a discard the old holder fails is retried by the next repair pass', async () => {
+  const three = stores(3, 30);
+  const pool = new MemoryPool(three.map(member), { logger, replicas: 2, repairBytesPerSecond: 1e12 });
+  await writeAll(pool, 1);
+  for (const s of three) {
+    s.beforeDiscard = () => {
+      throw new PageStoreError('internal', `${s.id}: disk full`, s.id);
+    };
+  }
+  const d = new MemStore('10.0.1.33:7070');
+  pool.addMember(member(d));
+  await pool.repair();
+  const moved = groupsOf(d).size;
+  assert.ok(moved > 0);
+  assert.equal(pool.repairStatus().discardsPending, moved);
+  assert.equal(three.reduce((n, s) => n + s.pages.size, 0), 2 * PAGES.length); // nothing freed yet
+  assert.deepEqual(await wrongPages(pool, 1), []);
+  for (const s of three) s.beforeDiscard = null;
+  await pool.repair();
+  assert.equal(pool.repairStatus().discardsPending, 0);
+  assert.equal(pool.repairStatus().discardedPages, moved * 16);
+  assertPlaced([...three, d], [...three, d], 2);
+  assert.deepEqual(await wrongPages(pool, 1), []);
+  await pool.close();
+});
