@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { userfaultfdUnavailable } from '../helpers/env';
 import { fmattach } from '../attach/fixture';
 import type { MemoryServer } from '../../daemon/memserver/server';
-import { cli, cliJson, farmemd, memoryServer, tempDir, writeBackAndDrop } from './fixture';
+import { cli, cliJson, farmemd, memoryServer, tempDir, writeBackAndDrop, type Daemon } from './fixture';
 
 const skip = userfaultfdUnavailable() ?? false;
 
@@ -21,7 +21,15 @@ const pagesOf = (ms: MemoryServer, region: string) => ms.usedBytes === 0 ? 0 : (
 
 test('kill -9 of farmemd at the first discard of a move: nothing is lost, the restarted daemon finishes the move', { skip }, async (t) => {
   const [ms1, ms2] = await Promise.all([memoryServer(t), memoryServer(t)]);
-  const stateDir = tempDir(t, 'state');
+  // Shared by both daemons: removed only once the second one is dead (it writes into it until then).
+  let d2: Daemon | null = null;
+  const stateDir = tempDir(t, 'state', async () => {
+    const c = d2?.child;
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((res) => c.once('exit', res));
+    c.kill('SIGKILL');
+    await gone;
+  });
   const d1 = await farmemd(t, ms1.address, { args: ['--state-dir', stateDir] });
   const PAGES = 2048;
   const created = await cli(d1, ['region', 'create', 'mv', '--size', '8MiB', '--resident', '1MiB', '--prefetch', 'none', '--mode', '666']);
@@ -55,7 +63,7 @@ test('kill -9 of farmemd at the first discard of a move: nothing is lost, the re
   assert.equal(killed, true, 'the move discarded nothing within 60 s');
   assert.ok(pagesOf(ms1, id) < stored, 'the first discard freed pages');
 
-  const d2 = await farmemd(t, ms1.address, { args: ['--state-dir', stateDir] });
+  d2 = await farmemd(t, ms1.address, { args: ['--state-dir', stateDir] });
   // A written page that no server has makes its fault wait forever (servers answer, so it is not
   // "unavailable"): a bound turns that hang into a failure.
   const run = fmattach(d2.attachSocket, ['--region', 'mv', '--pages', String(PAGES), '--op', 'verify', '--seed', '41']);
