@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { farmem } from '../proto/gen/farmem';
 import { DaemonService } from '../daemon/control/definition';
 import { clientSocketPath } from '../daemon/util/paths';
+import type { TlsFiles } from '../daemon/util/tls-files';
 
 export { farmem };
 export type Region = farmem.v1.IRegion;
@@ -150,9 +151,16 @@ export class ControlClient {
   async listServers(): Promise<farmem.v1.IServerInfo[]> {
     return (await this.unary(DaemonService.ListServers, farmem.v1.ListServersRequest.create())).servers;
   }
-  /** Adds a memory server to the daemon pool (root); tokenFile: an absolute path farmemd reads. */
-  async addServer(address: string, weight: number, tokenFile: string | null): Promise<farmem.v1.IServerInfo> {
-    return (await this.unary(DaemonService.AddServer, farmem.v1.AddServerRequest.create({ address, weight, tokenFile: tokenFile ?? '' }))).server!;
+  /**
+   * Adds a memory server to the daemon pool (root); tokenFile and the TLS files: absolute paths
+   * farmemd reads (now and at each start).
+   */
+  async addServer(address: string, weight: number, tokenFile: string | null, tls: TlsFiles | null = null): Promise<farmem.v1.IServerInfo> {
+    const req = farmem.v1.AddServerRequest.create({
+      address, weight, tokenFile: tokenFile ?? '',
+      caFile: tls?.ca ?? '', certFile: tls?.cert ?? '', keyFile: tls?.key ?? '', serverName: tls?.serverName ?? '',
+    });
+    return (await this.unary(DaemonService.AddServer, req)).server!;
   }
   /** Starts draining a memory server out of the daemon pool (root). */
   async removeServer(address: string): Promise<farmem.v1.IServerInfo> {

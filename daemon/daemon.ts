@@ -1,13 +1,14 @@
 // The Daemon: the regions, the memory servers, and the slot where the parts that make regions live
 // plug in (a RegionRuntime: the pager; the attach server sets attachSocket). The control service
 // calls these methods with the caller's credentials; each checks access and says why it refuses.
-import type { DaemonConfig } from './config/load';
+import type { DaemonConfig, MemoryServerConfig } from './config/load';
 import type { Logger } from './log';
 import type { DaemonMetrics } from './metrics';
 import type { Lifecycle } from './lifecycle';
 import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type RegionSpec } from './regions';
 import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
 import { poolState, probe, type KnownServer, type PoolView, type ServerStatus } from './servers';
+import { checkTlsFiles, type TlsFiles } from './util/tls-files';
 import { applyServerChanges, readToken, type ServerChangesFile } from './server-changes';
 import { ADDRESS_EXPECTED, isAddress } from './util/address';
 
@@ -106,7 +107,7 @@ export class Daemon {
     if (caller.uid !== 0) throw new RegionError('denied', `${op}: permission denied: only root may change the memory servers`);
   }
 
-  async addMemoryServer(caller: Caller, input: { address: string; weight: number; tokenFile: string | null }): Promise<ServerStatus> {
+  async addMemoryServer(caller: Caller, input: { address: string; weight: number; tokenFile: string | null; tls?: TlsFiles | null }): Promise<ServerStatus> {
     const op = `add memory server ${input.address}`;
     this.open(op);
     this.onlyRoot(caller, op);
@@ -120,29 +121,83 @@ export class Daemon {
     } catch (e) {
       throw new RegionError('invalid', (e as Error).message);
     }
-    const s: KnownServer = { address: input.address, weight: input.weight, token, tls: null, embedded: false };
+    const tls = input.tls ?? null;
+    if (tls !== null) {
+      try {
+        checkTlsFiles(tls, { ca: 'ca_file', cert: 'cert_file', key: 'key_file' });
+      } catch (e) {
+        throw new RegionError('invalid', `${op}: ${(e as Error).message}`);
+      }
+    }
+    const s: KnownServer = { address: input.address, weight: input.weight, token, tls, embedded: false };
+    this.admitServer(s, input.tokenFile, { uid: caller.uid, pid: caller.pid });
+    return { ...(await probe(s)), pool: poolState(s.address, this.pools()) };
+  }
+
+  /**
+   * Makes a server a member (`farmem servers add`, or a server a reloaded config names): kept in
+   * servers.json unless the configuration names it, then in the list and the daemon pool.
+   */
+  private admitServer(s: KnownServer, tokenFile: string | null, who: Record<string, unknown>): void {
     if (this.serverChanges) {
       const c = this.serverChanges.load();
       c.removed = c.removed.filter((a) => a !== s.address);
-      if (!this.config.memoryServers.some((m) => m.address === s.address)) c.added.push({ address: s.address, weight: s.weight, tokenFile: input.tokenFile });
+      if (!this.config.memoryServers.some((m) => m.address === s.address)) c.added.push({ address: s.address, weight: s.weight, tokenFile, tls: s.tls });
       this.serverChanges.save(c);
     }
     this.servers.push(s);
     this.serverOps?.add(s);
-    this.logger.info({ server: s.address, weight: s.weight, uid: caller.uid, pid: caller.pid }, `memory server ${s.address} added`);
-    return { ...(await probe(s)), pool: poolState(s.address, this.pools()) };
+    this.logger.info({ server: s.address, weight: s.weight, tls: s.tls !== null, ...who }, `memory server ${s.address} added`);
+  }
+
+  /**
+   * A reloaded configuration's memory servers, diffed against the running one: servers it adds join
+   * and servers it drops are drained (as by `farmem servers add|remove`); a server whose settings
+   * changed keeps the old ones until a restart. Servers added or removed at run time stay so.
+   */
+  reloadServers(next: MemoryServerConfig[]): { added: string[]; removing: string[]; changed: string[]; refused: string[] } {
+    const out = { added: [] as string[], removing: [] as string[], changed: [] as string[], refused: [] as string[] };
+    const old = this.config.memoryServers;
+    const same = (a: MemoryServerConfig, b: MemoryServerConfig) => a.weight === b.weight && a.token === b.token && JSON.stringify(a.tls) === JSON.stringify(b.tls);
+    for (const n of next) {
+      const o = old.find((x) => x.address === n.address);
+      if (o !== undefined) {
+        if (!same(o, n)) out.changed.push(n.address);
+        continue;
+      }
+      if (this.servers.some((x) => x.address === n.address)) continue; // added at run time already
+      this.config.memoryServers = [...this.config.memoryServers, n];
+      this.admitServer({ ...n, embedded: false }, n.tokenFile ?? null, { reason: 'configuration reloaded' });
+      out.added.push(n.address);
+    }
+    for (const o of old) {
+      if (next.some((x) => x.address === o.address) || this.drains.has(o.address) || !this.servers.some((x) => x.address === o.address)) continue;
+      try {
+        this.checkRemovable(`remove memory server ${o.address}`, o.address);
+      } catch (e) {
+        this.logger.error({ server: o.address, err: (e as Error).message }, `configuration reloaded: ${(e as Error).message}; it stays`);
+        out.refused.push(o.address);
+        continue;
+      }
+      if (this.serverChanges) {
+        // Kept as added until drained: a restart meanwhile (its config no longer names it) resumes the drain.
+        const c = this.serverChanges.load();
+        if (!c.draining.includes(o.address)) c.draining.push(o.address);
+        if (!c.added.some((a) => a.address === o.address)) c.added.push({ address: o.address, weight: o.weight, tokenFile: o.tokenFile ?? null, tls: o.tls });
+        this.serverChanges.save(c);
+      }
+      this.startDrain(o.address);
+      out.removing.push(o.address);
+    }
+    this.config.memoryServers = next;
+    return out;
   }
 
   async removeMemoryServer(caller: Caller, address: string): Promise<ServerStatus> {
     const op = `remove memory server ${address}`;
     this.open(op);
     this.onlyRoot(caller, op);
-    const s = this.servers.find((x) => x.address === address);
-    if (s === undefined) throw new RegionError('not-found', `${op}: it is not one of the memory servers (see farmem servers)`);
-    if (s.embedded) throw new RegionError('invalid', `${op}: it is the embedded memory server (turn it off with embedded_server.enabled = false)`);
-    const naming = this.registry.list().find((r) => r.servers.includes(address));
-    if (naming) throw new RegionError('precondition', `${op}: region "${naming.name}" names it in its server list`);
-    if (this.servers.length === 1) throw new RegionError('precondition', `${op}: it is the only memory server: add another first`);
+    const s = this.checkRemovable(op, address);
     if (this.serverChanges) {
       const c = this.serverChanges.load();
       if (!c.draining.includes(address)) c.draining.push(address);
@@ -150,6 +205,17 @@ export class Daemon {
     }
     this.startDrain(address);
     return { ...(await probe(s)), pool: poolState(address, this.pools()) };
+  }
+
+  /** The server, when it may be removed; else the reason, thrown. */
+  private checkRemovable(op: string, address: string): KnownServer {
+    const s = this.servers.find((x) => x.address === address);
+    if (s === undefined) throw new RegionError('not-found', `${op}: it is not one of the memory servers (see farmem servers)`);
+    if (s.embedded) throw new RegionError('invalid', `${op}: it is the embedded memory server (turn it off with embedded_server.enabled = false)`);
+    const naming = this.registry.list().find((r) => r.servers.includes(address));
+    if (naming) throw new RegionError('precondition', `${op}: region "${naming.name}" names it in its server list`);
+    if (this.servers.filter((x) => !this.drains.has(x.address)).length === 1) throw new RegionError('precondition', `${op}: it is the only memory server: add another first`);
+    return s;
   }
 
   private readonly drains = new Set<string>();

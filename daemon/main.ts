@@ -67,10 +67,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const explicit = typeof o.config === 'string';
-  const file = explicit ? (o.config as string) : fs.existsSync(SYSTEM_CONFIG) ? SYSTEM_CONFIG : null;
+  // At start and at each SIGHUP: the file (the default one if it exists now), then the flags over it.
+  const load = () => loadConfig({ file: explicit ? (o.config as string) : fs.existsSync(SYSTEM_CONFIG) ? SYSTEM_CONFIG : null, explicit, flags: flagValues(o) });
   let config;
   try {
-    config = loadConfig({ file, explicit, flags: flagValues(o) });
+    config = load();
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`farmemd: ${e.message}\n`);
@@ -84,7 +85,7 @@ async function main(argv: string[]): Promise<void> {
     process.exit(1);
   });
   try {
-    await startDaemon(config, logger);
+    await startDaemon(config, logger, { load });
   } catch (e) {
     logger.fatal({ err: e }, `farmemd failed to start: ${(e as Error).message}`);
     process.exit(1);

@@ -5,12 +5,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KnownServer } from './servers';
+import type { TlsFiles } from './util/tls-files';
 
 export interface AddedServer {
   address: string;
   weight: number;
   /** Where the bearer token is read from at each start (never the token itself); null: none. */
   tokenFile: string | null;
+  /** TLS: the PEM files' paths (read at each start) and the name to check; null (or absent in older files): none. */
+  tls?: TlsFiles | null;
 }
 
 export interface ServerChanges {
@@ -34,10 +37,12 @@ export class ServerChangesFile {
       throw new Error(`${this.file}: ${(e as Error).message}`);
     }
     const j = JSON.parse(text) as Partial<ServerChanges>;
-    const okAdded = Array.isArray(j.added) && j.added.every((a) => typeof a?.address === 'string' && typeof a.weight === 'number' && (a.tokenFile === null || typeof a.tokenFile === 'string'));
+    const okPath = (v: unknown) => v === null || typeof v === 'string';
+    const okTls = (t: TlsFiles | null | undefined) => t === undefined || t === null || (typeof t === 'object' && okPath(t.ca) && okPath(t.cert) && okPath(t.key) && okPath(t.serverName));
+    const okAdded = Array.isArray(j.added) && j.added.every((a) => typeof a?.address === 'string' && typeof a.weight === 'number' && okPath(a.tokenFile) && okTls(a.tls));
     const okList = (l: unknown) => Array.isArray(l) && l.every((x) => typeof x === 'string');
     if (!okAdded || !okList(j.removed) || !okList(j.draining)) {
-      throw new Error(`${this.file}: Expected {added: [{address, weight, tokenFile}], removed: [address], draining: [address]} but received ${text.slice(0, 120)}`);
+      throw new Error(`${this.file}: Expected {added: [{address, weight, tokenFile, tls}], removed: [address], draining: [address]} but received ${text.slice(0, 120)}`);
     }
     return { added: j.added!, removed: j.removed!, draining: j.draining! };
   }
@@ -72,7 +77,7 @@ export function applyServerChanges(configured: readonly KnownServer[], c: Server
   for (const a of c.added) {
     if (out.some((s) => s.address === a.address) || c.removed.includes(a.address)) continue;
     const token = a.tokenFile === null ? null : readToken(a.tokenFile, `${file}: memory server ${a.address}`);
-    out.push({ address: a.address, weight: a.weight, token, tls: null, embedded: false });
+    out.push({ address: a.address, weight: a.weight, token, tls: a.tls ?? null, embedded: false });
   }
   return out;
 }

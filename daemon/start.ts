@@ -16,6 +16,7 @@ import { PagingRuntime } from './serving/runtime';
 import { Stores } from './serving/stores';
 import { FdStore, takeListenFds } from './lifecycle/fdstore';
 import { ServerChangesFile } from './server-changes';
+import { ConfigReloader } from './reload';
 import type * as grpc from '@grpc/grpc-js';
 
 
@@ -23,9 +24,17 @@ export interface StartedDaemon {
   daemon: Daemon;
   lifecycle: Lifecycle;
   metricsAddress: string | null;
+  /** SIGHUP's handler (null when started without `load`). */
+  reloader: ConfigReloader | null;
 }
 
-export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<StartedDaemon> {
+export interface StartOptions {
+  exit?: (code: number) => void;
+  /** Loads the configuration again (the file, then the same flags): given, SIGHUP reloads it. */
+  load?: () => DaemonConfig;
+}
+
+export async function startDaemon(config: DaemonConfig, logger: Logger, opts: StartOptions = {}): Promise<StartedDaemon> {
   // First, before anything opens fds: what systemd's fd store handed back (region memfds).
   const listen = takeListenFds();
   if (listen.ignored !== null) logger.warn(`fd store: ignored LISTEN_FDS: ${listen.ignored}`);
@@ -36,6 +45,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
   metrics.cacheCapacityBytes.set(config.cacheBytes);
   const registry = await RegionRegistry.open(config.stateDir);
   const daemon = new Daemon(config, logger, metrics, lifecycle, registry);
+  // Early: SIGHUP's default action would end the daemon; until RUNNING it is logged and ignored.
+  const reloader = opts.load === undefined ? null : new ConfigReloader({ load: opts.load, daemon, logger, state: () => lifecycle.state });
+  if (reloader !== null) {
+    reloader.install();
+    lifecycle.onStop('SIGHUP handler', () => reloader.uninstall());
+  }
   // Servers added / removed with `farmem servers add|remove` before this start.
   daemon.useServerChanges(new ServerChangesFile(config.stateDir));
   logger.info({ stateDir: config.stateDir, regions: registry.list().length, config: config.file }, `region registry ${registry.file}: ${registry.list().length} region(s)`);
@@ -114,5 +129,5 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, opts: { 
     { socket: config.socket, credentials: control.credentials, servers: daemon.servers.map((s) => s.address), state: 'READY' },
     `farmemd ready: control socket ${config.socket}. Try: farmem${hint} region create demo --size 1GiB, then: farmem${hint} demo`,
   );
-  return { daemon, lifecycle, metricsAddress };
+  return { daemon, lifecycle, metricsAddress, reloader };
 }

@@ -9,6 +9,7 @@ import { writeHeatmap } from './heatmap';
 import { runWatch } from './watch';
 import { intervalLabel } from './watch-view';
 import { tryParseDurationMs } from '../../daemon/util/duration';
+import { checkTlsFiles, tlsOrNull } from '../../daemon/util/tls-files';
 import { runDemo } from './demo';
 import { parseOrder } from './demo-pattern';
 
@@ -451,14 +452,28 @@ export function buildProgram(): Command {
     .description('add a memory server (host:port or unix:PATH) to the daemon pool (root): the page groups that now rank it among their top R copies move to it in the background; kept across restarts')
     .option('--weight <w>', 'relative share of page groups (default 1)', intArg('--weight', 1, 1000))
     .option('--token-file <file>', 'file holding the bearer token for the server (farmemd reads it, now and at each start)')
+    .option('--ca <file>', 'TLS: PEM file of the CA that signed the server certificate (default: the system roots)')
+    .option('--cert <file>', 'TLS: PEM client certificate, for servers that require one (with --key)')
+    .option('--key <file>', 'TLS: PEM key of the client certificate (with --cert)')
+    .option('--server-name <name>', 'TLS: name to check the server certificate against (default: the address host)')
     .option('--json', 'print JSON')
-    .action(async (address: string, o: { weight?: number; tokenFile?: string }, cmd: Command) =>
-      withClient(cmd, async (c, out) => {
-        const tokenFile = o.tokenFile === undefined ? null : path.resolve(o.tokenFile);
-        const s = serverJson(await c.addServer(address, o.weight ?? 1, tokenFile));
-        print(out, s, () => `added memory server ${s.address} (${s.state}${s.detail ? `: ${s.detail}` : ''}); groups that now rank it move to it in the background (see farmem servers)`);
-      }),
-    );
+    .addHelpText('after', '\nAny of --ca, --cert, --key, --server-name makes the connection TLS (like the [memory_servers.tls] table of the\nconfiguration file); farmemd reads the files now and at each start.')
+    .action(async (address: string, o: { weight?: number; tokenFile?: string; ca?: string; cert?: string; key?: string; serverName?: string }, cmd: Command) => {
+      const file = (f: string | undefined) => (f === undefined ? null : path.resolve(f));
+      const tls = tlsOrNull({ ca: file(o.ca), cert: file(o.cert), key: file(o.key), serverName: o.serverName ?? null });
+      // Checked here first: a typo is named by its flag, before anything is sent.
+      if (tls !== null) {
+        try {
+          checkTlsFiles(tls, { ca: '--ca', cert: '--cert', key: '--key' });
+        } catch (e) {
+          throw new CliError((e as Error).message, 2);
+        }
+      }
+      await withClient(cmd, async (c, out) => {
+        const s = serverJson(await c.addServer(address, o.weight ?? 1, file(o.tokenFile), tls));
+        print(out, s, () => `added memory server ${s.address} (${s.state}${s.detail ? `: ${s.detail}` : ''}${s.tls ? ', tls' : ''}); groups that now rank it move to it in the background (see farmem servers)`);
+      });
+    });
 
   servers
     .command('remove <address>')

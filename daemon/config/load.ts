@@ -29,6 +29,8 @@ export interface MemoryServerConfig {
   address: string;
   weight: number;
   token: string | null;
+  /** Where token came from (token_file), so a reload can keep it as a path; null or absent: inline or none. */
+  tokenFile?: string | null;
   tls: TlsConfig | null;
 }
 
@@ -168,6 +170,7 @@ function finish(c: RawConfig, file: string | null, flagOf: Map<string, string>, 
       address: s.address,
       weight: s.weight,
       token,
+      tokenFile: s.token_file ?? null,
       tls: s.tls ? { ca: s.tls.ca ?? null, cert: s.tls.cert ?? null, key: s.tls.key ?? null, serverName: s.tls.server_name ?? null } : null,
     };
   });

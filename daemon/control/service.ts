@@ -9,6 +9,7 @@ import type { Progress, RegionStatsSnapshot } from '../runtime';
 import { NO_PAGER_DETAIL } from '../runtime';
 import type { DaemonMethod } from './definition';
 import { pageMapWindow } from './pagemap';
+import { tlsOrNull } from '../util/tls-files';
 
 const v1 = farmem.v1;
 
@@ -235,7 +236,14 @@ export function daemonHandlers(d: Daemon): Record<DaemonMethod, Unary | Streamin
     }),
     ListServers: unary('ListServers', async () => v1.ListServersResponse.create({ servers: await d.listServers() })),
     AddServer: unary<farmem.v1.AddServerRequest>('AddServer', async (caller, r) =>
-      v1.AddServerResponse.create({ server: await d.addMemoryServer(caller, { address: r.address, weight: r.weight === 0 ? 1 : r.weight, tokenFile: r.tokenFile === '' ? null : r.tokenFile }) }),
+      v1.AddServerResponse.create({
+        server: await d.addMemoryServer(caller, {
+          address: r.address,
+          weight: r.weight === 0 ? 1 : r.weight,
+          tokenFile: r.tokenFile === '' ? null : r.tokenFile,
+          tls: tlsOrNull({ ca: r.caFile || null, cert: r.certFile || null, key: r.keyFile || null, serverName: r.serverName || null }),
+        }),
+      }),
     ),
     RemoveServer: unary<farmem.v1.RemoveServerRequest>('RemoveServer', async (caller, r) => v1.RemoveServerResponse.create({ server: await d.removeMemoryServer(caller, r.address) })),
     RegionPageMap: unary<farmem.v1.RegionPageMapRequest>('RegionPageMap', (caller, r) => {

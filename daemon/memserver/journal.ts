@@ -1,4 +1,4 @@
-// Durability with --data-dir: an append-only journal of writes and region deletes. Writes are
+// Durability with --data-dir: an append-only journal of writes, page discards and region deletes. Writes are
 // acknowledged from memory and appended in the background (writev, batched); Sync waits until
 // everything acknowledged before it is in the file and fdatasync'd. On start the journal is replayed
 // (a torn tail from a crash is cut off at the first bad record: it was never synced), and rewritten
@@ -11,6 +11,7 @@
 // "a lower version never overwrites a higher one" rule in the same order, so the store comes back
 // with the same bytes and versions: a stale write is still refused after a restart. (A server older
 // than versions stops its replay at the first VWRITE, as at a torn tail: do not downgrade a data dir.)
+// Type DISCARD (4) frees pages (no data, no versions), as a daemon does once a group has moved away.
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -25,6 +26,8 @@ const DELETE = 2;
 const VWRITE = 3;
 const ONE_VERSION = 1;
 const PAGE_VERSIONS = 2;
+/** Pages freed (no data): an older server replaying this stops at it, as at a torn tail. */
+const DISCARD = 4;
 const COMPACT_MIN_BYTES = 64 * 1024 * 1024;
 const IOV_MAX = 1024;
 
@@ -106,6 +109,10 @@ export class Journal {
    */
   appendWrite(region: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[], versions: readonly number[] | null = null): void {
     this.enqueue(record(WRITE, region, pageSize, pages, Buffer.isBuffer(data) ? [data] : data, versions));
+  }
+
+  appendDiscard(region: string, pages: readonly number[]): void {
+    this.enqueue(record(DISCARD, region, 0, pages, null));
   }
 
   appendDelete(region: string): void {
@@ -249,6 +256,7 @@ function replay(fd: number, file: string, store: SlabStore): { records: number; 
       const refused = store.write(region, pageSize, pages, data, nv === 0 ? null : versions);
       if (refused) throw new Error(`replay ${file}: ${refused.message}`);
     } else if (type === DELETE) store.deleteRegion(region);
+    else if (type === DISCARD) store.discard(region, pages);
     else break;
     pos += PREFIX + len;
     records++;

@@ -1,4 +1,4 @@
-// The memory server: a grpc-js server with the Pages stream, DeleteRegion, Sync, Stats and the standard
+// The memory server: a grpc-js server with the Pages stream, DeleteRegion, Discard, Sync, Stats and the standard
 // health service, over the slab store and (with a data dir) the journal.
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -8,8 +8,8 @@ import type pino from 'pino';
 import type { farmem } from '../../proto/gen/farmem';
 import { installServerGather } from '../remote/gather';
 import { installServerPreframe } from '../remote/preframe';
-import { memoryServerService, REGION_ID_RE } from '../remote/service';
-import { decodeRequestGathered, type PageRequestMsg, type PageResponseMsg } from '../remote/wire';
+import { maxPages, MIN_PAGE_SIZE, memoryServerService, REGION_ID_RE } from '../remote/service';
+import { decodeRequestGathered, toNum, type PageRequestMsg, type PageResponseMsg } from '../remote/wire';
 import { Authorizer, serverCredentials, type TlsFiles } from './auth';
 import { describe, PageHandler } from './handler';
 import { Journal } from './journal';
@@ -113,6 +113,7 @@ export class MemoryServer {
     server.addService({ ...service, Pages: { ...service.Pages, requestDeserialize: decodeRequestGathered } }, {
       Pages: (call: PagesCall) => ms.pages(call),
       DeleteRegion: (call: grpc.ServerUnaryCall<farmem.v1.IDeleteRegionRequest, farmem.v1.IDeleteRegionResponse>, cb: grpc.sendUnaryData<farmem.v1.IDeleteRegionResponse>) => ms.deleteRegion(call, cb),
+      Discard: (call: grpc.ServerUnaryCall<farmem.v1.IDiscardRequest, farmem.v1.IDiscardResponse>, cb: grpc.sendUnaryData<farmem.v1.IDiscardResponse>) => ms.discard(call, cb),
       Sync: (call: grpc.ServerUnaryCall<farmem.v1.ISyncRequest, farmem.v1.ISyncResponse>, cb: grpc.sendUnaryData<farmem.v1.ISyncResponse>) => void ms.sync(call, cb),
       Stats: (call: grpc.ServerUnaryCall<farmem.v1.IStatsRequest, farmem.v1.IStatsResponse>, cb: grpc.sendUnaryData<farmem.v1.IStatsResponse>) => void ms.stats(call, cb),
     });
@@ -244,6 +245,29 @@ export class MemoryServer {
     this.journal?.appendDelete(region);
     this.metrics.usedBytes = this.store.usedBytes;
     this.opts.logger.info({ region, pages: freed }, 'region deleted');
+    cb(null, { pagesFreed: freed });
+  }
+
+  private discard(call: grpc.ServerUnaryCall<farmem.v1.IDiscardRequest, farmem.v1.IDiscardResponse>, cb: grpc.sendUnaryData<farmem.v1.IDiscardResponse>): void {
+    const refused = this.refused(call, 'Discard');
+    if (refused) return cb(refused);
+    const region = call.request.region ?? '';
+    if (!REGION_ID_RE.test(region)) {
+      return cb({ code: grpc.status.INVALID_ARGUMENT, details: `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(region)}` });
+    }
+    const pages = (call.request.pages ?? []).map((p) => toNum(p));
+    const limit = maxPages(this.store.regions.get(region)?.pageSize ?? MIN_PAGE_SIZE);
+    const bad = pages.find((p) => !(Number.isSafeInteger(p) && p < limit));
+    if (bad !== undefined) {
+      return cb({ code: grpc.status.OUT_OF_RANGE, details: `Expected page indexes below ${limit} for pages but received ${bad}` });
+    }
+    // Applied and journaled at once, in order with the writes around it (replay ends in this state).
+    const freed = this.store.discard(region, pages);
+    if (freed > 0) {
+      this.journal?.appendDiscard(region, pages);
+      this.metrics.usedBytes = this.store.usedBytes;
+    }
+    this.opts.logger.debug({ region, asked: pages.length, freed }, 'pages discarded');
     cb(null, { pagesFreed: freed });
   }
 

@@ -251,6 +251,27 @@ export class SlabStore {
     return c.slabOf(slot).subarray(off, off + region.pageSize);
   }
 
+  /**
+   * Frees some pages of a region (those it does not hold are skipped); the region goes with its
+   * last page. Returns how many were freed.
+   */
+  discard(regionId: string, pages: readonly number[]): number {
+    const region = this.regions.get(regionId);
+    if (region === undefined) return 0;
+    const c = this.sizeClass(region.pageSize);
+    let n = 0;
+    for (const p of pages) {
+      const slot = region.pages.get(p);
+      if (slot === undefined) continue;
+      this.freeSlot(c, slot);
+      region.pages.delete(p);
+      n++;
+    }
+    this.usedBytes -= n * region.pageSize;
+    if (region.pages.size === 0) this.regions.delete(regionId);
+    return n;
+  }
+
   /** Frees every page of a region; returns how many, or null when it does not exist. */
   deleteRegion(regionId: string): number | null {
     const region = this.regions.get(regionId);

@@ -33,10 +33,13 @@ export interface MemoryServerStats {
 }
 
 export interface ClientTls {
-  /** PEM files: the CA that signed the server's certificate, and this client's certificate and key. */
-  ca: string;
-  cert: string;
-  key: string;
+  /**
+   * PEM files (paths): the CA that signed the server's certificate (null: the system roots), and this
+   * client's certificate and key (null: none, for servers that ask for no client certificate).
+   */
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
   /** Name to check the server certificate against, when it differs from the address's host. */
   serverName?: string;
 }
@@ -118,6 +121,8 @@ export class MemoryServerClient implements PageStore {
   private failures = 0;
   private retryAt = 0;
   private closed = false;
+  /** The server answered UNIMPLEMENTED to Discard. */
+  private noDiscard = false;
 
   constructor(opts: MemoryServerClientOptions) {
     this.address = opts.address;
@@ -143,11 +148,18 @@ export class MemoryServerClient implements PageStore {
       'grpc.enable_retries': 0,
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    const creds = opts.tls ? grpc.credentials.createSsl(fs.readFileSync(opts.tls.ca), fs.readFileSync(opts.tls.key), fs.readFileSync(opts.tls.cert)) : grpc.credentials.createInsecure();
+    const pem = (f: string | null) => (f === null ? null : fs.readFileSync(f));
+    const creds = opts.tls ? grpc.credentials.createSsl(pem(opts.tls.ca), pem(opts.tls.key), pem(opts.tls.cert)) : grpc.credentials.createInsecure();
     this.connect = () => Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new ServiceClient(opts.address, creds, channelOptions));
     this.clients.push(...this.connect());
-    const h2Tls = opts.tls ? { ca: fs.readFileSync(opts.tls.ca), cert: fs.readFileSync(opts.tls.cert), key: fs.readFileSync(opts.tls.key), ...(opts.tls.serverName ? { serverName: opts.tls.serverName } : {}) } : null;
     const transport = opts.pagesTransport ?? (process.env.FARMEM_PAGES_TRANSPORT === 'h2' ? 'h2' : 'grpc-js');
+    const h2Tls = transport === 'h2' && opts.tls
+      ? {
+          ...(opts.tls.ca !== null ? { ca: fs.readFileSync(opts.tls.ca) } : {}),
+          ...(opts.tls.cert !== null && opts.tls.key !== null ? { cert: fs.readFileSync(opts.tls.cert), key: fs.readFileSync(opts.tls.key) } : {}),
+          ...(opts.tls.serverName ? { serverName: opts.tls.serverName } : {}),
+        }
+      : null;
     this.connectH2 = () => transport === 'h2'
       ? Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new H2Connection({ address: opts.address, tls: h2Tls, windowBytes: window }))
       : [];
@@ -191,6 +203,23 @@ export class MemoryServerClient implements PageStore {
       // Nothing stored there: the region is as deleted as it gets.
       if (e instanceof PageStoreError && (e as PageStoreError & { code?: number }).code === grpc.status.NOT_FOUND) return;
       throw e;
+    }
+  }
+
+  /**
+   * Frees pages of a region on this server (those it lacks are skipped); resolves with how many it
+   * freed. A server older than Discard frees nothing (0, said once in the log): it keeps the copies.
+   */
+  async discard(region: RegionRef, pages: readonly number[], deadlineMs?: number): Promise<number> {
+    if (this.noDiscard) return 0;
+    try {
+      const r = await this.unary<farmem.v1.IDiscardRequest, farmem.v1.DiscardResponse>('Discard', { region: region.id, pages: pages as number[] }, `discard ${pages.length} page${pages.length === 1 ? '' : 's'} of region "${region.id}"`, deadlineMs);
+      return toNum(r.pagesFreed);
+    } catch (e) {
+      if (!(e instanceof PageStoreError && (e as PageStoreError & { code?: number }).code === grpc.status.UNIMPLEMENTED)) throw e;
+      this.noDiscard = true;
+      this.logger?.warn({ server: this.address }, 'memory server does not implement Discard (older version): old copies of moved groups stay on it');
+      return 0;
     }
   }
 
@@ -463,7 +492,7 @@ export class MemoryServerClient implements PageStore {
     return err;
   }
 
-  private unary<Req, Res>(name: 'Sync' | 'DeleteRegion' | 'Stats', req: Req, what: string, deadlineMs?: number): Promise<Res> {
+  private unary<Req, Res>(name: 'Sync' | 'DeleteRegion' | 'Stats' | 'Discard', req: Req, what: string, deadlineMs?: number): Promise<Res> {
     const m = memoryServerService()[name] as unknown as grpc.MethodDefinition<Req, Res>;
     return new Promise((resolve, reject) => {
       this.clients[0]!.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, this.metadata.clone(),

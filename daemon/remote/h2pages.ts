@@ -18,9 +18,10 @@ export const Code = { OK: 0, CANCELLED: 1, UNKNOWN: 2, PERMISSION_DENIED: 7, RES
 const MAX_FRAME_SIZE = 2 ** 24 - 1; // the largest HTTP/2 allows
 
 export interface H2Tls {
-  ca: Buffer | string;
-  cert: Buffer | string;
-  key: Buffer | string;
+  /** PEM contents; undefined: the system roots (ca) or no client certificate (cert and key). */
+  ca?: Buffer | string;
+  cert?: Buffer | string;
+  key?: Buffer | string;
   serverName?: string;
 }
 
@@ -68,7 +69,9 @@ export class H2Connection {
       const sock = secure
         ? tls.connect({
             ...('path' in ep ? { path: ep.path } : { host: ep.host, port: ep.port }),
-            ca: t.tls!.ca, cert: t.tls!.cert, key: t.tls!.key, ALPNProtocols: ['h2'],
+            ...(t.tls!.ca !== undefined ? { ca: t.tls!.ca } : {}),
+            ...(t.tls!.cert !== undefined ? { cert: t.tls!.cert, key: t.tls!.key } : {}),
+            ALPNProtocols: ['h2'],
             servername: t.tls!.serverName ?? ('host' in ep && net.isIP(ep.host) === 0 ? ep.host : undefined),
             ...(t.tls!.serverName ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(t.tls!.serverName!, cert) } : {}),
           })

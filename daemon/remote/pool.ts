@@ -15,6 +15,9 @@
 //   every replica, and a repair copy carries the version it read: a server never lets a lower
 //   version overwrite a higher one, so a write that times out here and lands on a server later
 //   (after a newer write or a repair copy got there) leaves the newer bytes in place.
+// - a copy a group's move left behind is discarded from its server only after the new placement
+//   is durable in that journal, under the group's lock: never the last good copy. A crash in
+//   between leaves the old copy as garbage on that server (nothing reads it; never freed).
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
@@ -94,6 +97,10 @@ export interface RepairStatus {
   running: boolean;
   /** Times a server was found restarted with a new instance id (its pages are refilled). */
   restartsDetected: number;
+  /** Pages freed on servers that no longer hold their group (old copies of moved groups). */
+  discardedPages: number;
+  /** Groups whose old copy could not be discarded yet (its server unreachable): retried by repair. */
+  discardsPending: number;
 }
 
 interface Member extends ServerStatus {
@@ -131,7 +138,12 @@ export class MemoryPool implements PageStore {
   private rateAt = 0;
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
-  private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0 };
+  private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0, discardedPages: 0 };
+  /**
+   * Old copies still to free: region id → group → servers. In memory only: after a daemon restart
+   * they stay on their servers as garbage (nothing reads them).
+   */
+  private readonly staleCopies = new Map<string, Map<number, Set<string>>>();
   private pendingGroups = 0;
   private closed = false;
   private readonly instances: InstanceFile | null;
@@ -213,7 +225,9 @@ export class MemoryPool implements PageStore {
   repairStatus(): RepairStatus {
     let under = 0;
     for (const r of this.regions.values()) for (const g of r.written.keys()) if (this.isUnderReplicated(r, g)) under++;
-    return { underReplicatedGroups: under, pendingGroups: this.pendingGroups, ...this.repairStats, running: this.repairing !== null };
+    let discardsPending = 0;
+    for (const groups of this.staleCopies.values()) discardsPending += groups.size;
+    return { underReplicatedGroups: under, pendingGroups: this.pendingGroups, ...this.repairStats, discardsPending, running: this.repairing !== null };
   }
 
   /** Declares a region's replica count (defaults to the pool's). */
@@ -299,6 +313,7 @@ export class MemoryPool implements PageStore {
   async deleteRegion(regionId: string): Promise<void> {
     const r = this.regions.get(regionId);
     this.regions.delete(regionId);
+    this.staleCopies.delete(regionId);
     if (r?.journal) await r.journal.remove();
     else if (this.opts.stateDir !== null) Journal.removeFiles(this.placementDir(), regionId);
     const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
@@ -558,7 +573,7 @@ export class MemoryPool implements PageStore {
   }
 
   /** `failed`: servers that just failed this read: asked last (a partitioned one would cost its deadline again first). */
-  private async readGroup(r: RegionPlacement, group: number, pages: number[], opts?: { deadlineMs?: number }, failed: ReadonlySet<string> = new Set()): Promise<ReadResult> {
+  private async readGroup(r: RegionPlacement, group: number, pages: number[], opts?: { deadlineMs?: number }, failed: ReadonlySet<string> = new Set(), depth = 0): Promise<ReadResult> {
     const written = r.written.get(group);
     const present = new Map<number, Buffer>();
     const absent: number[] = [];
@@ -587,6 +602,13 @@ export class MemoryPool implements PageStore {
         } catch (e) {
           lastError = e;
         }
+      }
+      // The group moved while this read was on its way (and its old copy was discarded): ask the new holders.
+      if (need.length > 0 && depth < 2 && need.some((p) => this.copiesOf(r, p).join(',') !== key)) {
+        const got = await this.readGroup(r, group, need, opts, failed, depth + 1);
+        for (const [p, b] of got.present) present.set(p, b);
+        absent.push(...got.absent);
+        need = [];
       }
       if (need.length > 0) {
         const why = lastError instanceof Error ? lastError.message : `${need.length} written page(s) found on no live replica`;
@@ -729,6 +751,7 @@ export class MemoryPool implements PageStore {
             this.pendingGroups--;
           }
         }));
+        await this.retryDiscards();
         this.finishDrains();
         if (work === 0 || this.closed) return;
       }
@@ -755,14 +778,22 @@ export class MemoryPool implements PageStore {
     // Placement is the rendezvous order over live servers: a server that comes back, or is added,
     // gets its groups back (copied), the others keep theirs.
     const desired = this.ranked(r, group).filter((s) => this.alive(s)).slice(0, r.replicas);
+    // No live server at all: nothing to copy to, and an empty placement would forget every copy.
+    if (desired.length === 0) return false;
     const pages = [...written];
     const complete = pages.every((p) => {
       const c = this.copiesOf(r, p);
       return desired.every((d) => c.includes(d));
     });
+    // Every server with a copy now: those left out of `desired` hold garbage once it is recorded.
+    const before = new Set(this.holdersOf(r, group));
+    for (const p of pages) for (const s of this.copiesOf(r, p)) before.add(s);
     if (complete) {
       const h = r.holders.get(group);
-      if (h === undefined || !(h.length === desired.length && h.every((s) => desired.includes(s))) || pages.some((p) => r.override.has(p))) await this.change(r, { t: 'h', g: group, h: desired });
+      if (h === undefined || !(h.length === desired.length && h.every((s) => desired.includes(s))) || pages.some((p) => r.override.has(p))) {
+        await this.change(r, { t: 'h', g: group, h: desired });
+        await this.discardStale(r, group, [...before].filter((s) => !desired.includes(s)), pages);
+      }
       return false;
     }
     // Copy plan: (source, target) → pages.
@@ -796,7 +827,83 @@ export class MemoryPool implements PageStore {
     if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
     await this.change(r, { t: 'h', g: group, h: desired });
     this.repairStats.repairedGroups++;
+    // Only now, with the new holders durable, may the old ones let go.
+    await this.discardStale(r, group, [...before].filter((s) => !desired.includes(s)), pages);
     return true;
+  }
+
+  /**
+   * Frees a group's pages on servers that no longer hold it. Called under the group's lock once the
+   * placement naming its new holders is durable; a server that cannot be reached now is retried by
+   * later repair passes (retryDiscards).
+   */
+  private async discardStale(r: RegionPlacement, group: number, servers: string[], pages: number[]): Promise<void> {
+    for (const s of servers) {
+      const m = this.members.get(s);
+      if (m === undefined || m.m.store.discard === undefined) continue;
+      const copies = new Set(this.holdersOf(r, group));
+      for (const p of pages) for (const c of this.copiesOf(r, p)) copies.add(c);
+      // (A copy it holds again, e.g. the group moved back to it meanwhile, is not garbage.)
+      if (copies.has(s)) {
+        this.forgetStale(r.ref.id, group, s);
+        continue;
+      }
+      // Suspect or down: later (a partitioned server would cost every group its deadline now).
+      if (m.state !== 'up') {
+        this.rememberStale(r.ref.id, group, s);
+        continue;
+      }
+      try {
+        const freed = await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs);
+        this.repairStats.discardedPages += freed;
+        this.forgetStale(r.ref.id, group, s);
+      } catch (e) {
+        this.rememberStale(r.ref.id, group, s);
+        this.opts.logger.warn({ server: s, region: r.ref.id, group, err: e instanceof Error ? e.message : String(e) }, 'could not discard the old copy of a moved group; will retry');
+      }
+    }
+  }
+
+  private rememberStale(region: string, group: number, server: string): void {
+    let groups = this.staleCopies.get(region);
+    if (groups === undefined) this.staleCopies.set(region, (groups = new Map()));
+    let set = groups.get(group);
+    if (set === undefined) groups.set(group, (set = new Set()));
+    set.add(server);
+  }
+
+  private forgetStale(region: string, group: number, server: string): void {
+    const groups = this.staleCopies.get(region);
+    const set = groups?.get(group);
+    if (groups === undefined || set === undefined) return;
+    set.delete(server);
+    if (set.size === 0) groups.delete(group);
+    if (groups.size === 0) this.staleCopies.delete(region);
+  }
+
+  /** Old copies that could not be discarded earlier (their server was unreachable): tried again. */
+  private async retryDiscards(): Promise<void> {
+    // A server that fails one is not asked again this round (it would cost each group its deadline).
+    const failing = new Set<string>();
+    for (const [regionId, groups] of [...this.staleCopies]) {
+      const r = this.regions.get(regionId);
+      if (r === undefined) {
+        this.staleCopies.delete(regionId);
+        continue;
+      }
+      for (const [group, servers] of [...groups]) {
+        if (this.closed) return;
+        // Servers that left the pool took their garbage with them (as far as this daemon goes).
+        const live = [...servers].filter((s) => {
+          if (this.members.has(s)) return this.members.get(s)!.state === 'up' && !failing.has(s);
+          this.forgetStale(regionId, group, s);
+          return false;
+        });
+        if (live.length === 0) continue;
+        await this.locked(r, group, () => this.discardStale(r, group, live, [...(r.written.get(group) ?? [])]));
+        for (const s of live) if (this.staleCopies.get(regionId)?.get(group)?.has(s)) failing.add(s);
+      }
+    }
   }
 
   private async copyPages(r: RegionPlacement, source: string, target: string, pages: number[]): Promise<void> {

@@ -43,6 +43,7 @@ export function memoryServerService(codec: PageCodec = pageCodec) {
     DeleteRegion: unary('DeleteRegion', farmem.v1.DeleteRegionRequest, farmem.v1.DeleteRegionResponse),
     Sync: unary('Sync', farmem.v1.SyncRequest, farmem.v1.SyncResponse),
     Stats: unary('Stats', farmem.v1.StatsRequest, farmem.v1.StatsResponse),
+    Discard: unary('Discard', farmem.v1.DiscardRequest, farmem.v1.DiscardResponse),
   } satisfies grpc.ServiceDefinition;
 }
 export type MemoryServerService = ReturnType<typeof memoryServerService>;

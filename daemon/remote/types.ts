@@ -59,6 +59,11 @@ export interface PageStore {
   write(region: RegionRef, pages: readonly number[], data: Buffer, opts?: WriteOptions): Promise<void>;
   /** Makes every acknowledged write of the region durable on the servers. */
   sync(region: RegionRef): Promise<void>;
+  /**
+   * Frees pages of a region that are no longer placed here (a moved group's old copy); resolves
+   * with how many were freed. Optional: a store without it keeps such copies.
+   */
+  discard?(region: RegionRef, pages: readonly number[], deadlineMs?: number): Promise<number>;
   /** Frees every page of the region. */
   deleteRegion(regionId: string): Promise<void>;
   close(): Promise<void>;

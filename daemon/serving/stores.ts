@@ -1,6 +1,5 @@
 // Where regions' pages live: one MemoryPool per distinct set of memory servers (the daemon's
 // configured pool for regions that name none), each member a MemoryServerClient.
-import fs from 'node:fs';
 import type { Logger } from '../log';
 import type { KnownServer } from '../servers';
 import type { RegionSpec } from '../regions/types';
@@ -52,11 +51,8 @@ const HEALTH_DEADLINE_MS = 1000;
 const DOWN_AFTER_MS = 5000;
 
 function member(s: KnownServer, logger: Logger): PoolMember {
-  const read = (f: string | null, what: string) => {
-    if (f === null) throw new Error(`memory server ${s.address}: tls.${what} is required for mutual TLS`);
-    return fs.readFileSync(f, 'utf8');
-  };
-  const tls = s.tls ? { ca: read(s.tls.ca, 'ca'), cert: read(s.tls.cert, 'cert'), key: read(s.tls.key, 'key'), ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
+  // Paths: the client reads the PEM files (a missing ca means the system roots, no cert/key no client certificate).
+  const tls = s.tls ? { ca: s.tls.ca, cert: s.tls.cert, key: s.tls.key, ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : null;
   const client = new MemoryServerClient({ address: s.address, token: s.token, tls, logger: logger.child({ part: 'remote' }) });
   return {
     id: s.address,

@@ -48,8 +48,8 @@ test('a full file is read, converted and defaulted', () => {
     assert.equal(c.drainTimeoutMs, 120_000);
     assert.equal(c.metricsAddress, '127.0.0.1:0');
     assert.deepEqual(c.memoryServers, [
-      { address: '10.0.0.2:7070', weight: 3, token: 't', tls: { ca: '/etc/ca.pem', cert: null, key: null, serverName: null } },
-      { address: 'unix:/run/m.sock', weight: 1, token: null, tls: null },
+      { address: '10.0.0.2:7070', weight: 3, token: 't', tokenFile: null, tls: { ca: '/etc/ca.pem', cert: null, key: null, serverName: null } },
+      { address: 'unix:/run/m.sock', weight: 1, token: null, tokenFile: null, tls: null },
     ]);
     assert.deepEqual(c.fault, { threads: 2, pin: true, unavailableTimeoutMs: 30_000 });
     assert.equal(c.embeddedServer.enabled, false, 'auto: servers are configured');
@@ -143,6 +143,7 @@ test('token and token_file', () => {
     const file = path.join(dir, 'f.toml');
     fs.writeFileSync(file, `[[memory_servers]]\naddress = "h:1"\ntoken_file = "${tok}"\n`);
     assert.equal(loadConfig({ file, explicit: true, env }).memoryServers[0]!.token, 'secret');
+    assert.equal(loadConfig({ file, explicit: true, env }).memoryServers[0]!.tokenFile, tok); // kept for a reload's drain
     fs.writeFileSync(file, `[[memory_servers]]\naddress = "h:1"\ntoken = "a"\ntoken_file = "${tok}"\n`);
     assert.throws(() => loadConfig({ file, explicit: true, env }), { message: `config ${file}: memory_servers[0].token_file: Expected token or token_file, not both` });
     fs.writeFileSync(file, `[[memory_servers]]\naddress = "h:1"\ntoken_file = "${dir}/none"\n`);

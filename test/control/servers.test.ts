@@ -8,6 +8,7 @@ import path from 'node:path';
 import { ControlError } from '../../client/control';
 import { ServerChangesFile, applyServerChanges } from '../../daemon/server-changes';
 import { farmemAsync, startInProcess, type InProcess } from './inproc';
+import { makeCerts, noOpenssl } from '../helpers/certs';
 
 let p: InProcess;
 let changes: ServerChangesFile;
@@ -43,7 +44,7 @@ test('root adds a server: it is listed, and kept (with its token file, not the t
   assert.equal(s.state, 'down'); // nothing listens there: added all the same
   assert.ok((await p.client.listServers()).some((x) => x.address === '127.0.0.2:7071'));
   const kept = changes.load();
-  assert.deepEqual(kept, { added: [{ address: '127.0.0.2:7071', weight: 3, tokenFile: token }], removed: [], draining: [] });
+  assert.deepEqual(kept, { added: [{ address: '127.0.0.2:7071', weight: 3, tokenFile: token, tls: null }], removed: [], draining: [] });
   assert.doesNotMatch(fs.readFileSync(changes.file, 'utf8'), /secret/);
   const next = applyServerChanges([{ address: '127.0.0.1:1', weight: 1, token: null, tls: null, embedded: false }], kept, changes.file);
   assert.deepEqual(next.map((x) => [x.address, x.weight, x.token]), [['127.0.0.1:1', 1, null], ['127.0.0.2:7071', 3, 'secret']]);
@@ -58,6 +59,34 @@ test('adding is refused with the whole message: not root, bad address, weight, t
   await refused(() => p.daemon.addMemoryServer(root, { address: '127.0.0.3:1', weight: 1, tokenFile: '/nonexistent/token' }), 'add memory server 127.0.0.3:1: ENOENT: cannot read /nonexistent/token');
   await rejects(() => p.client.addServer('127.0.0.1:1', 1, null), 'ALREADY_EXISTS', 'add memory server 127.0.0.1:1: it is already one of the memory servers');
   await rejects(() => p.client.addServer('bad address', 1, null), 'INVALID_ARGUMENT', 'add memory server: Expected host:port or unix:PATH for address but received "bad address"');
+});
+
+test('TLS files: kept as paths (a file from before TLS existed reads as no TLS), refused with the whole message when unusable', { skip: noOpenssl }, async () => {
+  const dir = path.join(p.dir, 'tls');
+  fs.mkdirSync(dir, { recursive: true });
+  makeCerts(dir);
+  const pem = (n: string) => path.join(dir, n);
+  const tls = { ca: pem('ca.pem'), cert: pem('client.pem'), key: pem('client.key'), serverName: 'mem.example' };
+  const s = await p.client.addServer('127.0.0.2:7072', 1, null, tls);
+  assert.equal(s.tls, true);
+  const kept = changes.load().added.find((a) => a.address === '127.0.0.2:7072');
+  assert.deepEqual(kept, { address: '127.0.0.2:7072', weight: 1, tokenFile: null, tls });
+  const next = applyServerChanges([], { added: [kept!, { address: '127.0.0.2:7073', weight: 1, tokenFile: null }], removed: [], draining: [] }, changes.file);
+  assert.deepEqual(next.map((x) => x.tls), [tls, null]);
+  fs.writeFileSync(path.join(dir, 'plain.txt'), 'hello');
+  const op = 'add memory server 127.0.0.3:1';
+  const add = (t: Partial<typeof tls>) => p.daemon.addMemoryServer(root, { address: '127.0.0.3:1', weight: 1, tokenFile: null, tls: { ca: null, cert: null, key: null, serverName: null, ...t } });
+  await refused(() => add({ ca: 'ca.pem' }), `${op}: Expected an absolute path for ca_file but received "ca.pem"`);
+  await refused(() => add({ ca: '/nonexistent/ca.pem' }), `${op}: Expected a readable file for ca_file but received "/nonexistent/ca.pem" (ENOENT)`);
+  await refused(() => add({ ca: path.join(dir, 'plain.txt') }), `${op}: Expected a PEM file (-----BEGIN ...) for ca_file but received ${JSON.stringify(path.join(dir, 'plain.txt'))}`);
+  await refused(() => add({ cert: tls.cert }), `${op}: Expected both cert_file and key_file (a client certificate and its key) but received only cert_file`);
+  await refused(() => add({ cert: tls.cert, key: pem('intruder.key') }), `${op}: Expected PEM files TLS accepts for cert_file, key_file but received files it refuses: error:05800074:x509 certificate routines::key values mismatch`);
+  await rejects(() => p.client.addServer('127.0.0.3:1', 1, null, { ...tls, key: null }), 'INVALID_ARGUMENT', `${op}: Expected both cert_file and key_file (a client certificate and its key) but received only cert_file`);
+  assert.ok(!p.daemon.servers.some((x) => x.address === '127.0.0.3:1'));
+  // Leave the daemon as the next tests expect it.
+  p.daemon.servers.splice(p.daemon.servers.findIndex((x) => x.address === '127.0.0.2:7072'), 1);
+  const c = changes.load();
+  changes.save({ ...c, added: c.added.filter((a) => a.address !== '127.0.0.2:7072') });
 });
 
 test('removing is refused with the whole message: not root, unknown, embedded, named by a region, the only one', async () => {

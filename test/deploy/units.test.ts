@@ -79,6 +79,7 @@ test('farmemd.service: notify with watchdog, fd store, only CAP_SYS_PTRACE, the 
   assert.equal(one(u, 'ConfigurationDirectory'), 'farmem');
   assert.equal(one(u, 'KillMode'), 'mixed');
   assert.equal(one(u, 'ExecStart'), '/usr/local/bin/farmemd --config /etc/farmem/farmemd.toml --socket /run/farmem/farmemd.sock --state-dir /var/lib/farmem');
+  assert.equal(one(u, 'ExecReload'), '/bin/kill -HUP $MAINPID'); // SIGHUP re-reads the config
   assert.equal(one(u, 'TimeoutStopSec'), '10min');
   assert.equal(one(u, 'DeviceAllow'), '/dev/userfaultfd rw');
   // V8's JIT needs W+X memory; PrivateUsers would make CAP_SYS_PTRACE useless on other processes.

@@ -140,10 +140,10 @@ export interface Daemon {
 }
 
 /**
- * farmemd on `server` with a 1 MiB page cache and metrics on port 0; SIGTERM (then SIGKILL) at the
- * end. `config`: TOML for farmemd.toml.
+ * farmemd on `server` (null: the servers of `config`) with a 1 MiB page cache and metrics on port 0;
+ * SIGTERM (then SIGKILL) at the end. `config`: TOML for farmemd.toml (at `${dir}/farmemd.toml`).
  */
-export async function farmemd(t: After, server: string, opts: { args?: string[]; config?: string } = {}): Promise<Daemon> {
+export async function farmemd(t: After, server: string | null, opts: { args?: string[]; config?: string } = {}): Promise<Daemon> {
   let stop = async () => {};
   // The dir goes only once the daemon is dead: until then it writes into it (replay recordings).
   const dir = tempDir(t, 'd', () => stop());
@@ -156,7 +156,7 @@ export async function farmemd(t: After, server: string, opts: { args?: string[];
   const attachSocket = path.join(dir, 'attach.sock');
   const args = [
     FARMEMD, '--socket', socket, '--attach-socket', attachSocket, '--state-dir', path.join(dir, 'state'), '--no-embedded-server',
-    '--memory-server', server, '--cache-size', '1MiB', '--metrics', '127.0.0.1:0', '--drain-timeout', '3s', ...extra,
+    ...(server === null ? [] : ['--memory-server', server]), '--cache-size', '1MiB', '--metrics', '127.0.0.1:0', '--drain-timeout', '3s', ...extra,
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));

@@ -1,32 +1,11 @@
 // Mutual TLS and bearer tokens: refused calls get UNAUTHENTICATED with a log line; others are served.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { MemoryServerClient } from '../../daemon/remote/client';
 import { PageStoreError } from '../../daemon/remote/types';
 import { randomPages, startServer, tmpDir } from './fixture';
-
-const noOpenssl = spawnSync('openssl', ['version']).status === 0 ? false : 'needs the openssl CLI to make test certificates';
-
-function openssl(dir: string, ...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A CA, a server cert for localhost/127.0.0.1, a client cert from that CA and one from a rogue CA. */
-function makeCerts(dir: string): void {
-  for (const ca of ['ca', 'rogue']) {
-    openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-days', '2', '-subj', `/CN=farmem test ${ca}`);
-  }
-  const sign = (name: string, ca: string, ext: string) => {
-    openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    require('node:fs').writeFileSync(path.join(dir, `${name}.ext`), ext);
-    openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-  };
-  sign('server', 'ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  sign('client', 'ca', 'extendedKeyUsage=clientAuth\n');
-  sign('intruder', 'rogue', 'extendedKeyUsage=clientAuth\n');
-}
+import { makeCerts, noOpenssl } from '../helpers/certs';
 
 async function refused(p: Promise<unknown>, message: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {

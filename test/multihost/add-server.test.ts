@@ -1,7 +1,8 @@
 // Adding a fourth memory server across hosts: the pool (MemoryServerClients over gRPC to servers in
 // their own network namespaces) moves onto the newcomer exactly the groups that now rank it among
-// their top R, by repair, and loses nothing — driven at the pool, and through a running farmemd
-// (`farmem servers add`, while a workload writes), kept across a restart, then removed again.
+// their top R, by repair, frees the copies the moved groups left behind, and loses nothing —
+// driven at the pool, and through a running farmemd (`farmem servers add`, while a workload
+// writes), kept across a restart, then removed again (left holding nothing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -51,8 +52,16 @@ test('a fourth server added to a running pool receives exactly the groups that n
   assert.equal(st.underReplicatedGroups, 0);
   assert.equal(st.repairedGroups, moved);
   assert.equal(st.copiedBytes, moved * 16 * 4096); // nothing else was copied
-  // Old servers keep what they held (their copies of moved groups are no longer read).
-  assert.deepEqual(await Promise.all([0, 1, 2].map((i) => c.pagesOn(i, region.id))), before);
+  // The holder each moved group left discarded its copy (Discard, after the move was recorded):
+  // every server holds exactly the groups that rank it among their top two.
+  const after = await Promise.all([0, 1, 2].map((i) => c.pagesOn(i, region.id)));
+  assert.equal(after.reduce((a, b) => a + b, 0), 2 * PAGES - moved * 16);
+  for (const i of [0, 1, 2]) {
+    let mine = 0;
+    for (let g = 0; g < PAGES / 16; g++) if (rank(four, region.id, g).slice(0, 2).includes(c.address(i))) mine++;
+    assert.equal(after[i], mine * 16, `pages left on server ${i}`);
+  }
+  assert.equal(st.discardedPages, moved * 16);
   const got = await pool.read(region, Array.from({ length: PAGES }, (_, i) => i));
   assert.deepEqual(got.absent, []);
   for (let p = 0; p < PAGES; p++) assert.ok(got.present.get(p)!.equals(data.subarray(p * 4096, (p + 1) * 4096)), `page ${p}`);
@@ -108,9 +117,13 @@ test('farmem servers add: a fourth host joins a running farmemd mid-workload, ge
   // Only the groups that now rank it are on it (every page of each: written before or after the move).
   const on3 = await c.pagesOn(3, id);
   assert.ok(on3 <= moved * 16 && on3 >= moved * 16 - unwritten, `${on3} pages on the newcomer, ${moved} groups rank it`);
+  // Two copies of each page in all, not three: the old copies of the moved groups were discarded.
+  const total = (await Promise.all([0, 1, 2, 3].map((i) => c.pagesOn(i, id)))).reduce((a, b) => a + b, 0);
+  assert.ok(total <= 2 * PAGES && total >= 2 * (PAGES - unwritten) - 32, `${total} pages stored for ${PAGES} pages`);
   const table = c.cliText(['servers']);
   assert.match(table, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+PENDING\s+REPAIRED\s/);
   assert.match(await c.metrics(), /^farmem_repair_pending_groups 0$/m);
+  assert.match(await c.metrics(), /^farmem_repair_discarded_pages_total [1-9]\d*$/m);
   c.cliText(['region', 'evict', 'grow']);
   await op('verify', 92);
 
@@ -127,6 +140,7 @@ test('farmem servers add: a fourth host joins a running farmemd mid-workload, ge
   const removed = c.cli(['servers', 'remove', c.address(3)]) as ServerJson & { removed: boolean };
   assert.equal(removed.removed, true);
   assert.deepEqual(c.serversJson().map((s) => s.address).sort(), [0, 1, 2].map((i) => c.address(i)).sort());
+  assert.equal(await c.pagesOn(3, id), 0); // every group it held moved away and was discarded there
   await c.killServer(3);
   await op('verify', 92);
   await c.killDaemon();

@@ -5,6 +5,10 @@ export class MemStore implements PageStore {
   pages = new Map<string, Buffer>();
   down = false;
   writes = 0;
+  /** Pages freed by discard (old copies of groups that moved away). */
+  discarded = 0;
+  /** Runs as a discard arrives, before any page is freed (a test takes its "crash" snapshot here). */
+  beforeDiscard: ((pages: readonly number[]) => void) | null = null;
   /** Fails the writes it says yes to (a write lost mid-partition while other calls get through). */
   refuseWrite: ((pages: readonly number[]) => boolean) | null = null;
   constructor(readonly id: string) {}
@@ -33,6 +37,14 @@ export class MemStore implements PageStore {
   }
   async deleteRegion(regionId: string): Promise<void> {
     for (const k of [...this.pages.keys()]) if (k.startsWith(`${regionId}/`)) this.pages.delete(k);
+  }
+  async discard(region: RegionRef, pages: readonly number[]): Promise<number> {
+    this.check();
+    this.beforeDiscard?.(pages);
+    let n = 0;
+    for (const p of pages) if (this.pages.delete(`${region.id}/${p}`)) n++;
+    this.discarded += n;
+    return n;
   }
   async close(): Promise<void> {}
   holds(region: RegionRef, page: number): boolean {
