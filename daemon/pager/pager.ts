@@ -821,15 +821,26 @@ export class Pager {
     // Pages the batch could not install (an event pending, the process gone): placed one by one.
     const leftover: number[] = [];
     for (let i = 0; i < pages.length; ) {
+      // A run: consecutive pages whose bytes also lie back to back in one received buffer (a store
+      // answer is one message: its pages are views of it), so the run is installed straight from
+      // that buffer, no copy in JS. An absent page (zeros) or a message boundary ends a run.
+      const first = present.get(pages[i]!);
       let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+      if (first !== undefined) {
+        let end = first.byteOffset + ps;
+        for (; j < pages.length && pages[j] === pages[j - 1]! + 1; j++) {
+          const b = present.get(pages[j]!);
+          if (b === undefined || b.buffer !== first.buffer || b.byteOffset !== end) break;
+          end += ps;
+        }
+      }
       const run = pages.slice(i, j);
       i = j;
       if (leftover.length > 0) {
         leftover.push(...run);
         continue;
       }
-      const buf = run.length === 1 ? present.get(run[0]!) ?? this.zeroPage(ps) : Buffer.concat(run.map((p) => present.get(p) ?? this.zeroPage(ps)), run.length * ps);
+      const buf = first === undefined ? this.zeroPage(ps) : run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
       let k = 0;
       while (k < run.length) {
         let res;
