@@ -312,6 +312,7 @@ export class Pager {
     // The last process left: its streams are over, and a policy that remembers touched pages
     // (auto) would otherwise refuse to guess them for the next run.
     if (a.state.attachments.size === 0) {
+      this.settlePassed(a.state); // while the policy still knows its streams
       a.state.cfg.prefetcher?.reset();
       // Nobody left to fault on them: staged like any guess (a warm cache for the next process).
       for (const [p, bytes] of a.state.held) this.stage(a.state, p, bytes);
@@ -590,6 +591,27 @@ export class Pager {
     if (next && next.length > 0) {
       this.issueGuesses(r, next);
       this.scheduleFlush();
+    }
+  }
+
+  /**
+   * A guess the prefetcher's stream walked over without a fault (seen at its eviction): counted used.
+   * The policy is not told: the stream is long past it, and a late use would read as a new access.
+   */
+  prefetchPassed(r: RegionState, p: number): void {
+    r.counters.prefetchUsed++;
+    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
+  }
+
+  /** Installed guesses a stream walked over become ordinary resident pages, counted used. */
+  private settlePassed(r: RegionState): void {
+    const pf = r.cfg.prefetcher;
+    if (pf?.whereIs === undefined) return;
+    for (const p of r.prefResident) {
+      if (pf.whereIs(p) !== 'behind') continue;
+      r.prefResident.delete(p);
+      r.clearFlag(p, PREF);
+      this.prefetchPassed(r, p);
     }
   }
 

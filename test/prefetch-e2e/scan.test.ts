@@ -29,16 +29,17 @@ test('a sequential scan of an evicted region mostly hits with readahead, trend a
     const name = `${prefetch}-${pattern.replace(':', '')}`;
     const { after, run } = scan(d, name, prefetch, pattern);
     const msg = `${name}: ${JSON.stringify(run)}`;
-    // Coverage from the daemon's own counters: faults avoided ÷ faults that would have happened.
-    // auto first watches, then fetches for the policy that pays; under this 4 MiB budget some of its
-    // windows race the evictor (coverage seen between 0.72 and 0.95, about 800 guesses wasted): it
-    // must still avoid most faults. (Left open in issue 6: auto on a scan under a tight budget.)
-    const floor = prefetch === 'auto' ? 0.65 : 0.85;
+    // Coverage from the daemon's own counters: faults avoided ÷ faults that would have happened
+    // (auto first watches 64 faults before it guesses). Measured under this 4 MiB budget: readahead
+    // 0.97-0.99, auto 0.89-0.97, stride 0.94-0.95.
+    const floor = 0.85;
     assert.ok(run.coverage >= floor, msg);
     assert.ok(run.remote <= PAGES * (1 - floor), msg);
     // Guesses installed straight into the region and read without a fault are invisible to the
-    // pager (no accessed bits), and count as wasted when evicted: accuracy is a lower bound here.
-    assert.ok(run.accuracy >= (prefetch === 'auto' ? 0.5 : 0.6), msg);
+    // pager; when one is evicted, the policy says whether a stream walked over it (a use). trend
+    // cannot say (no streams): its passed-over guesses count as wasted, so its accuracy is a lower bound.
+    // Measured: readahead, stride and auto 0.94-1.0; trend ~0.78.
+    assert.ok(run.accuracy >= (prefetch === 'trend' ? 0.6 : 0.9), msg);
     const s = after.stats;
     assert.equal(s.prefetchWastedBytes, s.prefetchWastedPages * 4096);
     assert.ok(Math.abs(s.prefetchAccuracy - s.prefetchUsedPages / s.prefetchedPages) < 1e-9, msg);
