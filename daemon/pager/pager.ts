@@ -843,26 +843,15 @@ export class Pager {
     // Pages the batch could not install (an event pending, the process gone): placed one by one.
     const leftover: number[] = [];
     for (let i = 0; i < pages.length; ) {
-      // A run: consecutive pages whose bytes also lie back to back in one received buffer (a store
-      // answer is one message: its pages are views of it), so the run is installed straight from
-      // that buffer, no copy in JS. An absent page (zeros) or a message boundary ends a run.
-      const first = present.get(pages[i]!);
       let j = i + 1;
-      if (first !== undefined) {
-        let end = first.byteOffset + ps;
-        for (; j < pages.length && pages[j] === pages[j - 1]! + 1; j++) {
-          const b = present.get(pages[j]!);
-          if (b === undefined || b.buffer !== first.buffer || b.byteOffset !== end) break;
-          end += ps;
-        }
-      }
+      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
       const run = pages.slice(i, j);
       i = j;
       if (leftover.length > 0) {
         leftover.push(...run);
         continue;
       }
-      const buf = first === undefined ? this.zeroPage(ps) : run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
+      const buf = runBytes(run, present, ps, this.zeroPage(ps));
       let k = 0;
       while (k < run.length) {
         let res;
@@ -1025,6 +1014,26 @@ export class Pager {
     if (this.zero === null || this.zero.length !== size) this.zero = Buffer.alloc(size);
     return this.zero;
   }
+}
+
+/**
+ * The bytes of a run of consecutive pages for one UFFDIO_COPY. A store answer is one message whose
+ * pages are views of it, so a run from one answer lies back to back in one buffer: a view of it
+ * (no copy in JS; the copy of a 64 MiB scan's pages cost ~13 ms of the JS thread). Otherwise (pages
+ * from several answers, or absent ones: zeros) one Buffer.concat, still cheaper than a copy per page.
+ */
+function runBytes(run: readonly number[], present: Map<number, Buffer>, ps: number, zero: Buffer): Buffer {
+  const first = present.get(run[0]!);
+  if (first !== undefined) {
+    let end = first.byteOffset + ps;
+    let k = 1;
+    for (; k < run.length; k++, end += ps) {
+      const b = present.get(run[k]!);
+      if (b === undefined || b.buffer !== first.buffer || b.byteOffset !== end) break;
+    }
+    if (k === run.length) return run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
+  }
+  return Buffer.concat(run.map((p) => present.get(p) ?? zero), run.length * ps);
 }
 
 function newInFlight(page: number, prefetch: boolean): InFlight {
