@@ -165,8 +165,11 @@ export class AutoPrefetcher implements Prefetcher {
   onPrefetchUsed(page: number): number[] {
     const tid = this.owner.get(page);
     if (tid === undefined || this.isTouched(page)) return [];
+    // A use shows the stream walked over the guesses before it as well (a held window marker is
+    // reported here, not as a fault): replayed first, or they would expire as wasted in every candidate.
     this.newest = [];
-    const out = this.access(page, tid, false);
+    const out = this.passed(page, tid);
+    out.push(...this.access(page, tid, false));
     return this.newestFirst(out);
   }
 

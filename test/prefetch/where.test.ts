@@ -70,3 +70,32 @@ test('auto answers for its candidates, and puts the running policy\'s newest win
   assert.ok(head > past + 1, `the newest window comes first: ${next.slice(0, 4).join(',')}…`);
   assert.ok(a.onFault({ page: head, hit: true, tid: 1, write: false }).length > 0);
 });
+
+test('auto: a scan seen only through its window markers and cache hits keeps readahead scoring high', () => {
+  // What a pager under a resident budget reports: a window installed directly is read without a fault
+  // except its held first page; a window staged in the cache faults page by page. Each of those
+  // touches comes as a use, then as a hit fault.
+  const a = new AutoPrefetcher({ regionPages: 1 << 20, maxWindow: 64, readaheadMaxWindow: 64 });
+  let q = 0;
+  let out: number[] = [];
+  for (; a.current() !== 'readahead'; q++) out = a.onFault(miss(q));
+  const windows: number[][] = [out];
+  let staged = false;
+  let low = Infinity;
+  while (windows.length > 0 && q < 6000) {
+    const w = windows.shift()!.sort((x, y) => x - y);
+    staged = !staged;
+    for (const p of w) {
+      let next: number[] = [];
+      // The pager reports a use first, then the fault (hit) that showed it.
+      if (staged || p === w[0]) next = [...a.onPrefetchUsed(p), ...a.onFault({ page: p, hit: true, tid: 1, write: false })];
+      if (next.length > 0) windows.push(next);
+      q = p;
+    }
+    const s = a.scores().readahead;
+    if (s !== null && q > 1000) low = Math.min(low, s);
+  }
+  assert.ok(q >= 6000, `the scan went on to page ${q}`);
+  assert.equal(a.current(), 'readahead');
+  assert.ok(low >= 0.8, `readahead's score fell to ${low}`);
+});
