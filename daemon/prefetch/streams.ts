@@ -40,6 +40,9 @@ export abstract class StreamPolicy extends GuessingPolicy {
     const t = this.thread(tid);
     const c = t.cursors.find((x) => x.continues(page));
     if (c) return this.move(t, c, page, true);
+    // The same page again (a use then its fault, a retried fault): not a new stream. Detected again,
+    // it made a duplicate of the stream that pushed real ones out of the thread's table.
+    if (t.cursors.some((x) => x.last === page)) return [];
     const step = this.shape.detect(t.recent, page);
     if (step !== null) {
       // The recent faults that made this stream belong to it now.
