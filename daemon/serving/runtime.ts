@@ -45,13 +45,11 @@ export function storeFailure(op: string, spec: RegionSpec, e: unknown): Error {
 }
 
 /**
- * Largest readahead window (pages) and largest PageStore read. A scan's next window goes out when the
- * scanner touches the first page of the current one (its marker), so what is in flight ahead of it is
- * the rest of the current window plus the next: 1024-page (4 MiB, CRIU's cap) windows split into
- * 256-page reads keep 4-8 reads in flight; 256-page windows kept 1-2 and the scan waited on each
- * round trip (~0.45 of the raw stream in the prefetch bench).
+ * Largest prefetch decision and largest PageStore read, in pages. A sequential scan whose guesses are
+ * installed directly is invisible until it faults past them, so each window costs a round trip:
+ * 256 pages (1 MiB) per trip amortises it (64 reached ~0.4 of the raw stream, see the prefetch bench).
  */
-const PREFETCH_WINDOW = 1024;
+const PREFETCH_WINDOW = 256;
 const READ_BATCH = 256;
 /** The other policies' largest window: stride and trend did worse with 256 (more faults, slower) in the prefetch bench. */
 const OTHER_WINDOW = 64;
