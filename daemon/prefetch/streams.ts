@@ -17,7 +17,7 @@ interface Thread {
 }
 
 /** Retired streams remembered per thread. */
-const RETIRED = 64;
+const RETIRED = 16;
 
 export interface StreamShape {
   cursorsPerThread: number;
