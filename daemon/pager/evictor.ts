@@ -248,20 +248,29 @@ export class Evictor {
   }
 
   /**
-   * CLOCK with second chance: unused prefetched pages first, then pages whose reference bit (fault
-   * history, or the access source) is clear. Skips pages in write-back or queued for it.
+   * CLOCK with second chance: prefetched pages nobody was seen to use first (oldest first), then pages
+   * whose reference bit (fault history, or the access source) is clear. Guesses the prefetcher says a
+   * stream is about to reach are kept out of both while anything else can go: evicting one means
+   * fetching it again a moment later (under a tight budget that is what made a scan's guesses race
+   * the evictor); if nothing else can, they go farthest-ahead (newest) first. Skips pages in
+   * write-back or queued for it.
    */
   private select(r: RegionState, want: number, cleanOnly: boolean): number[] {
     const out: number[] = [];
+    const pf = r.cfg.prefetcher;
+    const where = pf?.whereIs?.bind(pf) ?? null;
+    const ahead = new Set<number>();
     for (const p of r.prefResident) {
       if (out.length >= want) return out;
-      if (this.evictable(r, p, cleanOnly)) out.push(p);
+      if (!this.evictable(r, p, cleanOnly)) continue;
+      if (where !== null && where(p) === 'ahead') ahead.add(p);
+      else out.push(p);
     }
     const picked = new Set(out);
     for (let steps = 0; steps < 2 * r.pages && out.length < want; steps++) {
       const p = r.hand;
       r.hand = r.hand + 1 >= r.pages ? 0 : r.hand + 1;
-      if (!this.evictable(r, p, cleanOnly) || picked.has(p)) continue;
+      if (!this.evictable(r, p, cleanOnly) || picked.has(p) || ahead.has(p)) continue;
       const accessed = this.access !== null && this.access.testAndClear(r.cfg.key, p);
       if (r.has(p, REF) || accessed) {
         r.clearFlag(p, REF);
@@ -269,6 +278,10 @@ export class Evictor {
       }
       out.push(p);
       picked.add(p);
+    }
+    if (out.length < want && ahead.size > 0) {
+      const rest = [...ahead];
+      for (let i = rest.length - 1; i >= 0 && out.length < want; i--) out.push(rest[i]!);
     }
     return out;
   }
@@ -299,6 +312,8 @@ export class Evictor {
   private dropped(r: RegionState, p: number): void {
     if (r.prefResident.delete(p)) {
       if (this.access !== null && this.access.testAndClear(r.cfg.key, p)) this.pager.prefetchUsed(r, p);
+      // A stream walked past it: read without a fault (a use), not a wasted guess.
+      else if (r.cfg.prefetcher?.whereIs?.(p) === 'behind') this.pager.prefetchPassed(r, p);
       else this.pager.prefetchWasted(r, p);
     }
     r.clearFlag(p, RES | DIRTY | REF | PREF | WB | QUEUED);

@@ -63,6 +63,8 @@ export class AutoPrefetcher implements Prefetcher {
 
   private readonly pageSize: number;
   private readonly capacity: number;
+  /** The running policy's last decision during the current call (see newestFirst). */
+  private newest: number[] = [];
 
   constructor(opts: PrefetchOptions, candidates?: Prefetcher[]) {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
@@ -87,6 +89,20 @@ export class AutoPrefetcher implements Prefetcher {
     return this.active?.policy.name ?? 'none';
   }
 
+  /**
+   * Every candidate sees every access, so each one's streams are current whichever runs (or none,
+   * after a switch): a page any of them is about to reach is 'ahead', else one any passed is 'behind'.
+   */
+  whereIs(page: number): 'behind' | 'ahead' | null {
+    let out: 'behind' | null = null;
+    for (const c of this.candidates) {
+      const w = c.policy.whereIs?.(page) ?? null;
+      if (w === 'ahead') return w;
+      if (w === 'behind') out = w;
+    }
+    return out;
+  }
+
   /** Each candidate's score over the sliding window (null before the window has enough accesses). */
   scores(): Record<string, number | null> {
     const out: Record<string, number | null> = {};
@@ -96,9 +112,10 @@ export class AutoPrefetcher implements Prefetcher {
 
   onFault(fault: FaultInfo): number[] {
     if (fault.hit && this.isTouched(fault.page)) return []; // the use was already reported
+    this.newest = [];
     const out = this.passed(fault.page, fault.tid);
     out.push(...this.access(fault.page, fault.tid, fault.write));
-    return out;
+    return this.newestFirst(out);
   }
 
   /** Replays, as uses, the guesses of `tid` that a fault at `page` shows were walked over. */
@@ -148,7 +165,26 @@ export class AutoPrefetcher implements Prefetcher {
   onPrefetchUsed(page: number): number[] {
     const tid = this.owner.get(page);
     if (tid === undefined || this.isTouched(page)) return [];
-    return this.access(page, tid, false);
+    // A use shows the stream walked over the guesses before it as well (a held window marker is
+    // reported here, not as a fault): replayed first, or they would expire as wasted in every candidate.
+    this.newest = [];
+    const out = this.passed(page, tid);
+    out.push(...this.access(page, tid, false));
+    return this.newestFirst(out);
+  }
+
+  /**
+   * The running policy's newest window first. A pager that holds the first page of a decision back
+   * (windowMarkers) must hold that window's: it is the one whose touch the policy waits for to send
+   * the next. A fault that replays walked-over windows decides several windows at once, and with the
+   * older one first its marker was held while the newest was read over unseen: the stream then ran
+   * off its end with a remote fault every window.
+   */
+  private newestFirst(out: number[]): number[] {
+    const w = this.newest;
+    if (w.length === 0 || out[0] === w[0]) return out;
+    const inW = new Set(w);
+    return [...w, ...out.filter((q) => !inW.has(q))];
   }
 
   onPrefetchWasted(page: number): void {
@@ -187,6 +223,7 @@ export class AutoPrefetcher implements Prefetcher {
       } else {
         guesses = c.policy.onFault({ page, tid, hit: false, write });
       }
+      const before = out.length;
       for (const q of guesses) {
         if (this.isTouched(q) || c.virtual.isOutstanding(q)) continue;
         c.pending.push([q, this.seen, tid]);
@@ -196,6 +233,7 @@ export class AutoPrefetcher implements Prefetcher {
           this.owner.set(q, tid);
         }
       }
+      if (out.length > before) this.newest = out.slice(before);
     }
     this.remember(tid, out.slice());
     const taken = this.tick();

@@ -119,6 +119,11 @@ export class LruMap<K, V> {
     this.map.clear();
     this.newest = undefined;
   }
+
+  /** The values, least recently used first (does not change the order). */
+  values(): IterableIterator<V> {
+    return this.map.values();
+  }
 }
 
 /** Pages start + step·i for i in [0, count), in order. */

@@ -7,6 +7,8 @@ export class Cursor {
   /** Next page not asked for yet. */
   front: number;
   marker: number;
+  /** The page the stream was detected at (or an earlier stream it continues): pages from here to `last` were walked over. */
+  origin: number;
 
   constructor(
     readonly step: number,
@@ -18,6 +20,15 @@ export class Cursor {
   ) {
     this.front = last + step;
     this.marker = this.front;
+    this.origin = last;
+  }
+
+  /** 'behind': on the stream from its origin up to its newest page; 'ahead': asked for, not reached yet. */
+  whereIs(page: number): 'behind' | 'ahead' | null {
+    const k = (page - this.origin) / this.step;
+    if (!Number.isInteger(k) || k < 0) return null;
+    if ((page - this.last) / this.step <= 0) return 'behind';
+    return (page - this.front) / this.step < 0 ? 'ahead' : null;
   }
 
   /** page lies ahead of the stream's newest page, on its step, at most at `front`. */

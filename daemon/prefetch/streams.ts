@@ -12,7 +12,12 @@ interface Thread {
   cursors: Cursor[];
   /** Recent faults that continued no cursor, newest last. */
   recent: number[];
+  /** Streams pushed out of `cursors`, newest first: what they walked over is still 'behind' (whereIs). */
+  retired: Cursor[];
 }
+
+/** Retired streams remembered per thread. */
+const RETIRED = 16;
 
 export interface StreamShape {
   cursorsPerThread: number;
@@ -35,13 +40,23 @@ export abstract class StreamPolicy extends GuessingPolicy {
     const t = this.thread(tid);
     const c = t.cursors.find((x) => x.continues(page));
     if (c) return this.move(t, c, page, true);
+    // The same page again (a use then its fault, a retried fault): not a new stream. Detected again,
+    // it made a duplicate of the stream that pushed real ones out of the thread's table.
+    if (t.cursors.some((x) => x.last === page)) return [];
     const step = this.shape.detect(t.recent, page);
     if (step !== null) {
       // The recent faults that made this stream belong to it now.
       t.recent = t.recent.filter((p) => (page - p) % step !== 0 || (page - p) / step <= 0);
       const fresh = new Cursor(step, page, this.shape.minWindow, this.shape.minWindow, this.shape.maxWindow);
+      // The same walk picked up again after it outran its stream (a fault past the front): what the
+      // earlier stream walked over is still behind this one.
+      const prev = [...t.cursors, ...t.retired].find((c) => c.step === step && c.whereIs(page) === null && (page - c.origin) / step > 0 && Number.isInteger((page - c.origin) / step));
+      if (prev !== undefined) fresh.origin = prev.origin;
       t.cursors.unshift(fresh);
-      if (t.cursors.length > this.shape.cursorsPerThread) t.cursors.pop();
+      if (t.cursors.length > this.shape.cursorsPerThread) {
+        t.retired.unshift(t.cursors.pop()!);
+        if (t.retired.length > RETIRED) t.retired.pop();
+      }
       return fresh.start();
     }
     t.recent.push(page);
@@ -63,6 +78,21 @@ export abstract class StreamPolicy extends GuessingPolicy {
     this.threads.clear();
   }
 
+  /** 'ahead' wins over 'behind': a page one stream passed and another is about to touch is kept. */
+  whereIs(page: number): 'behind' | 'ahead' | null {
+    let out: 'behind' | null = null;
+    for (const t of this.threads.values()) {
+      for (const c of t.cursors) {
+        const w = c.whereIs(page);
+        if (w === 'ahead') return w;
+        if (w === 'behind') out = w;
+      }
+      // A retired stream is reaching for nothing any more: what it left ahead is no one's.
+      if (out === null) for (const c of t.retired) if (c.whereIs(page) === 'behind') out = 'behind';
+    }
+    return out;
+  }
+
   /** The thread's streams as [step, window] pairs, most recently moved first (for tests and `region show`). */
   streamsOf(tid: number): Array<[number, number]> {
     return this.thread(tid).cursors.map((c) => [c.step, c.window]);
@@ -76,6 +106,6 @@ export abstract class StreamPolicy extends GuessingPolicy {
   }
 
   private thread(tid: number): Thread {
-    return this.threads.getOrCreate(tid, () => ({ cursors: [], recent: [] }));
+    return this.threads.getOrCreate(tid, () => ({ cursors: [], recent: [], retired: [] }));
   }
 }

@@ -38,6 +38,14 @@ export interface Prefetcher {
    * back instead of installing it, so that the touch is seen. Absent: false.
    */
   windowMarkers?(): boolean;
+  /**
+   * Where a guessed page stands against this policy's streams, for the evictor: 'behind' when a stream
+   * has moved past it (it was walked over: a use the pager could not see, as reads of installed pages
+   * raise no fault), 'ahead' when it lies between a stream's newest page and the end of what the stream
+   * asked for (the stream is about to touch it: evicting it means fetching it again), null when no
+   * stream knows it. Absent: null for every page. Must be cheap: called per eviction candidate.
+   */
+  whereIs?(page: number): 'behind' | 'ahead' | null;
 }
 
 export interface PrefetchOptions {

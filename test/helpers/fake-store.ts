@@ -53,6 +53,10 @@ export class FakeStore implements PageStore {
     return new Promise((resolve) => this.heldWaiters.push(resolve));
   }
 
+  /** Answer each read as one message (present pages are views of it); each message is kept in `messages`. */
+  oneMessage = false;
+  readonly messages: Buffer[] = [];
+
   async read(region: RegionRef, pages: readonly number[]): Promise<ReadResult> {
     this.reads++;
     if (this.readDelayMs > 0) await sleep(this.readDelayMs);
@@ -68,6 +72,16 @@ export class FakeStore implements PageStore {
       const b = m.get(p);
       if (b === undefined) absent.push(p);
       else present.set(p, Buffer.from(b));
+    }
+    if (this.oneMessage && present.size > 0) {
+      // As MemoryServerClient answers: the present pages are views of one received message, in order.
+      const msg = Buffer.concat([...present.values()]);
+      let off = 0;
+      for (const [p, b] of present) {
+        present.set(p, msg.subarray(off, off + b.length));
+        off += b.length;
+      }
+      this.messages.push(msg);
     }
     if (this.corruptNextReads > 0 && present.size > 0) {
       this.corruptNextReads--;

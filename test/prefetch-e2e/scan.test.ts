@@ -30,15 +30,16 @@ test('a sequential scan of an evicted region mostly hits with readahead, trend a
     const { after, run } = scan(d, name, prefetch, pattern);
     const msg = `${name}: ${JSON.stringify(run)}`;
     // Coverage from the daemon's own counters: faults avoided ÷ faults that would have happened.
-    // auto first watches, then fetches for the policy that pays; under this 4 MiB budget some of its
-    // windows race the evictor (coverage seen between 0.72 and 0.95, about 800 guesses wasted): it
-    // must still avoid most faults. (Left open in issue 6: auto on a scan under a tight budget.)
-    const floor = prefetch === 'auto' ? 0.65 : 0.85;
+    // Measured under this 4 MiB budget (the machine busy): readahead 0.95-0.98, stride 0.95-0.96,
+    // auto 0.82-0.94 (it first watches 64 faults, and its windows still race the cache at times).
+    const floor = prefetch === 'auto' ? 0.75 : 0.85;
     assert.ok(run.coverage >= floor, msg);
     assert.ok(run.remote <= PAGES * (1 - floor), msg);
     // Guesses installed straight into the region and read without a fault are invisible to the
-    // pager (no accessed bits), and count as wasted when evicted: accuracy is a lower bound here.
-    assert.ok(run.accuracy >= (prefetch === 'auto' ? 0.5 : 0.6), msg);
+    // pager; when one is evicted, the policy says whether a stream walked over it (a use). trend
+    // cannot say (no streams): its passed-over guesses count as wasted, so its accuracy is a lower
+    // bound. Measured: readahead and stride 0.96-1.0, auto 0.86-0.94, trend ~0.78.
+    assert.ok(run.accuracy >= (prefetch === 'trend' ? 0.6 : prefetch === 'auto' ? 0.8 : 0.9), msg);
     const s = after.stats;
     assert.equal(s.prefetchWastedBytes, s.prefetchWastedPages * 4096);
     assert.ok(Math.abs(s.prefetchAccuracy - s.prefetchUsedPages / s.prefetchedPages) < 1e-9, msg);
