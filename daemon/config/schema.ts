@@ -144,7 +144,7 @@ export const KEYS: ReadonlyArray<{ key: string; type: string; default: string; d
   { key: 'memory_servers[].address', type: 'host:port | unix:PATH', default: '(required)', doc: 'Address of the memory server.' },
   { key: 'memory_servers[].weight', type: 'integer 1..1000', default: '1', doc: 'Share of new pages placed on this server, relative to the others.' },
   { key: 'memory_servers[].token', type: 'string', default: '(none)', doc: 'Bearer token sent to the server (prefer token_file).' },
-  { key: 'memory_servers[].token_file', type: 'path', default: '(none)', doc: 'File holding the bearer token (read at start).' },
+  { key: 'memory_servers[].token_file', type: 'path', default: '(none)', doc: 'File holding the bearer token (read at start and on SIGHUP reload).' },
   { key: 'memory_servers[].tls', type: 'table', default: '(plain TCP)', doc: 'Use TLS: keys ca, cert, key (client certificate), server_name.' },
   { key: 'memory_servers[].tls.ca', type: 'path', default: 'system roots', doc: 'PEM file of the CA that signed the server certificate.' },
   { key: 'memory_servers[].tls.cert', type: 'path', default: '(none)', doc: 'PEM client certificate, for servers that require one.' },
