@@ -186,7 +186,7 @@ export function buildProgram(): Command {
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],
-              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} seen used (reads of installed guesses are not seen), accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
+              ['prefetch', `${s.prefetchPolicy === '' || s.prefetchPolicy === r.prefetch ? r.prefetch : `${r.prefetch} (now ${s.prefetchPolicy})`}: ${s.prefetchedPages} pages, ${s.prefetchUsedPages} seen used (or walked past by their stream), accuracy ${pct(s.prefetchAccuracy)}, coverage ${pct(s.prefetchCoverage)}, wasted ${size(s.prefetchWastedBytes)}`],
               ['evicted / written back', `${s.evictedPages} / ${s.writtenBackPages} pages`],
               ['write-back', `${s.writeBackStalled ? 'stalled: a memory server does not acknowledge writes; dirty pages stay resident' : 'ok'} (${s.writeBackStalls} stall(s) so far)`],
               ['remote in / out', `${size(s.remoteBytesIn)} / ${size(s.remoteBytesOut)}`],

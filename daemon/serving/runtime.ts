@@ -55,9 +55,9 @@ const READ_BATCH = 256;
 const OTHER_WINDOW = 64;
 
 /**
- * A region's largest prefetch window: PREFETCH_WINDOW, but at most 1/16 of a resident budget. Reads
- * of installed guesses are invisible, so under a small budget the evictor takes the guesses ahead
- * of a scan for unused ones; big windows there only fetch pages twice.
+ * A region's largest prefetch window: PREFETCH_WINDOW, but at most 1/16 of a resident budget: the
+ * guesses ahead of a scan are kept from the evictor (Prefetcher.whereIs), so a window much larger
+ * than that would crowd out everything else the process has resident.
  */
 export function windowFor(spec: RegionSpec): number {
   if (spec.residentBytes === 0) return PREFETCH_WINDOW;

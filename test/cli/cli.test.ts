@@ -73,7 +73,7 @@ test('readable tables', () => {
     'faults:                  0 cache hit, 0 remote, 0 zero, 0 write-protect, 0 sigbus',
     'fault latency:           p50 0 µs, p99 0 µs',
     'cache hit ratio:         -',
-    'prefetch:                auto (now none): 0 pages, 0 seen used (reads of installed guesses are not seen), accuracy 0.0%, coverage 0.0%, wasted 0',
+    'prefetch:                auto (now none): 0 pages, 0 seen used (or walked past by their stream), accuracy 0.0%, coverage 0.0%, wasted 0',
     'evicted / written back:  0 / 0 pages',
     'write-back:              ok (0 stall(s) so far)',
     'remote in / out:         0 / 0',
