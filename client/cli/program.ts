@@ -182,7 +182,7 @@ export function buildProgram(): Command {
             fields([
               ...base,
               ['resident pages', s.residentPages],
-              ['dirty pages', s.dirtyTracking === 'async' ? `${s.dirtyPages} (as of the last scan)` : s.dirtyPages],
+              ['dirty pages', s.dirtyPages],
               ['faults', `${f.cacheHit} cache hit, ${f.remote} remote, ${f.zero} zero, ${f.writeProtect} write-protect, ${f.sigbus} sigbus`],
               ['fault latency', `p50 ${s.faultP50Us} µs, p99 ${s.faultP99Us} µs`],
               ['cache hit ratio', lookups ? pct(s.cacheHits / lookups) : '-'],

@@ -295,6 +295,9 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
   regionStats(spec: RegionSpec): RegionStatsSnapshot | null {
     const r = this.regions.get(spec.id);
     if (!r) return null;
+    // Async regions: ask the pagemap what was written since the last scan, so the dirty count is
+    // current (one PAGEMAP_SCAN per attachment, tens of µs; it re-protects what it reports).
+    if (r.tracking === 'async') this.pager.collectWritten(r.key);
     const s: RegionStats = this.pager.stats(r.key);
     const attachments: AttachmentInfo[] = [...this.attachments.values()].filter((a) => a.region === r).map((a) => ({ pid: a.pid, uid: a.uid, since: a.since, comm: a.comm }));
     return {
@@ -320,7 +323,7 @@ export class PagingRuntime implements RegionRuntime, AttachHost {
       faultP50Us: this.latency.get(r.key)?.percentile(50) ?? 0,
       faultP99Us: this.latency.get(r.key)?.percentile(99) ?? 0,
       dirtyTracking: r.tracking,
-      dirtyTrackingNote: r.tracking === 'async' ? 'never evicted; its pages count toward the daemon-wide cap; dirty pages are found at sync' : r.trackingNote,
+      dirtyTrackingNote: r.tracking === 'async' ? 'never evicted; its pages count toward the daemon-wide cap; dirty pages are found by a pagemap scan (show, sync, drain)' : r.trackingNote,
     };
   }
 

@@ -52,8 +52,8 @@ test('async: writes raise no fault, region sync finds them by PAGEMAP_SCAN, and 
   const before = shown(d1, 'as');
   assert.equal(before.dirtyTracking, 'async');
   assert.equal(before.stats.dirtyTracking, 'async');
-  // The async region has not looked yet: no fault told it of the writes.
-  assert.deepEqual([before.stats.faults.writeProtect, before.stats.dirtyPages, before.stats.residentPages], [0, 0, PAGES]);
+  // No fault told the async region of the writes; show's pagemap scan found them.
+  assert.deepEqual([before.stats.faults.writeProtect, before.stats.dirtyPages, before.stats.residentPages], [0, PAGES, PAGES]);
   // The wp region (unchanged): one WP fault per written page, each page dirty at once.
   const wp = shown(d1, 'sy').stats;
   assert.deepEqual([wp.dirtyTracking, wp.faults.writeProtect, wp.dirtyPages], ['wp', PAGES, PAGES]);
@@ -88,6 +88,8 @@ test('async: two processes share a region; each one\'s writes are found in its o
   const half = PAGES / 2;
   const synced = (n: number) => `sync "a2": ${n} pages (${n * 4 / 1024}.0 MiB): synced: ${n} dirty page(s) written back and made durable`;
   const a = await readThenWrite(t, d1, 'a2', 66, half, 0);
+  // No fault told the daemon of these writes: show scans the pagemap, so its count is current.
+  assert.equal(shown(d1, 'a2').stats.dirtyPages, half);
   assert.equal(cli(d1, ['region', 'sync', 'a2']).trim(), synced(half));
   // B maps the region after A's pages are in the memfd (and clean): arming its fresh mapping marks
   // none of them, so the next sync writes B's pages only.
@@ -164,8 +166,8 @@ test('async refusals: no resident budget, no resize to one, no evict; auto picks
   assert.equal(r.stderr, 'farmem: evict region "az": the region tracks dirty pages asynchronously (dirty tracking async) and is never evicted: async write-protect cannot block a write between the read-back and the hole punch, so that write would be lost\n');
   assert.equal(r.status, 1);
   const az = cli(d, ['region', 'show', 'az']);
-  assert.match(az, /^dirty tracking:\s+async: never evicted; its pages count toward the daemon-wide cap; dirty pages are found at sync$/m);
-  assert.match(az, /^dirty pages:\s+0 \(as of the last scan\)$/m);
+  assert.match(az, /^dirty tracking:\s+async: never evicted; its pages count toward the daemon-wide cap; dirty pages are found by a pagemap scan \(show, sync, drain\)$/m);
+  assert.match(az, /^dirty pages:\s+0$/m);
   r = farmem(d.socket, ['region', 'create', 'odd', '--size', '4MiB', '--dirty-tracking', 'sometimes']);
   assert.equal(r.stderr, "error: option '--dirty-tracking <how>' argument 'sometimes' is invalid. Allowed choices are wp, async, auto.\n(run with --help for usage)\n");
   assert.equal(r.status, 2);
