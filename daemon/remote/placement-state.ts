@@ -1,6 +1,7 @@
 // A region's placement record — which pages were ever written through the pool, which servers hold
-// each group, and the pages whose latest version lives elsewhere — as data that can be journaled:
-// every change is an op applied by applyOp, both live and on replay, so the two cannot drift.
+// each group, the pages whose latest version lives elsewhere, and the old copies of moved groups
+// still to discard — as data that can be journaled: every change is an op applied by applyOp, both
+// live and on replay, so the two cannot drift.
 
 export interface PlacementState {
   /** group → servers holding a full, current copy of the group (pinned at its first write). */
@@ -12,18 +13,28 @@ export interface PlacementState {
   override: Map<number, string[]>;
   /** group → pages written through the pool (what repair copies; what "absent" is checked against). */
   written: Map<number, Set<number>>;
+  /**
+   * group → servers left holding an old copy of it (the group moved off them) that have not
+   * acknowledged its discard yet. Durable so that a daemon restart still frees them.
+   */
+  stale: Map<number, string[]>;
 }
 
 export type PlacementOp =
   /** A write of pages of group g acknowledged by servers a. */
   | { t: 'w'; g: number; p: number[]; a: string[] }
-  /** Repair made servers h hold the latest version of every written page of group g. */
-  | { t: 'h'; g: number; h: string[] }
+  /**
+   * Repair made servers h hold the latest version of every written page of group g; servers d
+   * (absent: none) still hold an old copy, to be discarded.
+   */
+  | { t: 'h'; g: number; h: string[]; d?: string[] }
+  /** Server s acknowledged the discard of its old copy of group g (or no longer needs one). */
+  | { t: 'd'; g: number; s: string }
   /** Server s may have lost every page (restarted): it stops counting as a copy where others remain. */
   | { t: 'l'; s: string };
 
 export function emptyState(): PlacementState {
-  return { holders: new Map(), override: new Map(), written: new Map() };
+  return { holders: new Map(), override: new Map(), written: new Map(), stale: new Map() };
 }
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((s) => b.includes(s));
@@ -33,6 +44,7 @@ const same = (a: readonly string[], b: readonly string[]) => a.length === b.leng
  * and needs no journal record (nor its fsync) — the steady state costs nothing.
  */
 export function changes(st: PlacementState, op: PlacementOp): boolean {
+  if (op.t === 'd') return st.stale.get(op.g)?.includes(op.s) ?? false;
   if (op.t !== 'w') return true;
   const holders = st.holders.get(op.g);
   const w = st.written.get(op.g);
@@ -68,6 +80,16 @@ export function applyOp(st: PlacementState, op: PlacementOp): boolean {
     case 'h': {
       st.holders.set(op.g, [...op.h]);
       for (const p of st.written.get(op.g) ?? []) st.override.delete(p);
+      // A server that holds the group again is no longer garbage to discard.
+      const stale = [...new Set([...(st.stale.get(op.g) ?? []), ...(op.d ?? [])])].filter((s) => !op.h.includes(s));
+      if (stale.length > 0) st.stale.set(op.g, stale);
+      else st.stale.delete(op.g);
+      return false;
+    }
+    case 'd': {
+      const stale = st.stale.get(op.g)?.filter((s) => s !== op.s) ?? [];
+      if (stale.length > 0) st.stale.set(op.g, stale);
+      else st.stale.delete(op.g);
       return false;
     }
     case 'l': {
@@ -88,9 +110,10 @@ export function decodeOp(b: Buffer): PlacementOp {
   const op = JSON.parse(b.toString('utf8')) as PlacementOp;
   const ok =
     (op.t === 'w' && Number.isInteger(op.g) && Array.isArray(op.p) && Array.isArray(op.a)) ||
-    (op.t === 'h' && Number.isInteger(op.g) && Array.isArray(op.h)) ||
-    (op.t === 'l' && typeof op.s === 'string');
-  if (!ok) throw new Error(`Expected a placement record (w, h or l) but received ${b.toString('utf8').slice(0, 80)}`);
+    (op.t === 'h' && Number.isInteger(op.g) && Array.isArray(op.h) && (op.d === undefined || Array.isArray(op.d))) ||
+    (op.t === 'l' && typeof op.s === 'string') ||
+    (op.t === 'd' && Number.isInteger(op.g) && typeof op.s === 'string');
+  if (!ok) throw new Error(`Expected a placement record (w, h, l or d) but received ${b.toString('utf8').slice(0, 80)}`);
   return op;
 }
 
@@ -104,6 +127,8 @@ interface SnapshotJson {
   holders: number[][];
   /** [page, ...server indexes] */
   override: number[][];
+  /** [group, ...server indexes]: old copies still to discard (absent in snapshots of older daemons). */
+  stale?: number[][];
 }
 
 /** The whole state, compact: a bitmap of written pages and holder lists by server index. */
@@ -124,7 +149,8 @@ export function encodeSnapshot(st: PlacementState): Buffer {
   for (const w of st.written.values()) for (const p of w) bits[p >> 3]! |= 1 << (p & 7);
   const holders = [...st.holders].map(([g, h]) => [g, ...h.map(ix)]);
   const override = [...st.override].map(([p, c]) => [p, ...c.map(ix)]);
-  const j: SnapshotJson = { v: 1, servers, written: max < 0 ? '' : bits.toString('base64'), holders, override };
+  const stale = [...st.stale].map(([g, s]) => [g, ...s.map(ix)]);
+  const j: SnapshotJson = { v: 1, servers, written: max < 0 ? '' : bits.toString('base64'), holders, override, stale };
   return Buffer.from(JSON.stringify(j));
 }
 
@@ -153,5 +179,7 @@ export function decodeSnapshot(b: Buffer, perGroup: number): PlacementState {
   };
   for (const [g, ...h] of j.holders) st.holders.set(g!, h.map(name));
   for (const [p, ...c] of j.override) st.override.set(p!, c.map(name));
+  if (j.stale !== undefined && !Array.isArray(j.stale)) throw new Error(`Expected a list of stale copies for a placement snapshot but received ${JSON.stringify(j.stale).slice(0, 80)}`);
+  for (const [g, ...s] of j.stale ?? []) st.stale.set(g!, s.map(name));
   return st;
 }

@@ -16,8 +16,10 @@
 //   version overwrite a higher one, so a write that times out here and lands on a server later
 //   (after a newer write or a repair copy got there) leaves the newer bytes in place.
 // - a copy a group's move left behind is discarded from its server only after the new placement
-//   is durable in that journal, under the group's lock: never the last good copy. A crash in
-//   between leaves the old copy as garbage on that server (nothing reads it; never freed).
+//   is durable in that journal, under the group's lock: never the last good copy. The same record
+//   names the servers left with an old copy, and a 'd' record clears each once it acknowledged the
+//   discard: a daemon that dies in between (or while that server is unreachable) sends the discard
+//   after its restart instead of leaving the copy as garbage.
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
@@ -139,11 +141,6 @@ export class MemoryPool implements PageStore {
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0, discardedPages: 0 };
-  /**
-   * Old copies still to free: region id → group → servers. In memory only: after a daemon restart
-   * they stay on their servers as garbage (nothing reads them).
-   */
-  private readonly staleCopies = new Map<string, Map<number, Set<string>>>();
   private pendingGroups = 0;
   private closed = false;
   private readonly instances: InstanceFile | null;
@@ -226,7 +223,7 @@ export class MemoryPool implements PageStore {
     let under = 0;
     for (const r of this.regions.values()) for (const g of r.written.keys()) if (this.isUnderReplicated(r, g)) under++;
     let discardsPending = 0;
-    for (const groups of this.staleCopies.values()) discardsPending += groups.size;
+    for (const r of this.regions.values()) discardsPending += r.stale.size;
     return { underReplicatedGroups: under, pendingGroups: this.pendingGroups, ...this.repairStats, discardsPending, running: this.repairing !== null };
   }
 
@@ -313,7 +310,6 @@ export class MemoryPool implements PageStore {
   async deleteRegion(regionId: string): Promise<void> {
     const r = this.regions.get(regionId);
     this.regions.delete(regionId);
-    this.staleCopies.delete(regionId);
     if (r?.journal) await r.journal.remove();
     else if (this.opts.stateDir !== null) Journal.removeFiles(this.placementDir(), regionId);
     const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
@@ -443,7 +439,8 @@ export class MemoryPool implements PageStore {
       r = { ref: { id: ref.id, pageSize: ref.pageSize }, replicas: this.replicaCount(null), requested: null, perGroup, ...emptyState(), journal: null, writeSeq: new Map(), locks: new Map() };
       if (this.opts.stateDir !== null) this.load(r);
       this.regions.set(ref.id, r);
-      if (this.opts.stateDir !== null && [...r.written.keys()].some((g) => this.isUnderReplicated(r!, g))) this.scheduleRepair();
+      // (Old copies the journal says are still to discard are freed by that repair pass too.)
+      if (this.opts.stateDir !== null && (r.stale.size > 0 || [...r.written.keys()].some((g) => this.isUnderReplicated(r!, g)))) this.scheduleRepair();
     } else if (r.ref.pageSize !== ref.pageSize) {
       throw new PageStoreError('invalid', `region ${ref.id}: Expected page size ${r.ref.pageSize} but received ${ref.pageSize}`);
     }
@@ -785,14 +782,17 @@ export class MemoryPool implements PageStore {
       const c = this.copiesOf(r, p);
       return desired.every((d) => c.includes(d));
     });
-    // Every server with a copy now: those left out of `desired` hold garbage once it is recorded.
+    // Every server with a copy now: those left out of `desired` hold garbage once it is recorded
+    // (and are named in that record, to be discarded even after a daemon restart).
     const before = new Set(this.holdersOf(r, group));
     for (const p of pages) for (const s of this.copiesOf(r, p)) before.add(s);
+    const gone = [...before].filter((s) => !desired.includes(s) && this.members.get(s)?.m.store.discard !== undefined);
+    const moved: PlacementOp = gone.length > 0 ? { t: 'h', g: group, h: desired, d: gone } : { t: 'h', g: group, h: desired };
     if (complete) {
       const h = r.holders.get(group);
       if (h === undefined || !(h.length === desired.length && h.every((s) => desired.includes(s))) || pages.some((p) => r.override.has(p))) {
-        await this.change(r, { t: 'h', g: group, h: desired });
-        await this.discardStale(r, group, [...before].filter((s) => !desired.includes(s)), pages);
+        await this.change(r, moved);
+        await this.discardStale(r, group, gone, pages);
       }
       return false;
     }
@@ -825,83 +825,71 @@ export class MemoryPool implements PageStore {
     }
     // (Writes wait for the lock; kept as a guard should one ever bypass it.)
     if ((r.writeSeq.get(group) ?? 0) !== seq) return true;
-    await this.change(r, { t: 'h', g: group, h: desired });
+    await this.change(r, moved);
     this.repairStats.repairedGroups++;
     // Only now, with the new holders durable, may the old ones let go.
-    await this.discardStale(r, group, [...before].filter((s) => !desired.includes(s)), pages);
+    await this.discardStale(r, group, gone, pages);
     return true;
   }
 
   /**
    * Frees a group's pages on servers that no longer hold it. Called under the group's lock once the
-   * placement naming its new holders is durable; a server that cannot be reached now is retried by
-   * later repair passes (retryDiscards).
+   * placement naming its new holders (and these servers in r.stale) is durable; a server that
+   * cannot be reached now stays in r.stale, retried by later repair passes (retryDiscards), also
+   * after a daemon restart.
    */
   private async discardStale(r: RegionPlacement, group: number, servers: string[], pages: number[]): Promise<void> {
     for (const s of servers) {
       const m = this.members.get(s);
-      if (m === undefined || m.m.store.discard === undefined) continue;
+      // Servers that left the pool took their garbage with them (as far as this daemon goes).
+      if (m === undefined || m.m.store.discard === undefined) {
+        await this.forgetStale(r, group, s);
+        continue;
+      }
       const copies = new Set(this.holdersOf(r, group));
       for (const p of pages) for (const c of this.copiesOf(r, p)) copies.add(c);
       // (A copy it holds again, e.g. the group moved back to it meanwhile, is not garbage.)
       if (copies.has(s)) {
-        this.forgetStale(r.ref.id, group, s);
+        await this.forgetStale(r, group, s);
         continue;
       }
       // Suspect or down: later (a partitioned server would cost every group its deadline now).
-      if (m.state !== 'up') {
-        this.rememberStale(r.ref.id, group, s);
-        continue;
-      }
+      if (m.state !== 'up') continue;
       try {
         const freed = await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs);
         this.repairStats.discardedPages += freed;
-        this.forgetStale(r.ref.id, group, s);
       } catch (e) {
-        this.rememberStale(r.ref.id, group, s);
         this.opts.logger.warn({ server: s, region: r.ref.id, group, err: e instanceof Error ? e.message : String(e) }, 'could not discard the old copy of a moved group; will retry');
+        continue;
       }
+      await this.forgetStale(r, group, s);
     }
   }
 
-  private rememberStale(region: string, group: number, server: string): void {
-    let groups = this.staleCopies.get(region);
-    if (groups === undefined) this.staleCopies.set(region, (groups = new Map()));
-    let set = groups.get(group);
-    if (set === undefined) groups.set(group, (set = new Set()));
-    set.add(server);
+  /**
+   * Records that a server's old copy of a group needs no discard any more. Not needed for safety (a
+   * discard sent again after a restart is checked against the placement like the first): a journal
+   * failure here is only logged.
+   */
+  private async forgetStale(r: RegionPlacement, group: number, server: string): Promise<void> {
+    try {
+      await this.change(r, { t: 'd', g: group, s: server });
+    } catch (e) {
+      this.opts.logger.error({ err: e, region: r.ref.id, group, server }, 'placement journal: could not record a discard');
+    }
   }
 
-  private forgetStale(region: string, group: number, server: string): void {
-    const groups = this.staleCopies.get(region);
-    const set = groups?.get(group);
-    if (groups === undefined || set === undefined) return;
-    set.delete(server);
-    if (set.size === 0) groups.delete(group);
-    if (groups.size === 0) this.staleCopies.delete(region);
-  }
-
-  /** Old copies that could not be discarded earlier (their server was unreachable): tried again. */
+  /** Old copies not discarded yet (their server was unreachable, or the daemon restarted): tried again. */
   private async retryDiscards(): Promise<void> {
     // A server that fails one is not asked again this round (it would cost each group its deadline).
     const failing = new Set<string>();
-    for (const [regionId, groups] of [...this.staleCopies]) {
-      const r = this.regions.get(regionId);
-      if (r === undefined) {
-        this.staleCopies.delete(regionId);
-        continue;
-      }
-      for (const [group, servers] of [...groups]) {
-        if (this.closed) return;
-        // Servers that left the pool took their garbage with them (as far as this daemon goes).
-        const live = [...servers].filter((s) => {
-          if (this.members.has(s)) return this.members.get(s)!.state === 'up' && !failing.has(s);
-          this.forgetStale(regionId, group, s);
-          return false;
-        });
+    for (const r of [...this.regions.values()]) {
+      for (const [group, servers] of [...r.stale]) {
+        if (this.closed || this.regions.get(r.ref.id) !== r) break;
+        const live = servers.filter((s) => !failing.has(s) && (this.members.get(s)?.state ?? 'up') === 'up');
         if (live.length === 0) continue;
         await this.locked(r, group, () => this.discardStale(r, group, live, [...(r.written.get(group) ?? [])]));
-        for (const s of live) if (this.staleCopies.get(regionId)?.get(group)?.has(s)) failing.add(s);
+        for (const s of live) if (r.stale.get(group)?.includes(s) && this.members.has(s)) failing.add(s);
       }
     }
   }

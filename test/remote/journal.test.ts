@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../daemon/remote/journal';
-import { applyOp, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp } from '../../daemon/remote/placement-state';
+import { applyOp, changes, decodeOp, decodeSnapshot, emptyState, encodeOp, encodeSnapshot, type PlacementOp } from '../../daemon/remote/placement-state';
 
 function tmp(t: { after(fn: () => void): void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-journal-'));
@@ -137,8 +137,57 @@ test('placement state: ops replayed from records equal the live state, and a sna
   assert.deepEqual(decodeSnapshot(encodeSnapshot(emptyState()), 16), emptyState());
 });
 
+/** The placement state a journal holds: its snapshot, then its records replayed. */
+function loadState(dir: string, name: string): { journal: Journal; state: ReturnType<typeof emptyState> } {
+  const { journal, contents } = Journal.open(dir, name);
+  const state = contents.snapshot === null ? emptyState() : decodeSnapshot(contents.snapshot, 16);
+  for (const r of contents.records) applyOp(state, decodeOp(r));
+  return { journal, state };
+}
+
+test('placement state: old copies still to discard survive a reopen and compaction, and their discard record clears them', async (t) => {
+  const dir = tmp(t);
+  let { journal, state } = loadState(dir, 'st');
+  const record = async (op: PlacementOp) => {
+    applyOp(state, op);
+    await journal.append(encodeOp(op));
+  };
+  await record({ t: 'w', g: 0, p: [0, 1], a: ['A'] });
+  await record({ t: 'w', g: 1, p: [16], a: ['A', 'C'] });
+  await record({ t: 'h', g: 0, h: ['B'], d: ['A'] }); // moved A → B: A still holds an old copy
+  await record({ t: 'h', g: 1, h: ['B', 'C'], d: ['A'] });
+  assert.deepEqual(state.stale, new Map([[0, ['A']], [1, ['A']]]));
+  await journal.close();
+  ({ journal, state } = loadState(dir, 'st')); // a crash before any discard: replayed from the log
+  assert.deepEqual(state.stale, new Map([[0, ['A']], [1, ['A']]]));
+  await record({ t: 'd', g: 1, s: 'A' }); // A acknowledged the discard of group 1
+  assert.equal(changes(state, { t: 'd', g: 1, s: 'A' }), false); // (again: nothing to record)
+  await journal.compact(() => encodeSnapshot(state));
+  await journal.close();
+  ({ journal, state } = loadState(dir, 'st')); // from the snapshot alone
+  assert.deepEqual(state.stale, new Map([[0, ['A']]]));
+  assert.deepEqual(state.holders, new Map([[0, ['B']], [1, ['B', 'C']]]));
+  await record({ t: 'd', g: 0, s: 'A' });
+  await journal.close();
+  ({ journal, state } = loadState(dir, 'st'));
+  assert.deepEqual(state.stale, new Map());
+  // A group that moves back to a server with a pending discard makes its copy current again.
+  await record({ t: 'h', g: 0, h: ['A'], d: ['B'] });
+  await record({ t: 'h', g: 0, h: ['C'], d: ['A'] });
+  assert.deepEqual(state.stale, new Map([[0, ['B', 'A']]]));
+  await record({ t: 'h', g: 0, h: ['A'] });
+  assert.deepEqual(state.stale, new Map([[0, ['B']]]));
+  await journal.close();
+  ({ journal, state } = loadState(dir, 'st'));
+  assert.deepEqual(state.stale, new Map([[0, ['B']]]));
+  await journal.close();
+  // A snapshot of a daemon that did not know stale copies yet loads as none.
+  assert.deepEqual(decodeSnapshot(Buffer.from('{"v":1,"servers":["A"],"written":"AQ==","holders":[[0,0]],"override":[]}'), 16).stale, new Map());
+});
+
 test('placement state: a record that is not one is refused', () => {
-  assert.throws(() => decodeOp(Buffer.from('{"t":"x"}')), { message: 'Expected a placement record (w, h or l) but received {"t":"x"}' });
+  assert.throws(() => decodeOp(Buffer.from('{"t":"x"}')), { message: 'Expected a placement record (w, h, l or d) but received {"t":"x"}' });
   assert.throws(() => decodeSnapshot(Buffer.from('{"v":2}'), 16), { message: 'Expected a placement snapshot (v 1) but received {"v":2}' });
   assert.throws(() => decodeSnapshot(Buffer.from('{"v":1,"servers":[],"written":"","holders":[[0,3]],"override":[]}'), 16), { message: 'Expected a server index below 0 for a placement snapshot but received 3' });
+  assert.throws(() => decodeSnapshot(Buffer.from('{"v":1,"servers":[],"written":"","holders":[],"override":[],"stale":7}'), 16), { message: 'Expected a list of stale copies for a placement snapshot but received 7' });
 });

@@ -189,3 +189,38 @@ test('a discard the old holder fails is retried by the next repair pass', async 
   assert.deepEqual(await wrongPages(pool, 1), []);
   await pool.close();
 });
+
+test('discards still pending when the daemon stops (old holder failing them) are sent by the restarted daemon', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farmem-pool-discard-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const three = stores(3, 40);
+  const d = new MemStore('10.0.1.44:7070');
+  const opts = { logger, replicas: 2, repairBytesPerSecond: 1e12 };
+  const pool = new MemoryPool(three.map(member), { ...opts, stateDir: path.join(dir, 'live') });
+  await writeAll(pool, 1);
+  for (const s of three) {
+    s.beforeDiscard = () => {
+      throw new PageStoreError('unavailable', `${s.id}: connection reset`, s.id);
+    };
+  }
+  pool.addMember(member(d));
+  await pool.repair();
+  const moved = groupsOf(d).size;
+  assert.ok(moved > 0);
+  assert.equal(pool.repairStatus().discardsPending, moved);
+  // kill -9 now (the state dir as it is: the log), and a clean stop (the snapshot close writes).
+  fs.cpSync(path.join(dir, 'live'), path.join(dir, 'crash'), { recursive: true });
+  await pool.close();
+  for (const s of three) s.beforeDiscard = null;
+  for (const stateDir of [path.join(dir, 'crash'), path.join(dir, 'live')]) {
+    const all = [...three, d].map((s) => Object.assign(new MemStore(s.id), { pages: new Map(s.pages) }));
+    const p2 = new MemoryPool(all.map(member), { ...opts, stateDir });
+    assert.deepEqual(await wrongPages(p2, 1), []); // (loads the region: its repair pass runs)
+    await p2.repair();
+    assert.equal(p2.repairStatus().discardsPending, 0, stateDir);
+    assert.equal(p2.repairStatus().discardedPages, moved * 16, stateDir);
+    assertPlaced(all, all, 2);
+    assert.deepEqual(await wrongPages(p2, 1), []);
+    await p2.close();
+  }
+});
