@@ -158,6 +158,14 @@ export class MemoryPool implements PageStore {
   private readonly rankings = new Map<string, Map<number, readonly string[]>>();
   /** Those members as rank() takes them (null: to be listed again). */
   private rankCandidates: Candidate[] | null = null;
+  /**
+   * readCoalesced's scratch: each page's server, and the groups met with theirs. Used only before its
+   * first await (no other read runs in between), so every read shares them: allocating a typed
+   * array per read cost more than the rest of the pass.
+   */
+  private pageServer = new Int32Array(256);
+  private readonly metGroups: number[] = [];
+  private readonly metGroupServer: number[] = [];
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
     this.opts = {
@@ -590,15 +598,22 @@ export class MemoryPool implements PageStore {
     const overrides = r.override.size > 0;
     // The servers this read asks, in the order first needed; page i goes to servers[at[i]] (-1: no live copy).
     const servers: string[] = [];
-    const at = new Int32Array(n);
+    if (this.pageServer.length < n) this.pageServer = new Int32Array(Math.max(n, this.pageServer.length * 2));
+    const at = this.pageServer;
     const indexOf = (s: string | undefined): number => {
       if (s === undefined) return -1;
       const k = servers.indexOf(s);
       return k >= 0 ? k : servers.push(s) - 1;
     };
-    // The current group's server, and those of the groups before it (a batch need not be in order).
+    // The current group's server, and those of the groups before it: in met* while the batch's
+    // groups ascend (a scan), in a map once one comes back or out of order.
     let group = -1;
     let groupAt = -1;
+    let maxGroup = -1;
+    const metGroups = this.metGroups;
+    const metGroupServer = this.metGroupServer;
+    metGroups.length = 0;
+    metGroupServer.length = 0;
     let groupsAt: Map<number, number> | null = null;
     let unplaced = 0;
     for (let i = 0; i < n; i++) {
@@ -609,10 +624,21 @@ export class MemoryPool implements PageStore {
       else {
         const g = groupOf(p, perGroup);
         if (g !== group) {
-          if (group >= 0) (groupsAt ??= new Map()).set(group, groupAt);
           group = g;
-          const known = groupsAt?.get(g);
-          groupAt = known ?? indexOf(this.fastest(this.holdersOf(r, g)));
+          if (groupsAt === null && g > maxGroup) {
+            maxGroup = g;
+            groupAt = indexOf(this.fastest(this.holdersOf(r, g)));
+            metGroups.push(g);
+            metGroupServer.push(groupAt);
+          } else {
+            if (groupsAt === null) {
+              groupsAt = new Map();
+              for (let j = 0; j < metGroups.length; j++) groupsAt.set(metGroups[j]!, metGroupServer[j]!);
+            }
+            const known = groupsAt.get(g);
+            if (known !== undefined) groupAt = known;
+            else groupsAt.set(g, (groupAt = indexOf(this.fastest(this.holdersOf(r, g)))));
+          }
         }
         k = groupAt;
       }
