@@ -128,6 +128,8 @@ interface RegionPlacement extends PlacementState {
 }
 
 const REPAIR_GROUPS_IN_FLIGHT = 8;
+/** Rendezvous orders remembered per region (64 Ki groups: 4 GiB of 64 KiB groups); cleared when full. */
+const RANKINGS_PER_REGION = 1 << 16;
 
 export class MemoryPool implements PageStore {
   private readonly members = new Map<string, Member>();
@@ -145,6 +147,22 @@ export class MemoryPool implements PageStore {
   private closed = false;
   private readonly instances: InstanceFile | null;
   private readonly clock: VersionClock;
+  /**
+   * Rendezvous orders computed so far: region id → group → order. An order depends only on the
+   * members that may take copies (and their weights), so addMember / removeMember forget them all;
+   * a scan asks for the same groups' order batch after batch, and repair for every written group.
+   */
+  private readonly rankings = new Map<string, Map<number, readonly string[]>>();
+  /** Those members as rank() takes them (null: to be listed again). */
+  private rankCandidates: Candidate[] | null = null;
+  /**
+   * readCoalesced's scratch: each page's server, and the groups met with theirs. Used only before its
+   * first await (no other read runs in between), so every read shares them: allocating a typed
+   * array per read cost more than the rest of the pass.
+   */
+  private pageServer = new Int32Array(256);
+  private readonly metGroups: number[] = [];
+  private readonly metGroupServer: number[] = [];
 
   constructor(members: PoolMember[], opts: Partial<PoolOptions> & { logger: pino.Logger }) {
     this.opts = {
@@ -186,6 +204,7 @@ export class MemoryPool implements PageStore {
     // The instance id seen before a daemon restart: a server that restarted empty meanwhile is refilled.
     const instanceId = this.instances?.get(m.id) ?? '';
     this.members.set(m.id, { id: m.id, weight: m.weight, state: 'up', draining: false, latencyMs: null, failures: 0, since: Date.now(), instanceId, m, healthFailingSince: null, drain: null });
+    this.forgetRankings();
     this.reclampReplicas();
     // Groups that now rank the newcomer among their top R are moved to it by repair.
     if (this.regions.size > 0) this.scheduleRepair();
@@ -208,6 +227,7 @@ export class MemoryPool implements PageStore {
     const done = new Promise<void>((res) => (resolve = res));
     m.drain = { done, resolve };
     m.draining = true;
+    this.forgetRankings();
     this.opts.logger.info({ server: id }, `memory server ${id}: draining (moving its groups to other servers)`);
     this.reclampReplicas();
     this.finishDrains();
@@ -237,7 +257,6 @@ export class MemoryPool implements PageStore {
   async read(region: RegionRef, pages: readonly number[], opts?: ReadOptions): Promise<ReadResult> {
     const r = this.placement(region);
     opts = { deadlineMs: opts?.deadlineMs ?? this.opts.readDeadlineMs };
-    const present = new Map<number, Buffer>();
     const absent: number[] = [];
     // First one request per server, for every page whose fastest live copy is there: a read of
     // contiguous pages spans many 64 KiB groups, and one request per group made a 1 MiB read 16
@@ -245,7 +264,7 @@ export class MemoryPool implements PageStore {
     // What that does not settle (a failed server, a written page a replica lacks) goes the careful
     // way below, group by group through every replica.
     const failed = new Set<string>();
-    const rest = await this.readCoalesced(r, pages, opts, present, absent, failed);
+    const { present, rest } = await this.readCoalesced(r, pages, opts, absent, failed);
     if (rest.length === 0) return { present, absent };
     const parts = await Promise.all([...this.byGroup(r, rest)].map(([group, groupPages]) => this.readGroup(r, group, groupPages, opts, failed)));
     for (const got of parts) {
@@ -310,6 +329,7 @@ export class MemoryPool implements PageStore {
   async deleteRegion(regionId: string): Promise<void> {
     const r = this.regions.get(regionId);
     this.regions.delete(regionId);
+    this.rankings.delete(regionId);
     if (r?.journal) await r.journal.remove();
     else if (this.opts.stateDir !== null) Journal.removeFiles(this.placementDir(), regionId);
     const results = await Promise.allSettled([...this.members.values()].map((m) => m.m.store.deleteRegion(regionId)));
@@ -498,10 +518,23 @@ export class MemoryPool implements PageStore {
     return out;
   }
 
-  /** Rendezvous order over the servers that may take copies (not those being removed). */
-  private ranked(r: RegionPlacement, group: number): string[] {
-    const cands: Candidate[] = [...this.members.values()].filter((m) => m.drain === null).map((m) => ({ id: m.id, weight: m.weight }));
-    return rank(cands, r.ref.id, group);
+  /** Rendezvous order over the servers that may take copies (not those being removed); shared: not to be changed. */
+  private ranked(r: RegionPlacement, group: number): readonly string[] {
+    let byGroup = this.rankings.get(r.ref.id);
+    if (byGroup === undefined) this.rankings.set(r.ref.id, (byGroup = new Map()));
+    let order = byGroup.get(group);
+    if (order === undefined) {
+      if (byGroup.size >= RANKINGS_PER_REGION) byGroup.clear();
+      this.rankCandidates ??= [...this.members.values()].filter((m) => m.drain === null).map((m) => ({ id: m.id, weight: m.weight }));
+      order = rank(this.rankCandidates, r.ref.id, group);
+      byGroup.set(group, order);
+    }
+    return order;
+  }
+
+  private forgetRankings(): void {
+    this.rankings.clear();
+    this.rankCandidates = null;
   }
 
   private holdersOf(r: RegionPlacement, group: number): string[] {
@@ -533,40 +566,108 @@ export class MemoryPool implements PageStore {
     return ids.filter((s) => this.alive(s)).sort((a, b) => score(a) - score(b));
   }
 
-  /** The fast path of read(): fills present/absent; returns the pages left for readGroup. */
-  private async readCoalesced(r: RegionPlacement, pages: readonly number[], opts: { deadlineMs?: number }, present: Map<number, Buffer>, absent: number[], failed: Set<string>): Promise<number[]> {
-    const byServer = new Map<string, number[]>();
-    const firstOfGroup = new Map<number, string | undefined>();
-    const rest: number[] = [];
-    for (const p of pages) {
-      let server: string | undefined;
-      const own = r.override.get(p);
-      if (own !== undefined) server = this.byLatency(own)[0];
-      else {
-        const g = groupOf(p, r.perGroup);
-        if (!firstOfGroup.has(g)) firstOfGroup.set(g, this.byLatency(this.holdersOf(r, g))[0]);
-        server = firstOfGroup.get(g);
-      }
-      if (server === undefined) rest.push(p);
-      else {
-        const list = byServer.get(server);
-        if (list) list.push(p);
-        else byServer.set(server, [p]);
+  /** byLatency(ids)[0] without filtering and sorting copies: the first alive of the lowest score, as that stable sort gives. */
+  private fastest(ids: readonly string[]): string | undefined {
+    let best: string | undefined;
+    let bestScore = Infinity;
+    for (const id of ids) {
+      const m = this.members.get(id);
+      if (m === undefined || m.state === 'down') continue;
+      const score = (m.state === 'suspect' ? 1e9 : 0) + (m.latencyMs ?? 0);
+      if (score < bestScore) {
+        best = id;
+        bestScore = score;
       }
     }
-    const done = await Promise.allSettled([...byServer].map(([server, list]) => this.call(server, (st) => st.read(r.ref, list, opts))));
-    let i = 0;
-    for (const list of byServer.values()) {
-      const res = done[i++]!;
+    return best;
+  }
+
+  /**
+   * The fast path of read(): fills absent; returns the pages read and those left for readGroup.
+   * One pass over the batch picks each page's server (a group's choice is made once per batch), kept
+   * in a typed array; when every page goes to one server (one server, or a batch within its
+   * groups) the caller's page list is sent as it is, and the first answer's map becomes the read's
+   * (a store builds its result per read): a scan costs no per-page copies here.
+   */
+  private async readCoalesced(r: RegionPlacement, pages: readonly number[], opts: { deadlineMs?: number }, absent: number[], failed: Set<string>): Promise<{ present: Map<number, Buffer>; rest: number[] }> {
+    const n = pages.length;
+    const perGroup = r.perGroup;
+    const overrides = r.override.size > 0;
+    // The servers this read asks, in the order first needed; page i goes to servers[at[i]] (-1: no live copy).
+    const servers: string[] = [];
+    if (this.pageServer.length < n) this.pageServer = new Int32Array(Math.max(n, this.pageServer.length * 2));
+    const at = this.pageServer;
+    const indexOf = (s: string | undefined): number => {
+      if (s === undefined) return -1;
+      const k = servers.indexOf(s);
+      return k >= 0 ? k : servers.push(s) - 1;
+    };
+    // The current group's server, and those of the groups before it: in met* while the batch's
+    // groups ascend (a scan), in a map once one comes back or out of order.
+    let group = -1;
+    let groupAt = -1;
+    let maxGroup = -1;
+    const metGroups = this.metGroups;
+    const metGroupServer = this.metGroupServer;
+    metGroups.length = 0;
+    metGroupServer.length = 0;
+    let groupsAt: Map<number, number> | null = null;
+    let unplaced = 0;
+    for (let i = 0; i < n; i++) {
+      const p = pages[i]!;
+      const own = overrides ? r.override.get(p) : undefined;
+      let k: number;
+      if (own !== undefined) k = indexOf(this.fastest(own));
+      else {
+        const g = groupOf(p, perGroup);
+        if (g !== group) {
+          group = g;
+          if (groupsAt === null && g > maxGroup) {
+            maxGroup = g;
+            groupAt = indexOf(this.fastest(this.holdersOf(r, g)));
+            metGroups.push(g);
+            metGroupServer.push(groupAt);
+          } else {
+            if (groupsAt === null) {
+              groupsAt = new Map();
+              for (let j = 0; j < metGroups.length; j++) groupsAt.set(metGroups[j]!, metGroupServer[j]!);
+            }
+            const known = groupsAt.get(g);
+            if (known !== undefined) groupAt = known;
+            else groupsAt.set(g, (groupAt = indexOf(this.fastest(this.holdersOf(r, g)))));
+          }
+        }
+        k = groupAt;
+      }
+      at[i] = k;
+      if (k < 0) unplaced++;
+    }
+    const rest: number[] = [];
+    let lists: Array<readonly number[]>;
+    if (servers.length === 1 && unplaced === 0) lists = [pages];
+    else {
+      const split: number[][] = servers.map(() => []);
+      for (let i = 0; i < n; i++) {
+        const k = at[i]!;
+        (k < 0 ? rest : split[k]!).push(pages[i]!);
+      }
+      lists = split;
+    }
+    const done = await Promise.allSettled(lists.map((list, k) => this.call(servers[k]!, (st) => st.read(r.ref, list, opts))));
+    let present: Map<number, Buffer> | null = null;
+    for (let k = 0; k < lists.length; k++) {
+      const res = done[k]!;
       if (res.status === 'rejected') {
-        failed.add([...byServer.keys()][i - 1]!);
-        rest.push(...list);
+        failed.add(servers[k]!);
+        for (const p of lists[k]!) rest.push(p);
         continue;
       }
-      for (const [p, b] of res.value.present) present.set(p, b);
-      for (const p of res.value.absent) (r.written.get(groupOf(p, r.perGroup))?.has(p) ? rest : absent).push(p);
+      const got = res.value;
+      if (present === null) present = got.present;
+      else for (const [p, b] of got.present) present.set(p, b);
+      for (const p of got.absent) (r.written.get(groupOf(p, perGroup))?.has(p) ? rest : absent).push(p);
     }
-    return rest;
+    return { present: present ?? new Map<number, Buffer>(), rest };
   }
 
   /** `failed`: servers that just failed this read: asked last (a partitioned one would cost its deadline again first). */
@@ -576,8 +677,11 @@ export class MemoryPool implements PageStore {
     const absent: number[] = [];
     // Pages whose copies live elsewhere than the group's holders are read on their own.
     const bySet = new Map<string, number[]>();
+    const overrides = r.override.size > 0;
+    const holdersKey = this.holdersOf(r, group).join(',');
     for (const p of pages) {
-      const key = this.copiesOf(r, p).join(',');
+      const own = overrides ? r.override.get(p) : undefined;
+      const key = own === undefined ? holdersKey : own.join(',');
       const list = bySet.get(key);
       if (list) list.push(p);
       else bySet.set(key, [p]);
@@ -601,7 +705,7 @@ export class MemoryPool implements PageStore {
         }
       }
       // The group moved while this read was on its way (and its old copy was discarded): ask the new holders.
-      if (need.length > 0 && depth < 2 && need.some((p) => this.copiesOf(r, p).join(',') !== key)) {
+      if (need.length > 0 && depth < 2 && this.movedSince(r, group, need, key)) {
         const got = await this.readGroup(r, group, need, opts, failed, depth + 1);
         for (const [p, b] of got.present) present.set(p, b);
         absent.push(...got.absent);
@@ -613,6 +717,13 @@ export class MemoryPool implements PageStore {
       }
     }
     return { present, absent };
+  }
+
+  /** Whether some of a group's pages now have other copies than `key` (copiesOf joined) says. */
+  private movedSince(r: RegionPlacement, group: number, pages: readonly number[], key: string): boolean {
+    const holdersKey = this.holdersOf(r, group).join(',');
+    for (const p of pages) if ((r.override.get(p)?.join(',') ?? holdersKey) !== key) return true;
+    return false;
   }
 
   /**
