@@ -16,6 +16,11 @@ export function describe(v: unknown): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
+/** Why `region` is not a region id (the message every RPC gives), or null when it is one. */
+export function regionIdError(region: string): string | null {
+  return REGION_ID_RE.test(region) ? null : `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(region)}`;
+}
+
 export class PageHandler {
   constructor(
     private readonly store: SlabStore,
@@ -34,9 +39,8 @@ export class PageHandler {
 
   private serve(m: PageRequestMsg): PageResponseMsg {
     const id = m.requestId;
-    if (!REGION_ID_RE.test(m.region)) {
-      return refuse(id, status.INVALID_ARGUMENT, `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(m.region)}`);
-    }
+    const badRegion = regionIdError(m.region);
+    if (badRegion !== null) return refuse(id, status.INVALID_ARGUMENT, badRegion);
     if (!validPageSize(m.pageSize)) {
       return refuse(id, status.INVALID_ARGUMENT, `Expected a power of two from 4096 to 2097152 for page_size but received ${m.pageSize}`);
     }

@@ -8,10 +8,10 @@ import type pino from 'pino';
 import type { farmem } from '../../proto/gen/farmem';
 import { installServerGather } from '../remote/gather';
 import { installServerPreframe } from '../remote/preframe';
-import { maxPages, MIN_PAGE_SIZE, memoryServerService, REGION_ID_RE } from '../remote/service';
+import { maxPages, MIN_PAGE_SIZE, memoryServerService } from '../remote/service';
 import { decodeRequestGathered, toNum, type PageRequestMsg, type PageResponseMsg } from '../remote/wire';
 import { Authorizer, serverCredentials, type TlsFiles } from './auth';
-import { describe, PageHandler } from './handler';
+import { PageHandler, regionIdError } from './handler';
 import { Journal } from './journal';
 import { ServerMetrics } from './metrics';
 import { SlabStore } from './slabs';
@@ -237,9 +237,8 @@ export class MemoryServer {
     const refused = this.refused(call, 'DeleteRegion');
     if (refused) return cb(refused);
     const region = call.request.region ?? '';
-    if (!REGION_ID_RE.test(region)) {
-      return cb({ code: grpc.status.INVALID_ARGUMENT, details: `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(region)}` });
-    }
+    const badRegion = regionIdError(region);
+    if (badRegion !== null) return cb({ code: grpc.status.INVALID_ARGUMENT, details: badRegion });
     const freed = this.store.deleteRegion(region);
     if (freed === null) return cb({ code: grpc.status.NOT_FOUND, details: `region "${region}" has no pages on this server` });
     this.journal?.appendDelete(region);
@@ -252,9 +251,8 @@ export class MemoryServer {
     const refused = this.refused(call, 'Discard');
     if (refused) return cb(refused);
     const region = call.request.region ?? '';
-    if (!REGION_ID_RE.test(region)) {
-      return cb({ code: grpc.status.INVALID_ARGUMENT, details: `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(region)}` });
-    }
+    const badRegion = regionIdError(region);
+    if (badRegion !== null) return cb({ code: grpc.status.INVALID_ARGUMENT, details: badRegion });
     const pages = (call.request.pages ?? []).map((p) => toNum(p));
     const limit = maxPages(this.store.regions.get(region)?.pageSize ?? MIN_PAGE_SIZE);
     const bad = pages.find((p) => !(Number.isSafeInteger(p) && p < limit));
@@ -275,9 +273,8 @@ export class MemoryServer {
     const refused = this.refused(call, 'Sync');
     if (refused) return cb(refused);
     const region = call.request.region ?? '';
-    if (!REGION_ID_RE.test(region)) {
-      return cb({ code: grpc.status.INVALID_ARGUMENT, details: `Expected a region id (1-128 characters of A-Z a-z 0-9 . _ -) for region but received ${describe(region)}` });
-    }
+    const badRegion = regionIdError(region);
+    if (badRegion !== null) return cb({ code: grpc.status.INVALID_ARGUMENT, details: badRegion });
     const pages = this.store.regions.get(region)?.pages.size ?? 0;
     try {
       await this.journal?.sync();
