@@ -160,8 +160,8 @@ export class AttachServer {
           this.log.error({ err: e.error }, 'attach socket error');
           return;
         }
-        if (e.error.code === 'EMSGSIZE') this.fail(c, new Refuse('INVALID_ARGUMENT', `${this.who(c)}: message over 64 KiB or with more than 16 fds (dropped)`));
-        else this.fail(c, new Refuse('INTERNAL', `${this.who(c)}: ${e.error.message}`));
+        if (e.error.code === 'EMSGSIZE') this.fail(c, new Refuse('INVALID_ARGUMENT', `message over 64 KiB or with more than 16 fds (dropped)`));
+        else this.fail(c, new Refuse('INTERNAL', `${e.error.message}`));
         return;
       }
     }
@@ -199,7 +199,7 @@ export class AttachServer {
       reattach: false,
       attachmentId: null,
     };
-    c.timer = setTimeout(() => this.fail(c, new Refuse('UNAVAILABLE', `${this.who(c)}: attach not completed within ${this.timeoutMs} ms`)), this.timeoutMs);
+    c.timer = setTimeout(() => this.fail(c, new Refuse('UNAVAILABLE', `attach not completed within ${this.timeoutMs} ms`)), this.timeoutMs);
     c.timer.unref();
     this.conns.set(id, c);
     log.debug('attach connection');
@@ -211,25 +211,25 @@ export class AttachServer {
       msg = decodeClientMessage(payload);
     } catch (err) {
       closeAll(fds);
-      if (err instanceof AttachProtocolError) throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: ${err.message}`);
+      if (err instanceof AttachProtocolError) throw new Refuse('INVALID_ARGUMENT', `${err.message}`);
       throw err;
     }
     if (fds.length > MAX_ATTACH_FDS) {
       closeAll(fds);
-      throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: a message carries ${fds.length} fds (at most ${MAX_ATTACH_FDS})`);
+      throw new Refuse('INVALID_ARGUMENT', `a message carries ${fds.length} fds (at most ${MAX_ATTACH_FDS})`);
     }
     switch (msg.kind) {
       case 'attach':
         if (c.state !== 'new') {
           closeAll(fds);
-          throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: unexpected AttachRequest (this connection already sent one)`);
+          throw new Refuse('INVALID_ARGUMENT', `unexpected AttachRequest (this connection already sent one)`);
         }
         this.onAttach(c, msg, fds);
         return;
       case 'register':
         if (c.state !== 'resolved') {
           closeAll(fds);
-          throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: unexpected RegisterRequest (${c.state === 'attached' ? 'already registered' : 'send AttachRequest first and wait for its reply'})`);
+          throw new Refuse('INVALID_ARGUMENT', `unexpected RegisterRequest (${c.state === 'attached' ? 'already registered' : 'send AttachRequest first and wait for its reply'})`);
         }
         this.onRegister(c, msg, fds);
         return;
@@ -251,20 +251,20 @@ export class AttachServer {
     c.log = c.log.child({ region: m.region });
     if (m.protocolVersion !== ATTACH_PROTOCOL_VERSION) {
       closeAll(fds);
-      throw new Refuse('UNIMPLEMENTED', `${this.who(c)}: protocol version ${m.protocolVersion} is not supported (farmemd speaks ${ATTACH_PROTOCOL_VERSION})`);
+      throw new Refuse('UNIMPLEMENTED', `protocol version ${m.protocolVersion} is not supported (farmemd speaks ${ATTACH_PROTOCOL_VERSION})`);
     }
     let clientMemfd = -1;
     if (m.reattach) {
       if (fds.length !== 1 || fdKind(fds[0]) !== 'memfd') {
         const got = fds.length === 1 ? describeFd(fds[0]) : `${fds.length} fds`;
         closeAll(fds);
-        throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: a reattach AttachRequest carries the region's memfd, but this one carried ${got}`);
+        throw new Refuse('INVALID_ARGUMENT', `a reattach AttachRequest carries the region's memfd, but this one carried ${got}`);
       }
       clientMemfd = fds[0];
     } else if (fds.length !== 0) {
       const got = fds.map(describeFd).join(', ');
       closeAll(fds);
-      throw new Refuse('INVALID_ARGUMENT', `${this.who(c)}: AttachRequest carries no fd, but this one carried ${got}`);
+      throw new Refuse('INVALID_ARGUMENT', `AttachRequest carries no fd, but this one carried ${got}`);
     }
     c.state = 'resolving';
     const reattach = m.reattach ? { regionId: m.reattach.regionId, token: m.reattach.token, memfd: clientMemfd } : null;
@@ -278,7 +278,7 @@ export class AttachServer {
       (r) => this.onResolved(c, r, reattach),
       (err) => {
         if (clientMemfd >= 0) closeAll([clientMemfd]);
-        this.fail(c, new Refuse('INTERNAL', `${this.who(c)}: ${(err as Error).message}`));
+        this.fail(c, new Refuse('INTERNAL', `${(err as Error).message}`));
       },
     );
   }
@@ -288,13 +288,13 @@ export class AttachServer {
     const adopted = r.ok && clientMemfd >= 0 && r.memfd === clientMemfd;
     try {
       if (c.state !== 'resolving') return; // the client went away meanwhile
-      if (!r.ok) throw new Refuse(r.code, `${this.who(c)}: ${r.reason}`);
+      if (!r.ok) throw new Refuse(r.code, `${r.reason}`);
       if (reattach) {
         if (r.spec.id !== reattach.regionId) {
-          throw new Refuse('FAILED_PRECONDITION', `${this.who(c)}: reattach: the region's id is now ${r.spec.id}, not ${reattach.regionId} (it was deleted and created again)`);
+          throw new Refuse('FAILED_PRECONDITION', `reattach: the region's id is now ${r.spec.id}, not ${reattach.regionId} (it was deleted and created again)`);
         }
         if (!adopted && fileIdentity(r.memfd) !== fileIdentity(clientMemfd)) {
-          throw new Refuse('FAILED_PRECONDITION', `${this.who(c)}: reattach: this process maps another memfd than the region's (the region was deleted and created again)`);
+          throw new Refuse('FAILED_PRECONDITION', `reattach: this process maps another memfd than the region's (the region was deleted and created again)`);
         }
       }
       c.spec = r.spec;
@@ -335,7 +335,7 @@ export class AttachServer {
     const spec = c.spec!;
     const bad = (msg: string): Refuse => {
       closeAll(fds);
-      return new Refuse('INVALID_ARGUMENT', `${this.who(c)}: ${msg}`);
+      return new Refuse('INVALID_ARGUMENT', `${msg}`);
     };
     if (fds.length !== 1) throw bad(`RegisterRequest carries exactly one fd (the userfaultfd), but this one carried ${fds.length}`);
     if (fdKind(fds[0]) !== 'userfaultfd') throw bad(`RegisterRequest carries a userfaultfd, but this one carried ${describeFd(fds[0])}`);
@@ -414,7 +414,7 @@ export class AttachServer {
       },
     ).catch((err: unknown) => {
       if (c.attachmentId === null) closeAll(pidfd === null ? [uffd] : [uffd, pidfd]);
-      this.fail(c, new Refuse('INTERNAL', `${this.who(c)}: ${(err as Error).message}`));
+      this.fail(c, new Refuse('INTERNAL', `${(err as Error).message}`));
     });
   }
 
@@ -423,9 +423,10 @@ export class AttachServer {
   /** Refuses: sends the error in the reply the client waits for, then closes the connection. */
   private fail(c: Conn, err: unknown): void {
     if (c.state === 'closed') return;
-    const r = err instanceof Refuse ? err : new Refuse('INTERNAL', `${this.who(c)}: ${err instanceof NativeError || err instanceof Error ? err.message : String(err)}`);
-    if (!(err instanceof Refuse)) c.log.error({ err }, 'attach failed');
-    else c.log.warn({ code: r.code }, r.message);
+    const r = err instanceof Refuse ? err : new Refuse('INTERNAL', `${err instanceof NativeError || err instanceof Error ? err.message : String(err)}`);
+    // The client's own error already names the region it asked for; the log says who it was.
+    if (!(err instanceof Refuse)) c.log.error({ err }, `${this.who(c)}: attach failed`);
+    else c.log.warn({ code: r.code }, `${this.who(c)}: ${r.message}`);
     this.refused++;
     const registerPhase = c.state === 'resolved' || c.state === 'registering' || c.state === 'attached';
     this.trySend(

@@ -37,19 +37,19 @@ test('refused attaches say which region and why', { skip: userfaultfdUnavailable
 
   const acl = await asNobody(workloadBin('fmattach'), ['--socket', d.attachSocket, '--region', 'priv', '--pages', '1']).done;
   assert.equal(acl.code, 2);
-  assert.equal(acl.stderr, 'fmattach: attach "priv": region "priv": permission denied: uid 65534 is neither its owner (uid 0) nor in its group (gid 0), and mode 0600 gives others no read and write (errno EACCES)\n');
+  assert.equal(acl.stderr, 'fmattach: attach "priv": permission denied: uid 65534 is neither its owner (uid 0) nor in its group (gid 0), and mode 0600 gives others no read and write (errno EACCES)\n');
 
   const node = await asNobody(process.execPath, [path.join(__dirname, '..', 'attach', 'child.js'), d.attachSocket, 'error', 'priv']).done;
-  assert.deepEqual(JSON.parse(node.stdout), { error: 'attach "priv": region "priv": permission denied: uid 65534 is neither its owner (uid 0) nor in its group (gid 0), and mode 0600 gives others no read and write', code: 'PERMISSION_DENIED' });
+  assert.deepEqual(JSON.parse(node.stdout), { error: 'attach "priv": permission denied: uid 65534 is neither its owner (uid 0) nor in its group (gid 0), and mode 0600 gives others no read and write', code: 'PERMISSION_DENIED' });
 
   const unknown = await c(d, ['--region', 'nope', '--pages', '1']).done;
   assert.equal(unknown.code, 2);
-  assert.equal(unknown.stderr, 'fmattach: attach "nope": region "nope": not found (errno ENOENT)\n');
+  assert.equal(unknown.stderr, 'fmattach: attach "nope": not found (errno ENOENT)\n');
 
   for (const bad of ['Bad Name', 'a'.repeat(64)]) {
     const r = await c(d, ['--region', bad, '--pages', '1']).done;
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, `fmattach: attach "${bad}": region "${bad}": Expected 1 to 63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, for region name but received "${bad}" (errno EINVAL)\n`);
+    assert.equal(r.stderr, `fmattach: attach "${bad}": Expected 1 to 63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, for region name but received "${bad}" (errno EINVAL)\n`);
   }
 
   // The daemon still serves: root (and the owner) may attach.
