@@ -558,11 +558,20 @@ export class MemoryPool implements PageStore {
     return r.override.get(page) ?? this.holdersOf(r, groupOf(page, r.perGroup));
   }
 
+  /** Every server the placement says has a copy of some of a group's pages (its holders, and overrides). */
+  private withCopies(r: RegionPlacement, group: number, pages: readonly number[]): Set<string> {
+    const out = new Set(this.holdersOf(r, group));
+    for (const p of pages) for (const s of this.copiesOf(r, p)) out.add(s);
+    return out;
+  }
+
+  /** Read preference of a live member: lower is better; suspect ones after every up one. */
+  private static score(m: Member): number {
+    return (m.state === 'suspect' ? 1e9 : 0) + (m.latencyMs ?? 0);
+  }
+
   private byLatency(ids: string[]): string[] {
-    const score = (id: string) => {
-      const m = this.members.get(id)!;
-      return (m.state === 'suspect' ? 1e9 : 0) + (m.latencyMs ?? 0);
-    };
+    const score = (id: string) => MemoryPool.score(this.members.get(id)!);
     return ids.filter((s) => this.alive(s)).sort((a, b) => score(a) - score(b));
   }
 
@@ -573,7 +582,7 @@ export class MemoryPool implements PageStore {
     for (const id of ids) {
       const m = this.members.get(id);
       if (m === undefined || m.state === 'down') continue;
-      const score = (m.state === 'suspect' ? 1e9 : 0) + (m.latencyMs ?? 0);
+      const score = MemoryPool.score(m);
       if (score < bestScore) {
         best = id;
         bestScore = score;
@@ -895,9 +904,7 @@ export class MemoryPool implements PageStore {
     });
     // Every server with a copy now: those left out of `desired` hold garbage once it is recorded
     // (and are named in that record, to be discarded even after a daemon restart).
-    const before = new Set(this.holdersOf(r, group));
-    for (const p of pages) for (const s of this.copiesOf(r, p)) before.add(s);
-    const gone = [...before].filter((s) => !desired.includes(s) && this.members.get(s)?.m.store.discard !== undefined);
+    const gone = [...this.withCopies(r, group, pages)].filter((s) => !desired.includes(s) && this.members.get(s)?.m.store.discard !== undefined);
     const moved: PlacementOp = gone.length > 0 ? { t: 'h', g: group, h: desired, d: gone } : { t: 'h', g: group, h: desired };
     if (complete) {
       const h = r.holders.get(group);
@@ -957,10 +964,8 @@ export class MemoryPool implements PageStore {
         await this.forgetStale(r, group, s);
         continue;
       }
-      const copies = new Set(this.holdersOf(r, group));
-      for (const p of pages) for (const c of this.copiesOf(r, p)) copies.add(c);
       // (A copy it holds again, e.g. the group moved back to it meanwhile, is not garbage.)
-      if (copies.has(s)) {
+      if (this.withCopies(r, group, pages).has(s)) {
         await this.forgetStale(r, group, s);
         continue;
       }
