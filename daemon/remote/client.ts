@@ -148,15 +148,17 @@ export class MemoryServerClient implements PageStore {
       'grpc.enable_retries': 0,
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    const pem = (f: string | null) => (f === null ? null : fs.readFileSync(f));
-    const creds = opts.tls ? grpc.credentials.createSsl(pem(opts.tls.ca), pem(opts.tls.key), pem(opts.tls.cert)) : grpc.credentials.createInsecure();
+    // Each PEM file read once, for grpc-js and (with 'h2') the page streams' own connections.
+    const pem = (f: string | null | undefined) => (f == null ? null : fs.readFileSync(f));
+    const [ca, cert, key] = [pem(opts.tls?.ca), pem(opts.tls?.cert), pem(opts.tls?.key)];
+    const creds = opts.tls ? grpc.credentials.createSsl(ca, key, cert) : grpc.credentials.createInsecure();
     this.connect = () => Array.from({ length: Math.max(1, opts.connections ?? 1) }, () => new ServiceClient(opts.address, creds, channelOptions));
     this.clients.push(...this.connect());
     const transport = opts.pagesTransport ?? (process.env.FARMEM_PAGES_TRANSPORT === 'h2' ? 'h2' : 'grpc-js');
     const h2Tls = transport === 'h2' && opts.tls
       ? {
-          ...(opts.tls.ca !== null ? { ca: fs.readFileSync(opts.tls.ca) } : {}),
-          ...(opts.tls.cert !== null && opts.tls.key !== null ? { cert: fs.readFileSync(opts.tls.cert), key: fs.readFileSync(opts.tls.key) } : {}),
+          ...(ca !== null ? { ca } : {}),
+          ...(cert !== null && key !== null ? { cert, key } : {}),
           ...(opts.tls.serverName ? { serverName: opts.tls.serverName } : {}),
         }
       : null;
