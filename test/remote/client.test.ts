@@ -3,37 +3,11 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { MemoryServerClient } from '../../daemon/remote/client';
-import { memoryServerService } from '../../daemon/remote/service';
 import { PageStoreError } from '../../daemon/remote/types';
-import { customCodec, type PageRequestMsg, type PageResponseMsg } from '../../daemon/remote/wire';
+import type { PageRequestMsg, PageResponseMsg } from '../../daemon/remote/wire';
 import { randomPages, startServer, tmpDir } from '../memserver/fixture';
-
-type Answer = (req: PageRequestMsg) => PageResponseMsg | Buffer | null;
-
-/** A fake memory server whose Pages stream answers each request with answer(req) (null = never). */
-async function fakeServer(t: { after(fn: () => Promise<void> | void): void }, answer: Answer): Promise<{ address: string; received: PageRequestMsg[] }> {
-  const server = new grpc.Server();
-  const received: PageRequestMsg[] = [];
-  const svc = memoryServerService();
-  const raw = { ...svc.Pages, responseSerialize: (m: PageResponseMsg | Buffer) => (Buffer.isBuffer(m) ? m : customCodec.encodeResponse(m)) };
-  server.addService({ ...svc, Pages: raw } as grpc.ServiceDefinition, {
-    Pages: (call: grpc.ServerDuplexStream<PageRequestMsg, PageResponseMsg | Buffer>) => {
-      call.on('data', (m: PageRequestMsg) => {
-        received.push(m);
-        const a = answer(m);
-        if (a !== null) call.write(a);
-      });
-      call.on('end', () => call.end());
-      call.on('error', () => undefined);
-    },
-    DeleteRegion: () => undefined, Sync: () => undefined, Stats: () => undefined,
-  });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  t.after(() => server.forceShutdown());
-  return { address: `127.0.0.1:${port}`, received };
-}
+import { fakePagesServer } from './fake-pages-server';
 
 const ok = (req: PageRequestMsg, over: Partial<PageResponseMsg>): PageResponseMsg => ({
   requestId: req.requestId, code: 0, message: '', present: [], data: null, absent: [], written: 0, malformed: null, ...over,
@@ -50,7 +24,7 @@ async function fails(p: Promise<unknown>, kind: string, message: string): Promis
 const region = { id: 'r', pageSize: 4096 };
 
 test('a server that never answers: deadline', async (t) => {
-  const f = await fakeServer(t, () => null);
+  const f = await fakePagesServer(t, () => null);
   const c = new MemoryServerClient({ address: f.address });
   t.after(() => c.close());
   await fails(c.read(region, [1], { deadlineMs: 150 }), 'deadline', `read 1 page of region "r" on ${f.address}: deadline of 150 ms exceeded`);
@@ -58,7 +32,7 @@ test('a server that never answers: deadline', async (t) => {
 
 test('answers of the wrong shape are corrupt and never returned as data', async (t) => {
   const page = randomPages(1, 4096);
-  const f = await fakeServer(t, (req) => {
+  const f = await fakePagesServer(t, (req) => {
     if (req.op === 'write') return ok(req, { written: req.pages.length - 1 });
     if (req.pages[0] === 1) return ok(req, { present: req.pages, data: page }); // 2 asked, 1 page of bytes
     if (req.pages[0] === 2) return ok(req, { present: [99], data: page }); // not asked
@@ -87,7 +61,7 @@ test('per-request refusals and local checks come back as invalid', async (t) => 
 });
 
 test('in-flight bytes are bounded: further requests wait', async (t) => {
-  const f = await fakeServer(t, () => null);
+  const f = await fakePagesServer(t, () => null);
   const c = new MemoryServerClient({ address: f.address, maxInFlightBytes: 2 * 4096 });
   t.after(() => c.close());
   const all = Array.from({ length: 6 }, (_, i) => c.read(region, [i], { deadlineMs: 300 }).catch((e: PageStoreError) => e.kind));

@@ -5,6 +5,8 @@ export class MemStore implements PageStore {
   pages = new Map<string, Buffer>();
   down = false;
   writes = 0;
+  /** Read requests asked of it, answered or refused. */
+  reads = 0;
   /** Pages freed by discard (old copies of groups that moved away). */
   discarded = 0;
   /** Runs as a discard arrives, before any page is freed (a test takes its "crash" snapshot here). */
@@ -16,6 +18,7 @@ export class MemStore implements PageStore {
     if (this.down) throw new PageStoreError('unavailable', `${this.id}: connection refused`, this.id);
   }
   async read(region: RegionRef, pages: readonly number[]): Promise<ReadResult> {
+    this.reads++;
     this.check();
     const present = new Map<number, Buffer>();
     const absent: number[] = [];
@@ -50,4 +53,9 @@ export class MemStore implements PageStore {
   holds(region: RegionRef, page: number): boolean {
     return this.pages.has(`${region.id}/${page}`);
   }
+}
+
+/** Read requests asked of all of them so far. */
+export function readsOf(stores: readonly MemStore[]): number {
+  return stores.reduce((n, s) => n + s.reads, 0);
 }

@@ -11,26 +11,14 @@ import { memoryServerService } from '../../daemon/remote/service';
 import { PageStoreError } from '../../daemon/remote/types';
 import { customCodec, encodeRequestSplit, generatedCodec, type PageRequestMsg, type PageResponseMsg } from '../../daemon/remote/wire';
 import { randomPages, startServer } from '../memserver/fixture';
+import { fakePagesServer } from './fake-pages-server';
 
 /** A Pages server decoding requests with the generated (protobufjs) code; acknowledges every write. */
-async function generatedServer(t: { after(fn: () => void): void }): Promise<{ address: string; received: PageRequestMsg[] }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
-  const received: PageRequestMsg[] = [];
-  const svc = memoryServerService();
-  server.addService({ ...svc, Pages: { ...svc.Pages, requestDeserialize: generatedCodec.decodeRequest } } as grpc.ServiceDefinition, {
-    Pages: (call: grpc.ServerDuplexStream<PageRequestMsg, PageResponseMsg>) => {
-      call.on('data', (m: PageRequestMsg) => {
-        received.push({ ...m, data: m.data === null ? null : Buffer.from(m.data) });
-        call.write({ requestId: m.requestId, code: 0, message: '', present: [], data: null, absent: [], written: m.pages.length, malformed: null });
-      });
-      call.on('end', () => call.end());
-      call.on('error', () => undefined);
-    },
-    DeleteRegion: () => undefined, Sync: () => undefined, Stats: () => undefined,
+function generatedServer(t: { after(fn: () => void): void }) {
+  return fakePagesServer(t, (m) => ({ requestId: m.requestId, code: 0, message: '', present: [], data: null, absent: [], written: m.pages.length, malformed: null }), {
+    decodeRequest: generatedCodec.decodeRequest,
+    serverOptions: { 'grpc.max_receive_message_length': 8 * 1024 * 1024 },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  t.after(() => server.forceShutdown());
-  return { address: `127.0.0.1:${port}`, received };
 }
 
 test('writes sent from the caller\'s buffer arrive as the contract\'s message, every byte', async (t) => {
