@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KnownServer } from './servers';
+import { writeFileAtomicSync } from './util/atomic-write';
 import type { TlsFiles } from './util/tls-files';
 
 export interface AddedServer {
@@ -47,18 +48,10 @@ export class ServerChangesFile {
     return { added: j.added!, removed: j.removed!, draining: j.draining! };
   }
 
-  /** Writes the whole file durably (temp file, fsync, rename). */
+  /** Writes the whole file durably (temp file, fsync, rename, fsync of the directory). */
   save(c: ServerChanges): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeSync(fd, JSON.stringify(c, null, 2));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, this.file);
+    writeFileAtomicSync(this.file, JSON.stringify(c, null, 2));
   }
 }
 

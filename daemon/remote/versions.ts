@@ -17,6 +17,7 @@
 // Without a state dir the wall clock alone keeps versions increasing across restarts.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../util/atomic-write';
 
 /** Versions reserved past the persisted ceiling at a time (~18 min of wall clock). */
 export const RESERVE_US = 2 ** 30;
@@ -90,21 +91,6 @@ function readCeiling(file: string): number {
 }
 
 function writeCeiling(file: string, ceiling: number): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, `${ceiling}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  const d = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(d);
-  } finally {
-    fs.closeSync(d);
-  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomicSync(file, `${ceiling}\n`);
 }

@@ -5,9 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 
+function tempFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+}
+
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  const tmp = tempFor(file);
   const fh = await fs.promises.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
@@ -29,5 +33,33 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
     await dh.sync();
   } finally {
     await dh.close();
+  }
+}
+
+/** writeFileAtomic for callers that must not return before the file is durable (start-up, a reserve). */
+export function writeFileAtomicSync(file: string, data: string | Buffer, mode = 0o600): void {
+  const dir = path.dirname(file);
+  const tmp = tempFor(file);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  const d = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(d);
+  } finally {
+    fs.closeSync(d);
   }
 }
