@@ -9,7 +9,7 @@ import { RegionRegistry, RegionError, check, type Caller, type NewRegion, type R
 import { NoPagerRuntime, NO_PAGER_DETAIL, type Progress, type RegionRuntime, type RegionStatsSnapshot, type RuntimeStats } from './runtime';
 import { poolState, probe, type KnownServer, type PoolView, type ServerStatus } from './servers';
 import { checkTlsFiles, type TlsFiles } from './util/tls-files';
-import { applyServerChanges, readToken, type ServerChangesFile } from './server-changes';
+import { applyServerChanges, readToken, type AddedServer, type ServerChangesFile } from './server-changes';
 import { ADDRESS_EXPECTED, isAddress } from './util/address';
 
 /** What a caller may say when creating a region; null = the daemon's default. */
@@ -179,14 +179,8 @@ export class Daemon {
         out.refused.push(o.address);
         continue;
       }
-      if (this.serverChanges) {
-        // Kept as added until drained: a restart meanwhile (its config no longer names it) resumes the drain.
-        const c = this.serverChanges.load();
-        if (!c.draining.includes(o.address)) c.draining.push(o.address);
-        if (!c.added.some((a) => a.address === o.address)) c.added.push({ address: o.address, weight: o.weight, tokenFile: o.tokenFile ?? null, tls: o.tls });
-        this.serverChanges.save(c);
-      }
-      this.startDrain(o.address);
+      // Kept as added until drained: a restart meanwhile (its config no longer names it) resumes the drain.
+      this.beginRemoval(o.address, { address: o.address, weight: o.weight, tokenFile: o.tokenFile ?? null, tls: o.tls });
       out.removing.push(o.address);
     }
     this.config.memoryServers = next;
@@ -198,13 +192,22 @@ export class Daemon {
     this.open(op);
     this.onlyRoot(caller, op);
     const s = this.checkRemovable(op, address);
+    this.beginRemoval(address, null);
+    return { ...(await probe(s)), pool: poolState(address, this.pools()) };
+  }
+
+  /**
+   * Records a server as draining in servers.json (with `keep` among the added ones, when the
+   * configuration that named it no longer does), then starts its drain.
+   */
+  private beginRemoval(address: string, keep: AddedServer | null): void {
     if (this.serverChanges) {
       const c = this.serverChanges.load();
       if (!c.draining.includes(address)) c.draining.push(address);
+      if (keep !== null && !c.added.some((a) => a.address === address)) c.added.push(keep);
       this.serverChanges.save(c);
     }
     this.startDrain(address);
-    return { ...(await probe(s)), pool: poolState(address, this.pools()) };
   }
 
   /** The server, when it may be removed; else the reason, thrown. */
