@@ -2,13 +2,10 @@
 // before they are used or kept: one message format for the CLI's flags and the control call's fields.
 import fs from 'node:fs';
 import tls from 'node:tls';
+import type { TlsConfig } from '../config/load';
 
-export interface TlsFiles {
-  ca: string | null;
-  cert: string | null;
-  key: string | null;
-  serverName: string | null;
-}
+/** A memory server's TLS as the configuration file gives it ([memory_servers.tls]): paths and a name. */
+export type TlsFiles = TlsConfig;
 
 /** What each file is called in messages (`--ca` on the CLI, `ca_file` in the control call). */
 export interface TlsFileNames {
