@@ -2,8 +2,9 @@
 // are fetched. Each candidate keeps a virtual cache of its own guesses, so a later access to a page it
 // guessed counts as a hit for it whether or not that page was really fetched. Over a sliding window of
 // the last 256 accesses a candidate scores (hits − guesses wasted) ÷ accesses, where a guess is wasted
-// when it is dropped or still untouched 256 accesses after it was made (a guess waiting just ahead of a
-// stream is not yet a waste: penalising it would make every stream look bad at its start); the best one takes
+// when it is dropped or still untouched 256 accesses after it was made, or four of the largest windows
+// when that is more (a guess waiting just ahead of a stream is not yet a waste: penalising it would
+// make every stream look bad at its start, and readahead's two windows ahead look bad always); the best one takes
 // over when it beats the current choice by a margin (hysteresis: no flapping between near-equals), and
 // no candidate at all (none) when no score reaches MIN_SCORE, which is what happens on random access.
 //
@@ -63,6 +64,8 @@ export class AutoPrefetcher implements Prefetcher {
 
   private readonly pageSize: number;
   private readonly capacity: number;
+  /** Accesses after which an untouched virtual guess is written off as wasted (see the constructor). */
+  private readonly horizon: number;
   /** The running policy's last decision during the current call (see newestFirst). */
   private newest: number[] = [];
 
@@ -70,7 +73,14 @@ export class AutoPrefetcher implements Prefetcher {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
-    this.capacity = Math.max(1024, 8 * Math.max(opts.maxWindow, opts.readaheadMaxWindow ?? 0));
+    const largest = Math.max(opts.maxWindow, opts.readaheadMaxWindow ?? 0);
+    this.capacity = Math.max(1024, 8 * largest);
+    // A guess is waste once its stream had time to reach it: a scoring window of accesses, or four of
+    // the largest windows when that is more. Readahead asks for the next window when the stream enters
+    // the current one, so its newest guesses lie up to two windows ahead: with a 256-page window, a
+    // 256-access horizon wrote half of every window off while the scan was still walking towards it,
+    // readahead's score fell below zero, and auto ran sequential scans with stride's smaller windows.
+    this.horizon = Math.max(BUCKET * BUCKETS, 4 * largest);
     this.candidates = list.map((policy) => ({
       policy,
       virtual: new PrefetchAccounting(this.pageSize, this.capacity),
@@ -269,7 +279,7 @@ export class AutoPrefetcher implements Prefetcher {
 
   /** Guesses untouched for a whole scoring window are written off. */
   private expire(c: Candidate): void {
-    while (c.pendingHead < c.pending.length && this.seen - c.pending[c.pendingHead]![1] > BUCKET * BUCKETS) {
+    while (c.pendingHead < c.pending.length && this.seen - c.pending[c.pendingHead]![1] > this.horizon) {
       const page = c.pending[c.pendingHead++]![0];
       if (c.virtual.waste(page)) this.wasteVirtual(c, page);
     }

@@ -23,6 +23,21 @@ test('auto picks a policy that fits each pattern', () => {
   }
 });
 
+test('auto keeps readahead on a long scan with the daemon\'s windows (readahead far larger than the others)', () => {
+  // farmemd gives readahead up to 256 pages and the others 64. Readahead's newest guesses lie up to two
+  // windows ahead of the scan; written off after a fixed 256 accesses, they made readahead's score fall
+  // below zero mid-scan, and auto ran the rest of every sequential scan with stride's 64-page windows.
+  for (const readaheadMaxWindow of [256, 1024]) {
+    const p = new AutoPrefetcher({ regionPages: REGION, maxWindow: 64, readaheadMaxWindow });
+    for (let part = 0; part < 40; part++) {
+      sim.simulate(p, sim.sequential(part * 256, 256));
+      if (part === 0) continue; // the first choice is made after 64 accesses
+      assert.equal(p.current(), 'readahead', `window ${readaheadMaxWindow}, after ${(part + 1) * 256} pages: ${p.current()} (scores ${JSON.stringify(p.scores())})`);
+      assert.ok(p.scores().readahead! >= 0.9, `window ${readaheadMaxWindow}, after ${(part + 1) * 256} pages: scores ${JSON.stringify(p.scores())}`);
+    }
+  }
+});
+
 test('auto guesses nothing until it has seen enough accesses', () => {
   const p = make();
   assert.deepEqual(p.scores(), { readahead: null, stride: null, trend: null });
