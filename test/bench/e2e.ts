@@ -36,6 +36,8 @@ export interface RegionNumbers {
 
 export interface Bench {
   memserver: string;
+  /** The memory server child's pid (for cpuNs). */
+  memserverPid: number;
   daemon: Farmemd;
   control: ControlClient;
   attachSocket: string;
@@ -61,6 +63,23 @@ export function spawnMemserver(capacity: string): Promise<{ child: ChildProcess;
       }
     });
   });
+}
+
+/**
+ * CPU time process `pid` has used so far, all its threads, in ns (the first field of each thread's
+ * /proc/PID/task/TID/schedstat: nanosecond run time, where /proc/PID/stat counts 10 ms ticks). A
+ * thread that exited between the listing and the read is skipped.
+ */
+export function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* exited */
+    }
+  }
+  return ns;
 }
 
 /** Runs fmattach; resolves with its last JSON line (rejects on a non-zero exit). */
@@ -97,6 +116,7 @@ export async function startBench(opts: { cacheSize: string; capacity: string }):
   const store = new MemoryServerClient({ address: ms.address, streams: 2 });
   return {
     memserver: ms.address,
+    memserverPid: ms.child.pid!,
     daemon,
     control,
     attachSocket,
