@@ -426,7 +426,10 @@ export class Pager {
   private onCacheInstalled(a: Attachment, p: number, write: boolean, tid: number): void {
     // Installed unprotected for a write, or through a mapping that cannot protect: dirty.
     this.cacheInstalled(a.state, p, write || !a.writeProtect || !a.state.allWriteProtect());
-    this.notePrefetch(a, { page: p, hit: true, tid, write });
+    // The FaultThread serves a walk over cached pages faster than these events arrive: a guess it
+    // already installed is neither cached nor known resident yet, so each is looked up in the memfd
+    // before it is sent for (else a rescan from the cache sends for pages it passed: waste).
+    this.notePrefetch(a, { page: p, hit: true, tid, write }, true);
   }
 
   private cacheInstalled(r: RegionState, p: number, dirty: boolean): void {
@@ -519,11 +522,11 @@ export class Pager {
   // ---------------------------------------------------------------------------------------------
   // Prefetching.
 
-  private notePrefetch(a: Attachment, info: FaultInfo): void {
+  private notePrefetch(a: Attachment, info: FaultInfo, checkMemfd = false): void {
     const r = a.state;
     const pf = r.cfg.prefetcher;
     if (pf === null) return;
-    this.issueGuesses(r, pf.onFault(info));
+    this.issueGuesses(r, pf.onFault(info), checkMemfd);
   }
 
   /**
@@ -532,19 +535,38 @@ export class Pager {
    * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
    * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
    */
-  private issueGuesses(r: RegionState, guesses: readonly number[]): void {
+  private issueGuesses(r: RegionState, guesses: readonly number[], checkMemfd = false): void {
     if (guesses.length === 0) return;
     let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
     let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
+    // Guesses the native cache holds (recently evicted clean pages, staged guesses): installed from
+    // there in runs when the region has room, as a fetched guess would be, instead of each costing
+    // the process a fault that the FaultThread serves from the cache. -1: not looked up yet.
+    let cacheRoom = -1;
+    const fromCache: number[] = [];
     for (let i = 0; i < guesses.length; i++) {
       const p = guesses[i]!;
       if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
         for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
-        return;
+        break;
       }
       if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
       if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
-      if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
+      if (this.cache !== null && this.cache.has(r.cfg.key, p)) {
+        // A window's first page stays in the cache: its touch is a fault the FaultThread serves from
+        // there, and the hit tells the policy to send for the next window (a held marker's job).
+        if (marker) {
+          marker = false;
+          continue;
+        }
+        if (cacheRoom < 0) cacheRoom = r.attachments.size === 1 && r.allWriteProtect() ? this.evictor.prefetchRoomPages(r) : 0;
+        if (cacheRoom > 0) {
+          fromCache.push(p);
+          cacheRoom--;
+        }
+        continue;
+      }
+      if (checkMemfd && this.ops.hasData(r.cfg.memfd, p * r.pageSize)) continue; // installed; its event is on its way
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
       if (marker) {
@@ -553,6 +575,32 @@ export class Pager {
       }
       this.enqueueRead(r, p);
       room--;
+    }
+    if (fromCache.length > 0) this.installFromCache(r, fromCache);
+  }
+
+  /**
+   * Installs guesses straight from the native cache (see issueGuesses), placed like fetched guesses
+   * (installGuessRuns: one UFFDIO_COPY per run, write-protected, then out of the cache). A page the
+   * cache dropped meanwhile is skipped (the process faults it as usual); one the FaultThread
+   * installed first meets EEXIST, is never overwritten, and its pending event counts the hit.
+   */
+  private installFromCache(r: RegionState, pages: readonly number[]): void {
+    const present = new Map<number, Buffer>();
+    const run: number[] = [];
+    for (const p of pages) {
+      const data = this.cache!.get(r.cfg.key, p);
+      if (data === null) continue;
+      r.inFlight.set(p, newInFlight(p, true));
+      present.set(p, data);
+      run.push(p);
+    }
+    if (run.length === 0) return;
+    this.installGuessRuns(r, run, present);
+    for (const p of run) {
+      if (!r.has(p, PREF)) continue;
+      // Installed from here: a guess staged earlier was counted issued then; any other is a new one.
+      if (!r.cachedPrefetch.delete(p)) r.counters.prefetchIssued++;
     }
   }
 

@@ -112,3 +112,36 @@ test('guesses past the in-flight bound go back to the policy as dropped, so a la
   assert.deepEqual(pf.wasted, [3, 4]);
   assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
 });
+
+test('guesses the page cache holds are installed from it when there is room: no fault, no read', async () => {
+  // Guesses nothing while off; then the next three pages after every fault.
+  let on = false;
+  const faults: FaultInfo[] = [];
+  const pf: Prefetcher = {
+    name: 'next-3-when-on',
+    onFault: (f) => (faults.push(f), on ? [f.page + 1, f.page + 2, f.page + 3] : []),
+    onPrefetchUsed: () => [],
+    onPrefetchWasted: () => {},
+    reset: () => {},
+  };
+  const rig = new Rig({ pages: 16, prefetcher: pf });
+  rig.store.data.set(rig.regionId, new Map([0, 1, 2, 3, 4].map((p) => [p, page(10 + p)])));
+  const a = rig.attach();
+  for (let p = 0; p <= 4; p++) await rig.done(rig.read(a, p));
+  assert.equal(rig.store.readPages, 5);
+  // Evicted clean: the bytes go to the cache as victims.
+  assert.equal(rig.pager.evictAll(rig.key), 5);
+  assert.ok([0, 1, 2, 3, 4].every((p) => rig.cache!.has(rig.key, p)));
+  on = true;
+  faults.length = 0;
+  // 0 is a cache hit (served by the fault thread); its guesses 1..3 come out of the cache into the region.
+  assert.deepEqual(await rig.done(rig.read(a, 0)), page(10));
+  assert.equal(rig.stats().residentPages, 4);
+  assert.ok(![1, 2, 3].some((p) => rig.cache!.has(rig.key, p)), 'installed guesses leave the cache');
+  for (let p = 1; p <= 3; p++) assert.deepEqual(await rig.done(rig.read(a, p)), page(10 + p));
+  assert.deepEqual(faults.map((f) => f.page), [0], 'pages 1..3 were touched without a fault');
+  assert.equal(rig.stats().faults.cacheHit, 1);
+  assert.equal(rig.store.readPages, 5, 'nothing was read from the store');
+  assert.equal(rig.stats().prefetch.issued, 3);
+  // Without room under the budget they stay in the cache for the fault thread (covered above).
+});
