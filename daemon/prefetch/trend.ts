@@ -10,12 +10,17 @@
 // A pager that installs guesses directly may never learn they were touched: a fault on the trend just
 // past the last window (or inside it) counts the window's guesses it passed as used, in trend order,
 // before the fault itself: the stream walked over them without faulting. A jump elsewhere claims none.
+// whereIs tells the pager the same: a guess so claimed is 'behind', one of a stream's last window
+// not yet passed is 'ahead' (the pager counts a guess behind a stream used, not wasted, when it
+// evicts it or the process leaves: without it, a trend region's own accuracy and coverage read 0).
 import { GuessingPolicy, LruMap, run } from './base';
 import type { PrefetchOptions } from './types';
 
 export const HISTORY = 32;
 const WINDOWS = [8, 16, 32];
 const THREADS = 256;
+/** Claimed guesses remembered for whereIs; past twice this the older half is forgotten. */
+const PASSED = 1 << 16;
 
 /**
  * The majority delta of the newest 8, then 16, then 32 deltas of `newestFirst`, or null. A window
@@ -80,6 +85,10 @@ class Stream {
 export class TrendPrefetcher extends GuessingPolicy {
   readonly name = 'trend';
   private readonly streams = new LruMap<number, Stream>(THREADS);
+  /** Guesses claimed as walked over (see claim), oldest first: 'behind' for whereIs. */
+  private passed = new Set<number>();
+  /** page → the stream whose last window holds it and has not passed it yet: 'ahead'. */
+  private aheadOf = new Map<number, Stream>();
 
   constructor(opts: PrefetchOptions) {
     super(opts);
@@ -98,6 +107,7 @@ export class TrendPrefetcher extends GuessingPolicy {
         if (this.claim(q, tid)) {
           s.access(q);
           s.hits++;
+          this.walkedOver(q);
         }
       }
     }
@@ -111,14 +121,36 @@ export class TrendPrefetcher extends GuessingPolicy {
     s.hits = 0;
     s.window = w;
     if (trend !== null) s.latestTrend = trend;
+    for (const q of s.ahead) if (this.aheadOf.get(q) === s) this.aheadOf.delete(q);
     s.ahead = w === 0 || s.latestTrend === 0 ? [] : run(page + s.latestTrend, s.latestTrend, w);
+    for (const q of s.ahead) this.aheadOf.set(q, s);
+    if (this.aheadOf.size > 4 * THREADS * Math.max(1, this.maxWindow)) this.pruneAhead();
     return s.ahead;
+  }
+
+  whereIs(page: number): 'behind' | 'ahead' | null {
+    if (this.aheadOf.has(page)) return 'ahead';
+    return this.passed.has(page) ? 'behind' : null;
+  }
+
+  private walkedOver(page: number): void {
+    this.aheadOf.delete(page);
+    this.passed.delete(page); // re-inserted as the newest
+    this.passed.add(page);
+    if (this.passed.size > 2 * PASSED) this.passed = new Set([...this.passed].slice(-PASSED));
+  }
+
+  /** Keeps only the windows of streams still in the table (one pushed out of it is forgotten). */
+  private pruneAhead(): void {
+    this.aheadOf.clear();
+    for (const s of this.streams.values()) for (const q of s.ahead) this.aheadOf.set(q, s);
   }
 
   protected onUse(page: number, tid: number): number[] {
     const s = this.stream(tid);
     s.access(page);
     s.hits++;
+    this.walkedOver(page);
     return [];
   }
 
@@ -128,6 +160,8 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   protected forget(): void {
     this.streams.clear();
+    this.passed.clear();
+    this.aheadOf.clear();
   }
 
   private stream(tid: number): Stream {

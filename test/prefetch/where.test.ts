@@ -3,7 +3,7 @@
 // markers depend on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AutoPrefetcher, ReadaheadPrefetcher, StridePrefetcher } from '../../daemon/prefetch';
+import { AutoPrefetcher, ReadaheadPrefetcher, StridePrefetcher, TrendPrefetcher } from '../../daemon/prefetch';
 
 const miss = (page: number, tid = 1) => ({ page, hit: false, tid, write: false });
 
@@ -49,6 +49,28 @@ test('stride: only pages on the stride count, and a stream pushed out of the thr
   assert.equal(p.streamsOf(1).length, 4);
   assert.equal(p.whereIs(16), 'behind');
   assert.equal(p.whereIs(28), null); // what it left ahead is no one's now
+});
+
+test('trend: a guess the stream walked over (claimed by the fault past it) is behind, its last window ahead', () => {
+  const p = new TrendPrefetcher({ regionPages: 1 << 20, maxWindow: 8 });
+  for (const q of [100, 101]) assert.deepEqual(p.onFault(miss(q)), []);
+  assert.deepEqual(p.onFault(miss(102)), [103]); // a trend of +1, no hits yet: one page
+  assert.equal(p.whereIs(103), 'ahead');
+  assert.equal(p.whereIs(102), null); // faulted, never a guess
+  // The process read 103 without a fault (installed) and faults on 104: 103 was walked over.
+  const next = p.onFault(miss(104));
+  assert.deepEqual(next, [105, 106]);
+  assert.equal(p.whereIs(103), 'behind');
+  assert.equal(p.whereIs(105), 'ahead');
+  assert.equal(p.whereIs(106), 'ahead');
+  // A reported use is behind too; a jump elsewhere claims nothing, and its window replaces the old.
+  p.onPrefetchUsed(105);
+  assert.equal(p.whereIs(105), 'behind');
+  p.onFault(miss(5000));
+  assert.equal(p.whereIs(106), null); // left ahead by a window that is no more: no one's
+  assert.equal(p.whereIs(103), 'behind');
+  p.reset();
+  assert.equal(p.whereIs(103), null);
 });
 
 test('auto answers for its candidates, and puts the running policy\'s newest window first', () => {
