@@ -93,7 +93,7 @@ function poolGauges(m: DaemonMetrics, r: client.Registry[]): void {
   gauge('farmem_repair_groups_total', 'Page groups re-replicated by repair since start', 'repairedGroups');
   gauge('farmem_repair_pending_groups', 'Page groups the running repair pass still has to place (moves after a server is added or removed)', 'pendingGroups');
   gauge('farmem_repair_copied_bytes_total', 'Bytes copied between memory servers by repair since start', 'copiedBytes');
-  gauge('farmem_repair_discarded_pages_total', 'Pages freed on memory servers that no longer hold their group (old copies of moved groups)', 'discardedPages');
+  gauge('farmem_repair_discarded_pages_total', 'Pages freed on memory servers the placement no longer names for them (old copies of moved groups, pages of failed writes)', 'discardedPages');
   gauge('farmem_repair_discards_pending_groups', 'Moved groups whose old copy is still to be freed (its server unreachable)', 'discardsPending');
   gauge('farmem_pool_server_restarts_total', 'Memory server restarts (a new instance id) seen by the pools', 'restartsDetected');
 }

@@ -20,6 +20,9 @@
 //   names the servers left with an old copy, and a 'd' record clears each once it acknowledged the
 //   discard: a daemon that dies in between (or while that server is unreachable) sends the discard
 //   after its restart instead of leaving the copy as garbage.
+// - a write that fails frees what it left on servers the placement names for none of its pages
+//   (discardStrays), right away and under the same lock; not journaled: a server unreachable then,
+//   or a daemon that dies in between, leaves those pages until the region is deleted.
 import type pino from 'pino';
 import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
 import { DEFAULT_GROUP_BYTES, groupOf, pagesPerGroup, rank, type Candidate } from './placement';
@@ -99,7 +102,7 @@ export interface RepairStatus {
   running: boolean;
   /** Times a server was found restarted with a new instance id (its pages are refilled). */
   restartsDetected: number;
-  /** Pages freed on servers that no longer hold their group (old copies of moved groups). */
+  /** Pages freed on servers the placement no longer names for them (old copies of moved groups, pages of failed writes). */
   discardedPages: number;
   /** Groups whose old copy could not be discarded yet (its server unreachable): retried by repair. */
   discardsPending: number;
@@ -783,6 +786,7 @@ export class MemoryPool implements PageStore {
     };
     await Promise.all(Array.from({ length: r.replicas }, () => worker()));
     if (acked.length < r.replicas) {
+      await this.discardStrays(r, group, pages, acked);
       const why = lastError instanceof Error ? lastError.message : 'not enough live servers';
       const kind = lastError instanceof PageStoreError ? lastError.kind : 'unavailable';
       throw new PageStoreError(kind, `write region ${r.ref.id} group ${group}: ${acked.length} of ${r.replicas} replicas acknowledged: ${why}`);
@@ -792,6 +796,28 @@ export class MemoryPool implements PageStore {
     const off = await this.change(r, { t: 'w', g: group, p: pages, a: acked });
     // Substitutes took the write: the group is under-replicated on its holders until repaired.
     if (off) this.scheduleRepair();
+  }
+
+  /**
+   * A write that failed may still have landed on servers the placement names for none of these
+   * pages (a substitute said yes where a holder did not): bytes nobody will ever read, kept until the
+   * region is deleted. Freed now, under the group's lock (no write of the group can come between), on
+   * those that are up; one that cannot be reached keeps them, logged. A server holding any of the
+   * pages by the placement is left alone: the retry overwrites its copy.
+   */
+  private async discardStrays(r: RegionPlacement, group: number, pages: number[], acked: readonly string[]): Promise<void> {
+    const known = this.withCopies(r, group, pages);
+    for (const s of acked) {
+      if (known.has(s)) continue;
+      const m = this.members.get(s);
+      const why = m === undefined ? 'it left the pool' : m.m.store.discard === undefined ? 'it cannot discard' : m.state !== 'up' ? `it is ${m.state}` : null;
+      try {
+        if (why !== null) throw new Error(why);
+        this.repairStats.discardedPages += await m!.m.store.discard!(r.ref, pages, this.opts.readDeadlineMs);
+      } catch (e) {
+        this.opts.logger.warn({ server: s, region: r.ref.id, group, pages: pages.length, err: e instanceof Error ? e.message : String(e) }, 'could not discard the pages a failed write left on a server that does not hold them; they stay there until the region is deleted');
+      }
+    }
   }
 
   private async call<T>(server: string, fn: (s: PageStore) => Promise<T>): Promise<T> {

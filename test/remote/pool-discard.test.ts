@@ -224,3 +224,34 @@ test('discards still pending when the daemon stops (old holder failing them) are
     await p2.close();
   }
 });
+
+test('a write that fails frees what it left on a server that holds none of its pages; the old bytes still read back', async () => {
+  const three = stores(3);
+  const pool = new MemoryPool(three.map(member), { logger, replicas: 2, repairBytesPerSecond: 1e12 });
+  await writeAll(pool, 1);
+  // A group whose holders are two of the three: the third is the only substitute.
+  const cands = three.map((s) => ({ id: s.id, weight: 1 }));
+  const g = 5;
+  const [a, b] = rank(cands, region.id, g).slice(0, 2).map((id) => three.find((s) => s.id === id)!);
+  const c = three.find((s) => s !== a && s !== b)!;
+  const pages = PAGES.slice(g * 16, g * 16 + 16);
+  assert.ok(pages.every((p) => !c.holds(region, p)));
+  // Both holders time out on this write; the substitute takes it: 1 of 2 replicas, the write fails.
+  const inGroup = (ps: readonly number[]) => ps.some((p) => pages.includes(p));
+  a!.refuseWrite = inGroup;
+  b!.refuseWrite = inGroup;
+  await assert.rejects(pool.write(region, pages, Buffer.concat(pages.map((p) => page(p, 2)))), /1 of 2 replicas acknowledged/);
+  assert.equal(c.writes > 0, true, 'the substitute took the write');
+  assert.deepEqual(pages.filter((p) => c.holds(region, p)), [], 'nothing of the failed write is left on the substitute');
+  assert.equal(c.discarded, 16);
+  assert.equal(pool.repairStatus().discardedPages, 16);
+  assert.deepEqual(await wrongPages(pool, 1), []);
+  // The retry, once the holders answer, lands where the placement says.
+  a!.refuseWrite = null;
+  b!.refuseWrite = null;
+  await pool.write(region, pages, Buffer.concat(pages.map((p) => page(p, 2))));
+  const got = await pool.read(region, pages);
+  assert.ok(pages.every((p) => got.present.get(p)!.equals(page(p, 2))));
+  assert.ok(pages.every((p) => a!.holds(region, p) && b!.holds(region, p) && !c.holds(region, p)));
+  await pool.close();
+});
