@@ -40,6 +40,10 @@ export interface PoolServerState {
   restartsDetected: number;
   pendingGroups: number;
   draining: boolean;
+  /** Pages it freed at the pools' request since farmemd started (old copies, pages of failed writes). */
+  discardedPages: number;
+  /** Groups whose old copy on it is still to free (it was unreachable): retried by repair. */
+  discardsPending: number;
 }
 
 /** What the status needs of a pool (MemoryPool). */
@@ -58,7 +62,7 @@ export function poolState(address: string, pools: readonly PoolView[]): PoolServ
     if (m === undefined) continue;
     const r = p.repairStatus();
     if (out === null) {
-      out = { state: m.state, latencyMs: m.latencyMs ?? 0, failures: m.failures, instanceId: m.instanceId, underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, repairing: false, restartsDetected: 0, pendingGroups: 0, draining: false };
+      out = { state: m.state, latencyMs: m.latencyMs ?? 0, failures: m.failures, instanceId: m.instanceId, underReplicatedGroups: 0, repairedGroups: 0, copiedBytes: 0, repairing: false, restartsDetected: 0, pendingGroups: 0, draining: false, discardedPages: 0, discardsPending: 0 };
     } else {
       if (WORSE[m.state] > WORSE[out.state]) out.state = m.state;
       out.latencyMs = Math.max(out.latencyMs, m.latencyMs ?? 0);
@@ -72,6 +76,8 @@ export function poolState(address: string, pools: readonly PoolView[]): PoolServ
     out.restartsDetected += r.restartsDetected;
     out.pendingGroups += r.pendingGroups;
     out.draining ||= m.draining;
+    out.discardedPages += m.discardedPages;
+    out.discardsPending += m.discardsPending;
   }
   return out;
 }

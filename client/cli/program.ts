@@ -408,12 +408,14 @@ export function buildProgram(): Command {
             restartsDetected: Number(s.pool.restartsDetected ?? 0),
             pendingGroups: Number(s.pool.pendingGroups ?? 0),
             draining: s.pool.draining === true,
+            discardedPages: Number(s.pool.discardedPages ?? 0),
+            discardsPending: Number(s.pool.discardsPending ?? 0),
           },
   });
 
   const servers = program
     .command('servers')
-    .description('the memory servers this daemon uses, whether they answer, their pool state (up/suspect/down, latency, failures) and repair progress; add or remove one')
+    .description('the memory servers this daemon uses, whether they answer, their pool state (up/suspect/down, latency, failures), repair progress and the pages each freed (old copies discarded); add or remove one')
     .option('--json', 'print JSON')
     .addHelpText('after', EXIT_CODES)
     .action(async (o, cmd: Command) =>
@@ -423,7 +425,7 @@ export function buildProgram(): Command {
           json.length === 0
             ? 'no memory servers (configure [[memory_servers]] in farmemd.toml, or let farmemd start its embedded one)'
             : table(
-                ['ADDRESS', 'STATE', 'POOL', 'LATENCY', 'FAILS', 'UNDER-REPL', 'PENDING', 'REPAIRED', 'COPIED', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
+                ['ADDRESS', 'STATE', 'POOL', 'LATENCY', 'FAILS', 'UNDER-REPL', 'PENDING', 'REPAIRED', 'COPIED', 'DISCARDED', 'USED', 'CAPACITY', 'REGIONS', 'WEIGHT', 'KIND', 'DETAIL'],
                 json.map((s) => [
                   s.address,
                   s.state,
@@ -434,6 +436,7 @@ export function buildProgram(): Command {
                   s.pool === null ? '-' : s.pool.pendingGroups,
                   s.pool === null ? '-' : s.pool.repairedGroups,
                   s.pool === null ? '-' : size(s.pool.copiedBytes),
+                  s.pool === null ? '-' : s.pool.discardedPages + (s.pool.discardsPending > 0 ? ` (${s.pool.discardsPending} groups owed)` : ''),
                   size(s.usedBytes),
                   size(s.capacityBytes),
                   s.regions,

@@ -87,6 +87,10 @@ export interface ServerStatus {
   since: number;
   /** The server's instance id as last seen ('' before the first health check that asked it). */
   instanceId: string;
+  /** Pages it freed at this pool's request since start (old copies of moved groups, pages of failed writes). */
+  discardedPages: number;
+  /** Groups whose old copy on it is still to free (it could not be reached): retried by repair. */
+  discardsPending: number;
 }
 
 export interface RepairStatus {
@@ -108,7 +112,7 @@ export interface RepairStatus {
   discardsPending: number;
 }
 
-interface Member extends ServerStatus {
+interface Member extends Omit<ServerStatus, 'discardedPages' | 'discardsPending'> {
   m: PoolMember;
   healthFailingSince: number | null;
   /** Being removed: takes no new copies, still read as a source until nothing is placed on it. */
@@ -146,6 +150,8 @@ export class MemoryPool implements PageStore {
   /** The last repair pass failed (a copy source or target failed mid-pass): retried by the next health round. */
   private repairFailed = false;
   private repairStats = { repairedGroups: 0, copiedBytes: 0, restartsDetected: 0, discardedPages: 0 };
+  /** server → pages it freed at our request (the per-server share of repairStats.discardedPages). */
+  private readonly discardedBy = new Map<string, number>();
   private pendingGroups = 0;
   private closed = false;
   private readonly instances: InstanceFile | null;
@@ -239,7 +245,20 @@ export class MemoryPool implements PageStore {
   }
 
   servers(): ServerStatus[] {
-    return [...this.members.values()].map(({ id, weight, state, draining, latencyMs, failures, since, instanceId }) => ({ id, weight, state, draining, latencyMs, failures, since, instanceId }));
+    const pending = new Map<string, number>();
+    for (const r of this.regions.values()) for (const servers of r.stale.values()) for (const s of servers) pending.set(s, (pending.get(s) ?? 0) + 1);
+    return [...this.members.values()].map(({ id, weight, state, draining, latencyMs, failures, since, instanceId }) => ({
+      id,
+      weight,
+      state,
+      draining,
+      latencyMs,
+      failures,
+      since,
+      instanceId,
+      discardedPages: this.discardedBy.get(id) ?? 0,
+      discardsPending: pending.get(id) ?? 0,
+    }));
   }
 
   repairStatus(): RepairStatus {
@@ -813,7 +832,7 @@ export class MemoryPool implements PageStore {
       const why = m === undefined ? 'it left the pool' : m.m.store.discard === undefined ? 'it cannot discard' : m.state !== 'up' ? `it is ${m.state}` : null;
       try {
         if (why !== null) throw new Error(why);
-        this.repairStats.discardedPages += await m!.m.store.discard!(r.ref, pages, this.opts.readDeadlineMs);
+        this.discarded(s, await m!.m.store.discard!(r.ref, pages, this.opts.readDeadlineMs));
       } catch (e) {
         this.opts.logger.warn({ server: s, region: r.ref.id, group, pages: pages.length, err: e instanceof Error ? e.message : String(e) }, 'could not discard the pages a failed write left on a server that does not hold them; they stay there until the region is deleted');
       }
@@ -998,14 +1017,18 @@ export class MemoryPool implements PageStore {
       // Suspect or down: later (a partitioned server would cost every group its deadline now).
       if (m.state !== 'up') continue;
       try {
-        const freed = await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs);
-        this.repairStats.discardedPages += freed;
+        this.discarded(s, await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs));
       } catch (e) {
         this.opts.logger.warn({ server: s, region: r.ref.id, group, err: e instanceof Error ? e.message : String(e) }, 'could not discard the old copy of a moved group; will retry');
         continue;
       }
       await this.forgetStale(r, group, s);
     }
+  }
+
+  private discarded(server: string, pages: number): void {
+    this.repairStats.discardedPages += pages;
+    this.discardedBy.set(server, (this.discardedBy.get(server) ?? 0) + pages);
   }
 
   /**

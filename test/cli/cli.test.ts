@@ -106,8 +106,8 @@ test('stats and servers', () => {
   r = farmem(d.socket, ['servers']);
   // The regions made above use the daemon's pool: it holds this server, and nothing was written.
   assert.ok(['up', 'suspect', 'down'].includes(srv.pool.state), JSON.stringify(srv.pool));
-  assert.deepEqual([srv.pool.underReplicatedGroups, srv.pool.pendingGroups, srv.pool.repairedGroups, srv.pool.copiedBytes, srv.pool.draining], [0, 0, 0, 0, false]);
-  assert.match(r.stdout, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+PENDING\s+REPAIRED\s+COPIED\s+USED\s+CAPACITY\s+REGIONS\s+WEIGHT\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s+(up|suspect|down)\s/);
+  assert.deepEqual([srv.pool.underReplicatedGroups, srv.pool.pendingGroups, srv.pool.repairedGroups, srv.pool.copiedBytes, srv.pool.draining, srv.pool.discardedPages, srv.pool.discardsPending], [0, 0, 0, 0, false, 0, 0]);
+  assert.match(r.stdout, /^ADDRESS\s+STATE\s+POOL\s+LATENCY\s+FAILS\s+UNDER-REPL\s+PENDING\s+REPAIRED\s+COPIED\s+DISCARDED\s+USED\s+CAPACITY\s+REGIONS\s+WEIGHT\s+KIND\s+DETAIL\n127\.0\.0\.1:1\s+down\s+(up|suspect|down)\s/);
 });
 
 test('usage errors exit 2', () => {

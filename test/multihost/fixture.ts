@@ -29,6 +29,8 @@ export interface PoolJson {
   restartsDetected: number;
   pendingGroups: number;
   draining: boolean;
+  discardedPages: number;
+  discardsPending: number;
 }
 export interface ServerJson {
   address: string;

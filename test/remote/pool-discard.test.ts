@@ -65,6 +65,8 @@ test('adding a server: the holder each moved group left frees its pages; every p
   assert.equal(st.discardedPages, moved * 16);
   assert.equal(st.discardsPending, 0);
   assert.equal(three.reduce((n, s) => n + s.discarded, 0), moved * 16);
+  // Per server (farmem servers): what each one freed, and nothing owed.
+  for (const s of all) assert.deepEqual(pool.servers().filter((x) => x.id === s.id).map((x) => [x.discardedPages, x.discardsPending]), [[s.discarded, 0]], s.id);
   assert.deepEqual(await wrongPages(pool, 1), []);
   await pool.close();
 });
@@ -91,6 +93,10 @@ test('a fallback copy made while a holder was down is freed when the holder retu
   await pool.checkHealth();
   await pool.repair(); // groups of a go to the third server; a cannot be told to discard yet
   assert.ok(pool.repairStatus().discardsPending > 0);
+  // Per server (farmem servers): the groups owed are all on the down one.
+  const owed = (s: MemStore) => pool.servers().find((x) => x.id === s.id)!.discardsPending;
+  assert.equal(owed(a), pool.repairStatus().discardsPending);
+  assert.equal(owed(three[1]!) + owed(three[2]!), 0);
   assert.deepEqual(await wrongPages(pool, 2), []);
   a.down = false;
   await pool.checkHealth(); // back: its groups move back to it (copied, version 2)
@@ -245,6 +251,7 @@ test('a write that fails frees what it left on a server that holds none of its p
   assert.deepEqual(pages.filter((p) => c.holds(region, p)), [], 'nothing of the failed write is left on the substitute');
   assert.equal(c.discarded, 16);
   assert.equal(pool.repairStatus().discardedPages, 16);
+  assert.equal(pool.servers().find((x) => x.id === c.id)!.discardedPages, 16);
   assert.deepEqual(await wrongPages(pool, 1), []);
   // The retry, once the holders answer, lands where the placement says.
   a!.refuseWrite = null;
