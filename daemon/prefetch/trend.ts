@@ -19,7 +19,7 @@ import type { PrefetchOptions } from './types';
 export const HISTORY = 32;
 const WINDOWS = [8, 16, 32];
 const THREADS = 256;
-/** Claimed guesses remembered for whereIs; past twice this the older half is forgotten. */
+/** Claimed guesses remembered for whereIs: between this many and twice as many, the newest. */
 const PASSED = 1 << 16;
 
 /**
@@ -85,8 +85,9 @@ class Stream {
 export class TrendPrefetcher extends GuessingPolicy {
   readonly name = 'trend';
   private readonly streams = new LruMap<number, Stream>(THREADS);
-  /** Guesses claimed as walked over (see claim), oldest first: 'behind' for whereIs. */
-  private passed = new Set<number>();
+  /** Guesses claimed as walked over (see claim): 'behind' for whereIs. Two generations of PASSED each. */
+  private passedNew = new Set<number>();
+  private passedOld = new Set<number>();
   /** page → the stream whose last window holds it and has not passed it yet: 'ahead'. */
   private aheadOf = new Map<number, Stream>();
 
@@ -130,14 +131,16 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   whereIs(page: number): 'behind' | 'ahead' | null {
     if (this.aheadOf.has(page)) return 'ahead';
-    return this.passed.has(page) ? 'behind' : null;
+    return this.passedNew.has(page) || this.passedOld.has(page) ? 'behind' : null;
   }
 
   private walkedOver(page: number): void {
     this.aheadOf.delete(page);
-    this.passed.delete(page); // re-inserted as the newest
-    this.passed.add(page);
-    if (this.passed.size > 2 * PASSED) this.passed = new Set([...this.passed].slice(-PASSED));
+    this.passedNew.add(page);
+    if (this.passedNew.size >= PASSED) {
+      this.passedOld = this.passedNew;
+      this.passedNew = new Set();
+    }
   }
 
   /** Keeps only the windows of streams still in the table (one pushed out of it is forgotten). */
@@ -160,7 +163,8 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   protected forget(): void {
     this.streams.clear();
-    this.passed.clear();
+    this.passedNew.clear();
+    this.passedOld.clear();
     this.aheadOf.clear();
   }
 
