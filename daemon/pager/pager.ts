@@ -2,7 +2,10 @@
 // could not answer from the native page cache; the pager dedupes them (one fetch per page however
 // many threads and attachments wait on it), fetches misses from the region's PageStore in batches,
 // installs them with UFFDIO_COPY / UFFDIO_ZEROPAGE, tracks which pages are resident and dirty, and
-// feeds the prefetcher. Everything here runs on the JS thread; the ops it calls are synchronous.
+// feeds the prefetcher. Two collaborators call back into it: the evictor (evictor.ts: eviction and
+// write-back) and the guesses (guesses.ts: sending for prefetch guesses, placing what comes back,
+// and their used/wasted accounting). Everything here runs on the JS thread; the ops it calls are
+// synchronous.
 //
 // Invariants the evictor relies on (see evictor.ts):
 // - a resident page that is not DIRTY is write-protected in every attachment, so a write to it
@@ -12,14 +15,14 @@
 // - a region with an attachment that cannot write-protect treats every resident page as dirty.
 
 import type { FaultEvent, NativePageCache } from '../native';
-import type { FaultInfo } from '../prefetch/types';
 import { PageStoreError } from '../remote/types';
 import type { AsyncWpOps } from './async-wp';
 import { Evictor, type AccessSource, type DrainResult, type EvictorOptions, type SyncProgress } from './evictor';
+import { Guesses, type GuessOptions } from './guesses';
 import { isGone, type PagerOps } from './ops';
 import { regionStats, type RegionStats } from './stats';
 import {
-  addressOf, budgetPagesOf, DIRTY, PREF, REF, RES,
+  addressOf, budgetPagesOf, DIRTY, newInFlight, PREF, REF, RES,
   RegionState, type Attachment, type AttachmentInfo, type InFlight, type RegionConfig,
 } from './state';
 
@@ -31,15 +34,13 @@ export interface PagerLog {
   error(obj: object, msg: string): void;
 }
 
-export interface PagerOptions extends EvictorOptions {
+export interface PagerOptions extends EvictorOptions, GuessOptions {
   ops: PagerOps;
   /** The native page cache shared with the FaultThread, or null for none. */
   cache: NativePageCache | null;
   log: PagerLog;
   /** Most pages in one PageStore.read (default 64). */
   maxBatchPages?: number;
-  /** Most prefetched pages in flight per region (default 256). */
-  maxPrefetchInFlight?: number;
   /** After this long without an answer from the store, log loudly and (sigbus regions) poison (default 10000). */
   unavailableAfterMs?: number;
   /** Backoff between retries of a failed read or write: initial and cap, in ms (default 5 and 1000). */
@@ -67,11 +68,6 @@ export interface PagerOptions extends EvictorOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/** A policy decision of at least this many pages gets a marker (its first page is held back). */
-const MARKER_MIN_WINDOW = 16;
-/** Held markers per region at most (one per window in flight or just fetched). */
-const MAX_HELD = 64;
-
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Gone attachments remembered for their late events. */
@@ -82,6 +78,7 @@ export class Pager {
   readonly cache: NativePageCache | null;
   readonly log: PagerLog;
   readonly evictor: Evictor;
+  private readonly guesses: Guesses;
   readonly regions = new Map<number, RegionState>();
   private readonly attachments = new Map<number, Attachment>();
   /**
@@ -91,7 +88,6 @@ export class Pager {
    */
   private readonly recentlyGone = new Map<number, RegionState>();
   private readonly maxBatch: number;
-  private readonly maxPrefetchInFlight: number;
   private readonly unavailableAfterMs: number;
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
@@ -116,7 +112,6 @@ export class Pager {
     this.cache = opts.cache;
     this.log = opts.log;
     this.maxBatch = opts.maxBatchPages ?? 64;
-    this.maxPrefetchInFlight = opts.maxPrefetchInFlight ?? 256;
     this.unavailableAfterMs = opts.unavailableAfterMs ?? 10_000;
     this.retryInitialMs = opts.retryInitialMs ?? 5;
     this.retryMaxMs = opts.retryMaxMs ?? 1000;
@@ -127,6 +122,7 @@ export class Pager {
     this.now = opts.now ?? Date.now;
     this.sleep = opts.sleep ?? defaultSleep;
     this.evictor = new Evictor(this, opts);
+    this.guesses = new Guesses(this, opts);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -309,15 +305,7 @@ export class Pager {
       f.waiters.delete(a);
       f.writers.delete(a);
     }
-    // The last process left: its streams are over, and a policy that remembers touched pages
-    // (auto) would otherwise refuse to guess them for the next run.
-    if (a.state.attachments.size === 0) {
-      this.settlePassed(a.state); // while the policy still knows its streams
-      a.state.cfg.prefetcher?.reset();
-      // Nobody left to fault on them: staged like any guess (a warm cache for the next process).
-      for (const [p, bytes] of a.state.held) this.stage(a.state, p, bytes);
-      a.state.held.clear();
-    }
+    if (a.state.attachments.size === 0) this.guesses.lastDetached(a.state);
     this.evictor.kick();
     return true;
   }
@@ -429,7 +417,7 @@ export class Pager {
     // The FaultThread serves a walk over cached pages faster than these events arrive: a guess it
     // already installed is neither cached nor known resident yet, so each is looked up in the memfd
     // before it is sent for (else a rescan from the cache sends for pages it passed: waste).
-    this.notePrefetch(a, { page: p, hit: true, tid, write }, true);
+    this.guesses.notePrefetch(a, { page: p, hit: true, tid, write }, true);
   }
 
   private cacheInstalled(r: RegionState, p: number, dirty: boolean): void {
@@ -442,7 +430,7 @@ export class Pager {
     r.setFlag(p, RES | REF);
     if (dirty) r.setFlag(p, DIRTY);
     r.cacheDelete(this.cache, p);
-    if (r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+    if (r.cachedPrefetch.delete(p)) this.guesses.prefetchUsed(r, p);
   }
 
   private onWriteProtectFault(a: Attachment, p: number): void {
@@ -465,7 +453,7 @@ export class Pager {
     }
     // Mark before lifting the protection: the evictor's re-dirty check reads this flag.
     r.setFlag(p, DIRTY | REF);
-    if (r.prefResident.delete(p)) this.prefetchUsed(r, p);
+    if (r.prefResident.delete(p)) this.guesses.prefetchUsed(r, p);
     r.clearFlag(p, PREF);
     try {
       this.ops.writeProtect(a.uffd, addressOf(a, p), r.pageSize, false, false);
@@ -482,7 +470,7 @@ export class Pager {
       r.setFlag(p, REF);
       r.held.delete(p); // held pages are installed only below; should one get in another way, its copy goes
       this.wakeOne(a, p);
-      this.notePrefetch(a, { page: p, hit: true, tid, write });
+      this.guesses.notePrefetch(a, { page: p, hit: true, tid, write });
       return;
     }
     let f = r.inFlight.get(p);
@@ -499,9 +487,9 @@ export class Pager {
       if (cached !== null) {
         f.fromCache = true;
         r.counters.faultsCacheHit++;
-        if (r.held.delete(p) || r.cachedPrefetch.delete(p)) this.prefetchUsed(r, p);
+        if (r.held.delete(p) || r.cachedPrefetch.delete(p)) this.guesses.prefetchUsed(r, p);
         this.complete(r, f, cached);
-        this.notePrefetch(a, { page: p, hit: true, tid, write });
+        this.guesses.notePrefetch(a, { page: p, hit: true, tid, write });
         return;
       }
       this.enqueueRead(r, p);
@@ -511,169 +499,44 @@ export class Pager {
       if (f.prefetch && f.waiters.size === 0) {
         // A guess that paid: the fetch was already out when the process asked.
         f.prefetch = false;
-        this.prefetchUsed(r, p);
+        this.guesses.prefetchUsed(r, p);
       }
     }
     f.waiters.add(a);
     if (write) f.writers.add(a);
-    this.notePrefetch(a, { page: p, hit, tid, write });
+    this.guesses.notePrefetch(a, { page: p, hit, tid, write });
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Prefetching.
-
-  private notePrefetch(a: Attachment, info: FaultInfo, checkMemfd = false): void {
-    const r = a.state;
-    const pf = r.cfg.prefetcher;
-    if (pf === null) return;
-    this.issueGuesses(r, pf.onFault(info), checkMemfd);
-  }
+  // Prefetch guesses (guesses.ts), for the evictor and the serving runtime.
 
   /**
-   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound.
-   * Guesses past the bound (or past the budget with no cache) are handed back to the policy as dropped:
-   * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
-   * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
+   * Replay warm-up: reads `pages` in one PageStore.read and places them like prefetch guesses.
+   * Resolves with the pages sent for, once the read is done.
    */
-  private issueGuesses(r: RegionState, guesses: readonly number[], checkMemfd = false): void {
-    if (guesses.length === 0) return;
-    let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
-    let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
-    // Guesses the native cache holds (recently evicted clean pages, staged guesses): installed from
-    // there in runs when the region has room, as a fetched guess would be, instead of each costing
-    // the process a fault that the FaultThread serves from the cache. -1: not looked up yet.
-    let cacheRoom = -1;
-    const fromCache: number[] = [];
-    for (let i = 0; i < guesses.length; i++) {
-      const p = guesses[i]!;
-      if (room <= 0 || (this.cache === null && !this.evictor.hasPrefetchRoom(r))) {
-        for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
-        break;
-      }
-      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
-      if (this.cache !== null && this.cache.has(r.cfg.key, p)) {
-        // A window's first page stays in the cache: its touch is a fault the FaultThread serves from
-        // there, and the hit tells the policy to send for the next window (a held marker's job).
-        if (marker) {
-          marker = false;
-          continue;
-        }
-        if (cacheRoom < 0) cacheRoom = r.attachments.size === 1 && r.allWriteProtect() ? this.evictor.prefetchRoomPages(r) : 0;
-        if (cacheRoom > 0) {
-          fromCache.push(p);
-          cacheRoom--;
-        }
-        continue;
-      }
-      if (checkMemfd && this.ops.hasData(r.cfg.memfd, p * r.pageSize)) continue; // installed; its event is on its way
-      r.inFlight.set(p, newInFlight(p, true));
-      r.counters.prefetchIssued++;
-      if (marker) {
-        r.markers.add(p);
-        marker = false;
-      }
-      this.enqueueRead(r, p);
-      room--;
-    }
-    if (fromCache.length > 0) this.installFromCache(r, fromCache);
+  warm(key: number, pages: readonly number[]): Promise<number> {
+    return this.guesses.warm(key, pages);
   }
 
-  /**
-   * Installs guesses straight from the native cache (see issueGuesses), placed like fetched guesses
-   * (installGuessRuns: one UFFDIO_COPY per run, write-protected, then out of the cache). A page the
-   * cache dropped meanwhile is skipped (the process faults it as usual); one the FaultThread
-   * installed first meets EEXIST, is never overwritten, and its pending event counts the hit.
-   */
-  private installFromCache(r: RegionState, pages: readonly number[]): void {
-    const present = new Map<number, Buffer>();
-    const run: number[] = [];
-    for (const p of pages) {
-      const data = this.cache!.get(r.cfg.key, p);
-      if (data === null) continue;
-      r.inFlight.set(p, newInFlight(p, true));
-      present.set(p, data);
-      run.push(p);
-    }
-    if (run.length === 0) return;
-    this.installGuessRuns(r, run, present);
-    for (const p of run) {
-      if (!r.has(p, PREF)) continue;
-      // Installed from here: a guess staged earlier was counted issued then; any other is a new one.
-      if (!r.cachedPrefetch.delete(p)) r.counters.prefetchIssued++;
-    }
-  }
-
-  /**
-   * Replay warm-up: reads `pages` in one PageStore.read and places them like prefetch guesses —
-   * installed when the region has an attachment and room under its budget, else staged in the
-   * native cache (the FaultThread then serves them without JS). Resident, in-flight and cached pages
-   * are skipped. Resolves with the pages sent for, once the read is done.
-   */
-  async warm(key: number, pages: readonly number[]): Promise<number> {
-    const r = this.region(key);
-    const batch: number[] = [];
-    for (const p of pages) {
-      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
-      if (this.cache !== null && this.cache.has(r.cfg.key, p)) continue;
-      r.inFlight.set(p, newInFlight(p, true));
-      r.counters.prefetchIssued++;
-      batch.push(p);
-    }
-    if (batch.length === 0) return 0;
-    this.readsInFlight++;
-    try {
-      await this.readLoop(r, batch);
-    } finally {
-      this.readsInFlight--;
-    }
-    return batch.length;
-  }
-
+  /** A guess was used (a fault, or an accessed bit at its eviction); the policy may answer with more. */
   prefetchUsed(r: RegionState, p: number): void {
-    r.counters.prefetchUsed++;
-    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
-    // A policy may answer a use with its next window (the stream reached its marker). It counts those
-    // pages as asked for, so a later fault on one is taken as a use and asks for nothing: dropping
-    // them here would leave a hole that faults page by page until the stream passes it.
-    const next = r.cfg.prefetcher?.onPrefetchUsed(p);
-    if (next && next.length > 0) {
-      this.issueGuesses(r, next);
-      this.scheduleFlush();
-    }
+    this.guesses.prefetchUsed(r, p);
   }
 
-  /**
-   * A guess the prefetcher's stream walked over without a fault (seen at its eviction): counted used.
-   * The policy is not told: the stream is long past it, and a late use would read as a new access.
-   */
+  /** A guess the stream walked over without a fault: counted used, the policy not told. */
   prefetchPassed(r: RegionState, p: number): void {
-    r.counters.prefetchUsed++;
-    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
+    this.guesses.prefetchPassed(r, p);
   }
 
-  /** Installed guesses a stream walked over become ordinary resident pages, counted used. */
-  private settlePassed(r: RegionState): void {
-    const pf = r.cfg.prefetcher;
-    if (pf?.whereIs === undefined) return;
-    for (const p of r.prefResident) {
-      if (pf.whereIs(p) !== 'behind') continue;
-      r.prefResident.delete(p);
-      r.clearFlag(p, PREF);
-      this.prefetchPassed(r, p);
-    }
-  }
-
+  /** A guess dropped unused. */
   prefetchWasted(r: RegionState, p: number): void {
-    r.counters.prefetchWasted++;
-    r.cfg.prefetcher?.onPrefetchWasted(p);
+    this.guesses.prefetchWasted(r, p);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Fetching: one PageStore.read per region per batch.
 
-  private enqueueRead(r: RegionState, p: number): void {
+  enqueueRead(r: RegionState, p: number): void {
     let q = this.pending.get(r);
     if (q === undefined) this.pending.set(r, (q = []));
     q.push(p);
@@ -683,7 +546,7 @@ export class Pager {
     }
   }
 
-  private scheduleFlush(): void {
+  scheduleFlush(): void {
     if (this.flushScheduled || this.pending.size === 0) return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -698,6 +561,16 @@ export class Pager {
     const all = [...this.pending];
     this.pending.clear();
     for (const [r, q] of all) this.startRead(r, q);
+  }
+
+  /** Reads a batch now, not queued (warm-up); rejects if the read is given up. */
+  async readNow(r: RegionState, batch: number[]): Promise<void> {
+    this.readsInFlight++;
+    try {
+      await this.readLoop(r, batch);
+    } finally {
+      this.readsInFlight--;
+    }
   }
 
   private startRead(r: RegionState, pages: number[]): void {
@@ -800,7 +673,7 @@ export class Pager {
   }
 
   /** A fetch finished: install for the waiters, or place a guess (installed if there is room, else cached). */
-  private complete(r: RegionState, f: InFlight, data: Buffer | null): void {
+  complete(r: RegionState, f: InFlight, data: Buffer | null): void {
     if (f.stale || r.has(f.page, RES)) {
       r.inFlight.delete(f.page);
       for (const a of f.waiters) this.wakeOne(a, f.page);
@@ -814,25 +687,13 @@ export class Pager {
       else this.installDemand(r, f, data);
       return;
     }
-    // A guess nobody asked for yet.
-    r.inFlight.delete(f.page);
-    if (r.attachments.size > 0 && this.evictor.hasPrefetchRoom(r)) {
-      const a = r.attachments.values().next().value as Attachment;
-      if (this.install(r, f.page, data, [a], null) === 'done') {
-        r.clearFlag(f.page, REF);
-        r.setFlag(f.page, PREF);
-        r.prefResident.add(f.page);
-        return;
-      }
-    }
-    this.stage(r, f.page, data ?? this.zeroPage(r.pageSize));
+    this.guesses.place(r, f, data); // a guess nobody asked for yet
   }
 
   /**
-   * A read came back. Pages someone waits for go through complete() one by one; guesses nobody asked
-   * for yet, as many as the budget leaves room for, are installed in runs of contiguous pages — one
-   * UFFDIO_COPY per run, write-protected and DONTWAKE — then one UFFDIO_WAKE over the batch (a fault
-   * raised on one of them that JS has not seen yet is resumed by it). The rest are placed as usual.
+   * A read came back. Pages someone waits for go through complete() one by one, in read order; a
+   * fetched window marker may be held back; the other guesses nobody asked for yet are placed
+   * together (guesses.ts: installed in runs while the budget leaves room, else staged).
    */
   private completeRead(r: RegionState, pages: readonly number[], present: Map<number, Buffer>): void {
     const guesses: InFlight[] = [];
@@ -843,111 +704,10 @@ export class Pager {
       if (data !== null) r.counters.remoteBytesIn += data.length;
       const marker = r.markers.delete(p);
       if (f.waiters.size > 0) this.complete(r, f, data); // someone waits: first
-      else if (marker && !f.stale && r.attachments.size === 1 && r.allWriteProtect()) this.hold(r, f, data);
-      else guesses.push(f);
+      else if (!marker || !this.guesses.hold(r, f, data)) guesses.push(f);
     }
     if (guesses.length === 0) return;
-    // Several mappings would each need the page protected first (install()): keep that path for them.
-    let room = r.attachments.size === 1 && r.allWriteProtect() ? this.evictor.prefetchRoomPages(r) : 0;
-    const runs: number[] = [];
-    const rest: InFlight[] = [];
-    for (const f of guesses) {
-      if (room > 0 && !f.stale && !r.has(f.page, RES)) {
-        runs.push(f.page);
-        room--;
-      } else {
-        rest.push(f);
-      }
-    }
-    if (runs.length > 0) this.installGuessRuns(r, runs, present);
-    // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
-    for (const f of rest) this.complete(r, f, present.get(f.page) ?? null);
-  }
-
-  /** Keeps a fetched marker out of the region (see RegionState.held); the oldest beyond the bound is staged. */
-  private hold(r: RegionState, f: InFlight, data: Buffer | null): void {
-    r.inFlight.delete(f.page);
-    r.held.set(f.page, data ?? Buffer.alloc(r.pageSize));
-    if (r.held.size <= MAX_HELD) return;
-    const [old, bytes] = r.held.entries().next().value as [number, Buffer];
-    r.held.delete(old);
-    this.stage(r, old, bytes);
-  }
-
-  /** A guess into the native cache (the FaultThread serves it without JS), or counted wasted. */
-  private stage(r: RegionState, p: number, data: Buffer): void {
-    if (this.cache !== null && r.allWriteProtect()) {
-      this.armMarkers(r, p);
-      if (this.cache.put(r.cfg.key, p, data)) r.cachedPrefetch.add(p);
-      else this.prefetchWasted(r, p);
-    } else {
-      this.prefetchWasted(r, p);
-    }
-  }
-
-  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
-    const a = r.attachments.values().next().value as Attachment;
-    const ps = r.pageSize;
-    pages.sort((x, y) => x - y);
-    const placed = (p: number) => {
-      r.inFlight.delete(p);
-      r.setFlag(p, RES | PREF);
-      r.clearFlag(p, REF);
-      r.prefResident.add(p);
-      r.cacheDelete(this.cache, p);
-    };
-    // Pages the batch could not install (an event pending, the process gone): placed one by one.
-    const leftover: number[] = [];
-    for (let i = 0; i < pages.length; ) {
-      let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
-      const run = pages.slice(i, j);
-      i = j;
-      if (leftover.length > 0) {
-        leftover.push(...run);
-        continue;
-      }
-      const buf = runBytes(run, present, ps, this.zeroPage(ps));
-      let k = 0;
-      while (k < run.length) {
-        let res;
-        try {
-          res = this.ops.copy(a.uffd, addressOf(a, run[k]!), k === 0 ? buf : buf.subarray(k * ps), true, true);
-        } catch (e) {
-          if (!isGone(e)) throw e;
-          this.teardown(a, (e as Error).message);
-          leftover.push(...run.slice(k));
-          break;
-        }
-        const n = Math.min(run.length - k, Math.floor(res.bytes / ps));
-        for (let q = k; q < k + n; q++) placed(run[q]!);
-        k += n;
-        if (res.outcome === 'done') break;
-        if (res.outcome === 'again') {
-          leftover.push(...run.slice(k));
-          break;
-        }
-        // EEXIST: the process already has this page (another path installed it; its own
-        // bookkeeping follows). Never overwritten; the guess is simply not needed.
-        const p = run[k]!;
-        r.inFlight.delete(p);
-        r.setFlag(p, RES);
-        r.cacheDelete(this.cache, p);
-        k++;
-      }
-    }
-    if (r.attachments.has(a.attachment)) {
-      try {
-        this.ops.wake(a.uffd, addressOf(a, pages[0]!), (pages[pages.length - 1]! - pages[0]! + 1) * ps);
-      } catch (e) {
-        if (!isGone(e)) throw e;
-        this.teardown(a, (e as Error).message);
-      }
-    }
-    for (const p of leftover) {
-      const f = r.inFlight.get(p);
-      if (f !== undefined) this.complete(r, f, present.get(p) ?? null);
-    }
+    this.guesses.placeFetched(r, guesses, present);
   }
 
   /** Runs installs that waited for room, in order, while their regions have room. */
@@ -998,7 +758,7 @@ export class Pager {
    * Installs page p through the first live attachment of `order` and wakes every waiter of f.
    * 'done': installed (or found installed: EEXIST); 'again': retry later; 'none': nobody left to install for.
    */
-  private install(r: RegionState, p: number, data: Buffer | null, order: Attachment[], f: InFlight | null): 'done' | 'again' | 'none' {
+  install(r: RegionState, p: number, data: Buffer | null, order: Attachment[], f: InFlight | null): 'done' | 'again' | 'none' {
     const ps = r.pageSize;
     for (const a of order) {
       if (!r.attachments.has(a.attachment)) continue;
@@ -1066,40 +826,10 @@ export class Pager {
     }
   }
 
-  private zeroPage(size: number): Buffer {
+  zeroPage(size: number): Buffer {
     if (this.zero === null || this.zero.length !== size) this.zero = Buffer.alloc(size);
     return this.zero;
   }
-}
-
-/**
- * The bytes of a run of consecutive pages for one UFFDIO_COPY. A store answer is one message whose
- * pages are views of it, so a run from one answer lies back to back in one buffer: a view of it
- * (no copy in JS; the copy of a 64 MiB scan's pages cost ~13 ms of the JS thread). Otherwise (pages
- * from several answers, or absent ones: zeros) one Buffer.concat, still cheaper than a copy per page.
- */
-function runBytes(run: readonly number[], present: Map<number, Buffer>, ps: number, zero: Buffer): Buffer {
-  const first = present.get(run[0]!);
-  if (first !== undefined) {
-    let end = first.byteOffset + ps;
-    let k = 1;
-    for (; k < run.length; k++, end += ps) {
-      const b = present.get(run[k]!);
-      if (b === undefined || b.buffer !== first.buffer || b.byteOffset !== end) break;
-    }
-    if (k === run.length) return run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
-  }
-  return Buffer.concat(run.map((p) => present.get(p) ?? zero), run.length * ps);
-}
-
-function newInFlight(page: number, prefetch: boolean): InFlight {
-  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null, missAt: null };
-}
-
-function countPrefetchInFlight(r: RegionState): number {
-  let n = 0;
-  for (const f of r.inFlight.values()) if (f.prefetch) n++;
-  return n;
 }
 
 /** A store answer that does not account for every page exactly once with page-size bytes is refused. */

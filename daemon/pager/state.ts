@@ -1,6 +1,6 @@
 // What the pager knows about one region: its pages' state (one byte of flags per page), its
-// attachments and the fetches in flight. Shared by the fault path (pager.ts), the fetcher and the
-// evictor; all of it lives on the JS thread.
+// attachments and the fetches in flight. Shared by the fault path (pager.ts), the fetcher, the
+// prefetch guesses (guesses.ts) and the evictor; all of it lives on the JS thread.
 
 import type { NativePageCache } from '../native';
 import type { Prefetcher } from '../prefetch/types';
@@ -75,6 +75,10 @@ export interface InFlight {
   failingSince: number | null;
   /** performance.now() when the first process fault on the page reached the pager (null: a guess nobody asked for yet). */
   missAt: number | null;
+}
+
+export function newInFlight(page: number, prefetch: boolean): InFlight {
+  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null, missAt: null };
 }
 
 export interface RegionCounters {

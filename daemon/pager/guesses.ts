@@ -1,0 +1,365 @@
+// Prefetch guesses: the path of a page the prefetcher asked for before any process did. The pager
+// tells this collaborator of every fault (notePrefetch) and hands it every fetched page nobody waits
+// for; it sends for the policy's guesses (or installs them from the native cache), places what comes
+// back — installed in runs while the budget leaves room, a window's marker held back, the rest staged
+// in the native cache — and keeps the used / wasted accounting the policy learns from.
+//
+// It calls back into the pager (pager.ts) for the mechanism: enqueueRead / scheduleFlush / readNow to
+// fetch, install / complete to place one page, teardown when an attachment is gone. Everything here
+// runs on the JS thread.
+
+import type { FaultInfo } from '../prefetch/types';
+import { isGone } from './ops';
+import type { Pager } from './pager';
+import { addressOf, newInFlight, PREF, REF, RES, type Attachment, type InFlight, type RegionState } from './state';
+
+export interface GuessOptions {
+  /** Most prefetched pages in flight per region (default 256). */
+  maxPrefetchInFlight?: number;
+}
+
+/** A policy decision of at least this many pages gets a marker (its first page is held back). */
+const MARKER_MIN_WINDOW = 16;
+/** Held markers per region at most (one per window in flight or just fetched). */
+const MAX_HELD = 64;
+
+export class Guesses {
+  private readonly pager: Pager;
+  private readonly maxPrefetchInFlight: number;
+  private readonly onTouch: ((region: number, attachment: number | null, page: number) => void) | null;
+
+  constructor(pager: Pager, opts: GuessOptions & { onTouch?: ((region: number, attachment: number | null, page: number) => void) | null }) {
+    this.pager = pager;
+    this.maxPrefetchInFlight = opts.maxPrefetchInFlight ?? 256;
+    this.onTouch = opts.onTouch ?? null;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending for guesses.
+
+  /** A fault of attachment a: the region's policy answers with guesses, sent for here. */
+  notePrefetch(a: Attachment, info: FaultInfo, checkMemfd = false): void {
+    const r = a.state;
+    const pf = r.cfg.prefetcher;
+    if (pf === null) return;
+    this.issueGuesses(r, pf.onFault(info), checkMemfd);
+  }
+
+  /**
+   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound.
+   * Guesses past the bound (or past the budget with no cache) are handed back to the policy as dropped:
+   * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
+   * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
+   */
+  private issueGuesses(r: RegionState, guesses: readonly number[], checkMemfd = false): void {
+    if (guesses.length === 0) return;
+    const { cache, evictor } = this.pager;
+    let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
+    let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
+    // Guesses the native cache holds (recently evicted clean pages, staged guesses): installed from
+    // there in runs when the region has room, as a fetched guess would be, instead of each costing
+    // the process a fault that the FaultThread serves from the cache. -1: not looked up yet.
+    let cacheRoom = -1;
+    const fromCache: number[] = [];
+    for (let i = 0; i < guesses.length; i++) {
+      const p = guesses[i]!;
+      if (room <= 0 || (cache === null && !evictor.hasPrefetchRoom(r))) {
+        for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
+        break;
+      }
+      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
+      if (cache !== null && cache.has(r.cfg.key, p)) {
+        // A window's first page stays in the cache: its touch is a fault the FaultThread serves from
+        // there, and the hit tells the policy to send for the next window (a held marker's job).
+        if (marker) {
+          marker = false;
+          continue;
+        }
+        if (cacheRoom < 0) cacheRoom = r.attachments.size === 1 && r.allWriteProtect() ? evictor.prefetchRoomPages(r) : 0;
+        if (cacheRoom > 0) {
+          fromCache.push(p);
+          cacheRoom--;
+        }
+        continue;
+      }
+      if (checkMemfd && this.pager.ops.hasData(r.cfg.memfd, p * r.pageSize)) continue; // installed; its event is on its way
+      r.inFlight.set(p, newInFlight(p, true));
+      r.counters.prefetchIssued++;
+      if (marker) {
+        r.markers.add(p);
+        marker = false;
+      }
+      this.pager.enqueueRead(r, p);
+      room--;
+    }
+    if (fromCache.length > 0) this.installFromCache(r, fromCache);
+  }
+
+  /**
+   * Installs guesses straight from the native cache (see issueGuesses), placed like fetched guesses
+   * (installGuessRuns: one UFFDIO_COPY per run, write-protected, then out of the cache). A page the
+   * cache dropped meanwhile is skipped (the process faults it as usual); one the FaultThread
+   * installed first meets EEXIST, is never overwritten, and its pending event counts the hit.
+   */
+  private installFromCache(r: RegionState, pages: readonly number[]): void {
+    const present = new Map<number, Buffer>();
+    const run: number[] = [];
+    for (const p of pages) {
+      const data = this.pager.cache!.get(r.cfg.key, p);
+      if (data === null) continue;
+      r.inFlight.set(p, newInFlight(p, true));
+      present.set(p, data);
+      run.push(p);
+    }
+    if (run.length === 0) return;
+    this.installGuessRuns(r, run, present);
+    for (const p of run) {
+      if (!r.has(p, PREF)) continue;
+      // Installed from here: a guess staged earlier was counted issued then; any other is a new one.
+      if (!r.cachedPrefetch.delete(p)) r.counters.prefetchIssued++;
+    }
+  }
+
+  /**
+   * Replay warm-up: reads `pages` in one PageStore.read and places them like prefetch guesses —
+   * installed when the region has an attachment and room under its budget, else staged in the
+   * native cache (the FaultThread then serves them without JS). Resident, in-flight and cached pages
+   * are skipped. Resolves with the pages sent for, once the read is done.
+   */
+  async warm(key: number, pages: readonly number[]): Promise<number> {
+    const r = this.pager.region(key);
+    const cache = this.pager.cache;
+    const batch: number[] = [];
+    for (const p of pages) {
+      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
+      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
+      if (cache !== null && cache.has(r.cfg.key, p)) continue;
+      r.inFlight.set(p, newInFlight(p, true));
+      r.counters.prefetchIssued++;
+      batch.push(p);
+    }
+    if (batch.length === 0) return 0;
+    await this.pager.readNow(r, batch);
+    return batch.length;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Placing what came back.
+
+  /**
+   * A fetched marker (see RegionState.held): kept out of the region when the region has one
+   * attachment, all write-protecting, and its bytes are not stale; the oldest beyond the bound is
+   * staged. false: not held (the caller places it like any guess).
+   */
+  hold(r: RegionState, f: InFlight, data: Buffer | null): boolean {
+    if (f.stale || r.attachments.size !== 1 || !r.allWriteProtect()) return false;
+    r.inFlight.delete(f.page);
+    r.held.set(f.page, data ?? Buffer.alloc(r.pageSize));
+    if (r.held.size <= MAX_HELD) return true;
+    const [old, bytes] = r.held.entries().next().value as [number, Buffer];
+    r.held.delete(old);
+    this.stage(r, old, bytes);
+    return true;
+  }
+
+  /**
+   * Fetched guesses nobody asked for yet (in read order): as many as the budget leaves room for are
+   * installed in runs of contiguous pages — one UFFDIO_COPY per run, write-protected and DONTWAKE —
+   * then one UFFDIO_WAKE over the batch (a fault raised on one of them that JS has not seen yet is
+   * resumed by it). The rest go through the pager's complete() one by one.
+   */
+  placeFetched(r: RegionState, guesses: readonly InFlight[], present: Map<number, Buffer>): void {
+    // Several mappings would each need the page protected first (install()): keep that path for them.
+    let room = r.attachments.size === 1 && r.allWriteProtect() ? this.pager.evictor.prefetchRoomPages(r) : 0;
+    const runs: number[] = [];
+    const rest: InFlight[] = [];
+    for (const f of guesses) {
+      if (room > 0 && !f.stale && !r.has(f.page, RES)) {
+        runs.push(f.page);
+        room--;
+      } else {
+        rest.push(f);
+      }
+    }
+    if (runs.length > 0) this.installGuessRuns(r, runs, present);
+    // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
+    for (const f of rest) this.pager.complete(r, f, present.get(f.page) ?? null);
+  }
+
+  /**
+   * A fetched guess nobody asked for yet, not stale nor resident (the pager's complete() checked):
+   * installed if the budget leaves room, else staged.
+   */
+  place(r: RegionState, f: InFlight, data: Buffer | null): void {
+    r.inFlight.delete(f.page);
+    if (r.attachments.size > 0 && this.pager.evictor.hasPrefetchRoom(r)) {
+      const a = r.attachments.values().next().value as Attachment;
+      if (this.pager.install(r, f.page, data, [a], null) === 'done') {
+        r.clearFlag(f.page, REF);
+        r.setFlag(f.page, PREF);
+        r.prefResident.add(f.page);
+        return;
+      }
+    }
+    this.stage(r, f.page, data ?? this.pager.zeroPage(r.pageSize));
+  }
+
+  /** A guess into the native cache (the FaultThread serves it without JS), or counted wasted. */
+  private stage(r: RegionState, p: number, data: Buffer): void {
+    const cache = this.pager.cache;
+    if (cache !== null && r.allWriteProtect()) {
+      this.pager.armMarkers(r, p);
+      if (cache.put(r.cfg.key, p, data)) r.cachedPrefetch.add(p);
+      else this.prefetchWasted(r, p);
+    } else {
+      this.prefetchWasted(r, p);
+    }
+  }
+
+  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
+    const { cache, ops } = this.pager;
+    const a = r.attachments.values().next().value as Attachment;
+    const ps = r.pageSize;
+    pages.sort((x, y) => x - y);
+    const placed = (p: number) => {
+      r.inFlight.delete(p);
+      r.setFlag(p, RES | PREF);
+      r.clearFlag(p, REF);
+      r.prefResident.add(p);
+      r.cacheDelete(cache, p);
+    };
+    // Pages the batch could not install (an event pending, the process gone): placed one by one.
+    const leftover: number[] = [];
+    for (let i = 0; i < pages.length; ) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+      const run = pages.slice(i, j);
+      i = j;
+      if (leftover.length > 0) {
+        leftover.push(...run);
+        continue;
+      }
+      const buf = runBytes(run, present, ps, this.pager.zeroPage(ps));
+      let k = 0;
+      while (k < run.length) {
+        let res;
+        try {
+          res = ops.copy(a.uffd, addressOf(a, run[k]!), k === 0 ? buf : buf.subarray(k * ps), true, true);
+        } catch (e) {
+          if (!isGone(e)) throw e;
+          this.pager.teardown(a, (e as Error).message);
+          leftover.push(...run.slice(k));
+          break;
+        }
+        const n = Math.min(run.length - k, Math.floor(res.bytes / ps));
+        for (let q = k; q < k + n; q++) placed(run[q]!);
+        k += n;
+        if (res.outcome === 'done') break;
+        if (res.outcome === 'again') {
+          leftover.push(...run.slice(k));
+          break;
+        }
+        // EEXIST: the process already has this page (another path installed it; its own
+        // bookkeeping follows). Never overwritten; the guess is simply not needed.
+        const p = run[k]!;
+        r.inFlight.delete(p);
+        r.setFlag(p, RES);
+        r.cacheDelete(cache, p);
+        k++;
+      }
+    }
+    if (r.attachments.has(a.attachment)) {
+      try {
+        ops.wake(a.uffd, addressOf(a, pages[0]!), (pages[pages.length - 1]! - pages[0]! + 1) * ps);
+      } catch (e) {
+        if (!isGone(e)) throw e;
+        this.pager.teardown(a, (e as Error).message);
+      }
+    }
+    for (const p of leftover) {
+      const f = r.inFlight.get(p);
+      if (f !== undefined) this.pager.complete(r, f, present.get(p) ?? null);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Accounting: used, passed, wasted.
+
+  prefetchUsed(r: RegionState, p: number): void {
+    r.counters.prefetchUsed++;
+    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
+    // A policy may answer a use with its next window (the stream reached its marker). It counts those
+    // pages as asked for, so a later fault on one is taken as a use and asks for nothing: dropping
+    // them here would leave a hole that faults page by page until the stream passes it.
+    const next = r.cfg.prefetcher?.onPrefetchUsed(p);
+    if (next && next.length > 0) {
+      this.issueGuesses(r, next);
+      this.pager.scheduleFlush();
+    }
+  }
+
+  /**
+   * A guess the prefetcher's stream walked over without a fault (seen at its eviction): counted used.
+   * The policy is not told: the stream is long past it, and a late use would read as a new access.
+   */
+  prefetchPassed(r: RegionState, p: number): void {
+    r.counters.prefetchUsed++;
+    if (this.onTouch !== null) this.onTouch(r.cfg.key, null, p);
+  }
+
+  prefetchWasted(r: RegionState, p: number): void {
+    r.counters.prefetchWasted++;
+    r.cfg.prefetcher?.onPrefetchWasted(p);
+  }
+
+  /**
+   * The last process left: its streams are over, and a policy that remembers touched pages (auto)
+   * would otherwise refuse to guess them for the next run.
+   */
+  lastDetached(r: RegionState): void {
+    this.settlePassed(r); // while the policy still knows its streams
+    r.cfg.prefetcher?.reset();
+    // Nobody left to fault on them: staged like any guess (a warm cache for the next process).
+    for (const [p, bytes] of r.held) this.stage(r, p, bytes);
+    r.held.clear();
+  }
+
+  /** Installed guesses a stream walked over become ordinary resident pages, counted used. */
+  private settlePassed(r: RegionState): void {
+    const pf = r.cfg.prefetcher;
+    if (pf?.whereIs === undefined) return;
+    for (const p of r.prefResident) {
+      if (pf.whereIs(p) !== 'behind') continue;
+      r.prefResident.delete(p);
+      r.clearFlag(p, PREF);
+      this.prefetchPassed(r, p);
+    }
+  }
+}
+
+/**
+ * The bytes of a run of consecutive pages for one UFFDIO_COPY. A store answer is one message whose
+ * pages are views of it, so a run from one answer lies back to back in one buffer: a view of it
+ * (no copy in JS; the copy of a 64 MiB scan's pages cost ~13 ms of the JS thread). Otherwise (pages
+ * from several answers, or absent ones: zeros) one Buffer.concat, still cheaper than a copy per page.
+ */
+function runBytes(run: readonly number[], present: Map<number, Buffer>, ps: number, zero: Buffer): Buffer {
+  const first = present.get(run[0]!);
+  if (first !== undefined) {
+    let end = first.byteOffset + ps;
+    let k = 1;
+    for (; k < run.length; k++, end += ps) {
+      const b = present.get(run[k]!);
+      if (b === undefined || b.buffer !== first.buffer || b.byteOffset !== end) break;
+    }
+    if (k === run.length) return run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
+  }
+  return Buffer.concat(run.map((p) => present.get(p) ?? zero), run.length * ps);
+}
+
+function countPrefetchInFlight(r: RegionState): number {
+  let n = 0;
+  for (const f of r.inFlight.values()) if (f.prefetch) n++;
+  return n;
+}
