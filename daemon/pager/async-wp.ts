@@ -4,9 +4,12 @@
 // page WRITTEN and re-protects it in the same ioctl (PM_SCAN_WP_MATCHING). About 10× cheaper per
 // written page than a WP fault (KERNEL.md), but nothing can block a concurrent writer, so a write
 // between an eviction's pread and its hole punch would be lost: async regions are never evicted.
-// All of it runs on the JS thread.
+// Here: the kernel side (AsyncWpOps), the probe, and what the pager does with an async attachment's
+// pagemap (armAsync at attach, collectFrom at sync, drain and detach). All of it runs on the JS thread.
 
 import { NativeError, pagemapOpen, pagemapScan, memfd, uffd } from '../native';
+import type { PagerLog } from './pager';
+import { DIRTY, RES, type Attachment } from './state';
 
 /** The kernel side of async dirty tracking, as one interface (the pager's tests can fake it). */
 export interface AsyncWpOps {
@@ -85,6 +88,73 @@ export function probeAsyncWp(): string | null {
   } finally {
     memfd.close(pm);
   }
+}
+
+/**
+ * Async attachment: opens its pagemap and arms the range with one matching scan (pages never
+ * populated report WRITTEN until then: KERNEL.md). On a reconnect, the pages of that first report
+ * already in the memfd count as dirty: the process may have written them since the last scan of
+ * its previous attachment (over-counting is safe; missing one would not be). A fresh mapping has
+ * had no write through it, so its report (every page in the memfd) is ignored. A
+ * process whose uffd lacks WP_ASYNC after all (EPERM from PM_SCAN_CHECK_WPASYNC) is served by WP
+ * faults instead.
+ */
+export function armAsync(ops: AsyncWpOps, a: Attachment, log: PagerLog): boolean {
+  const r = a.state;
+  const end = a.base + BigInt(a.length);
+  a.pagemap = ops.open(a.pid);
+  try {
+    const ps = BigInt(r.pageSize);
+    const ranges = ops.written(a.pagemap, a.base, end);
+    if (a.reattach === false) return true;
+    for (const g of ranges) {
+      const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
+      for (let p = Math.max(0, Number((g.start - a.base) / ps)); p < last; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
+    }
+  } catch (e) {
+    ops.close(a.pagemap);
+    a.pagemap = null;
+    a.asyncWp = false;
+    if ((e as { code?: unknown }).code !== 'EPERM') throw e;
+    log.warn({ region: a.state.cfg.name, pid: a.pid, attachment: a.attachment },
+      'the process registered without WP_ASYNC: its writes are tracked with write-protect faults');
+    return false;
+  }
+  return true;
+}
+
+/**
+ * Marks dirty the pages of attachment a's region that its process wrote since the last scan (the
+ * same ioctl re-protects them); returns how many it newly marked. A process that cannot be scanned
+ * any more makes every resident page of the region dirty.
+ */
+export function collectFrom(ops: AsyncWpOps, a: Attachment, log: PagerLog): number {
+  const r = a.state;
+  const before = r.dirty;
+  let ranges: { start: bigint; end: bigint }[] | null = null;
+  try {
+    const end = a.base + BigInt(a.length);
+    ranges = ops.written(a.pagemap!, a.base, end);
+    // A process that exited or unmapped the region walks no VMA: an empty answer proves nothing.
+    if (!ops.covered(a.pagemap!, a.base, end)) ranges = null;
+  } catch (e) {
+    log.debug({ err: e, region: r.cfg.name, pid: a.pid }, 'PAGEMAP_SCAN failed');
+    ranges = null;
+  }
+  if (ranges === null) {
+    // Its writes cannot be known any more: every page in the memfd may have been written.
+    for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
+    log.info({ region: r.cfg.name, pid: a.pid, attachment: a.attachment, dirty: r.dirty },
+      'async attachment could not be scanned (process gone or region unmapped): every resident page counts as dirty');
+    return r.dirty - before;
+  }
+  const ps = BigInt(r.pageSize);
+  for (const g of ranges) {
+    const first = Number((g.start - a.base) / ps);
+    const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
+    for (let p = Math.max(0, first); p < last; p++) r.setFlag(p, RES | DIRTY);
+  }
+  return r.dirty - before;
 }
 
 export type DirtyTrackingMode = 'wp' | 'async';

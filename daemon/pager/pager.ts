@@ -16,7 +16,7 @@
 
 import type { FaultEvent, NativePageCache } from '../native';
 import { PageStoreError } from '../remote/types';
-import type { AsyncWpOps } from './async-wp';
+import { armAsync, collectFrom, type AsyncWpOps } from './async-wp';
 import { Evictor, type AccessSource, type DrainResult, type EvictorOptions, type SyncProgress } from './evictor';
 import { Guesses, type GuessOptions } from './guesses';
 import { isGone, type PagerOps } from './ops';
@@ -193,7 +193,7 @@ export class Pager {
       // (The kernel refuses DONTWAKE together with protect: EINVAL; protecting wakes no one anyway.)
       // Async: the arming scan protects instead. A UFFDIO_WRITEPROTECT of the range would also
       // wipe the trace of a write made since the last scan (a reconnecting process's).
-      if (a.asyncWp !== true || !this.armAsync(a)) this.ops.writeProtect(a.uffd, a.base, a.length, true, false);
+      if (a.asyncWp !== true || !armAsync(this.asyncWp!, a, this.log)) this.ops.writeProtect(a.uffd, a.base, a.length, true, false);
     } else {
       // Writes through this mapping are invisible: no resident page can be called clean any more.
       for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
@@ -205,40 +205,6 @@ export class Pager {
   }
 
   /**
-   * Async attachment: opens its pagemap and arms the range with one matching scan (pages never
-   * populated report WRITTEN until then: KERNEL.md). On a reconnect, the pages of that first report
-   * already in the memfd count as dirty: the process may have written them since the last scan of
-   * its previous attachment (over-counting is safe; missing one would not be). A fresh mapping has
-   * had no write through it, so its report (every page in the memfd) is ignored. A
-   * process whose uffd lacks WP_ASYNC after all (EPERM from PM_SCAN_CHECK_WPASYNC) is served by WP
-   * faults instead.
-   */
-  private armAsync(a: Attachment): boolean {
-    const ops = this.asyncWp!;
-    const r = a.state;
-    const end = a.base + BigInt(a.length);
-    a.pagemap = ops.open(a.pid);
-    try {
-      const ps = BigInt(r.pageSize);
-      const ranges = ops.written(a.pagemap, a.base, end);
-      if (a.reattach === false) return true;
-      for (const g of ranges) {
-        const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
-        for (let p = Math.max(0, Number((g.start - a.base) / ps)); p < last; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
-      }
-    } catch (e) {
-      ops.close(a.pagemap);
-      a.pagemap = null;
-      a.asyncWp = false;
-      if ((e as { code?: unknown }).code !== 'EPERM') throw e;
-      this.log.warn({ region: a.state.cfg.name, pid: a.pid, attachment: a.attachment },
-        'the process registered without WP_ASYNC: its writes are tracked with write-protect faults');
-      return false;
-    }
-    return true;
-  }
-
-  /**
    * Async regions: asks every async attachment's pagemap which pages were written since the last
    * scan (re-protecting them in the same ioctl) and marks them dirty. Called before sync, drain and
    * detach decide what to write back; returns how many pages it newly marked.
@@ -246,38 +212,8 @@ export class Pager {
   collectWritten(key: number): number {
     const r = this.region(key);
     let n = 0;
-    for (const a of [...r.attachments.values()]) if (a.pagemap !== null) n += this.collectFrom(a);
+    for (const a of [...r.attachments.values()]) if (a.pagemap !== null) n += collectFrom(this.asyncWp!, a, this.log);
     return n;
-  }
-
-  private collectFrom(a: Attachment): number {
-    const r = a.state;
-    const ops = this.asyncWp!;
-    const before = r.dirty;
-    let ranges: { start: bigint; end: bigint }[] | null = null;
-    try {
-      const end = a.base + BigInt(a.length);
-      ranges = ops.written(a.pagemap!, a.base, end);
-      // A process that exited or unmapped the region walks no VMA: an empty answer proves nothing.
-      if (!ops.covered(a.pagemap!, a.base, end)) ranges = null;
-    } catch (e) {
-      this.log.debug({ err: e, region: r.cfg.name, pid: a.pid }, 'PAGEMAP_SCAN failed');
-      ranges = null;
-    }
-    if (ranges === null) {
-      // Its writes cannot be known any more: every page in the memfd may have been written.
-      for (let p = 0; p < r.pages; p++) if (r.has(p, RES)) r.setFlag(p, DIRTY);
-      this.log.info({ region: r.cfg.name, pid: a.pid, attachment: a.attachment, dirty: r.dirty },
-        'async attachment could not be scanned (process gone or region unmapped): every resident page counts as dirty');
-      return r.dirty - before;
-    }
-    const ps = BigInt(r.pageSize);
-    for (const g of ranges) {
-      const first = Number((g.start - a.base) / ps);
-      const last = Math.min(r.pages, Number((g.end - a.base + ps - 1n) / ps));
-      for (let p = Math.max(0, first); p < last; p++) r.setFlag(p, RES | DIRTY);
-    }
-    return r.dirty - before;
   }
 
   /** 'async' when the attachment's writes are found by PAGEMAP_SCAN, 'wp' when they raise WP faults, 'none' untracked; null if unknown. */
@@ -293,7 +229,7 @@ export class Pager {
     if (a === undefined) return false;
     if (a.pagemap !== null) {
       // Last look at what it wrote (or, if it cannot be scanned, count everything dirty).
-      this.collectFrom(a);
+      collectFrom(this.asyncWp!, a, this.log);
       this.asyncWp!.close(a.pagemap);
       a.pagemap = null;
     }
