@@ -105,9 +105,12 @@ export class Guesses {
   private installFromCache(r: RegionState, pages: readonly number[]): void {
     const present = new Map<number, Buffer>();
     const run: number[] = [];
+    /** Guesses staged earlier: counted issued then. */
+    const staged = new Set<number>();
     for (const p of pages) {
       const data = this.pager.cache!.get(r.cfg.key, p);
       if (data === null) continue;
+      if (r.cachedPrefetch.has(p)) staged.add(p);
       r.inFlight.set(p, newInFlight(p, true));
       present.set(p, data);
       run.push(p);
@@ -115,9 +118,11 @@ export class Guesses {
     if (run.length === 0) return;
     this.installGuessRuns(r, run, present);
     for (const p of run) {
-      if (!r.has(p, PREF)) continue;
-      // Installed from here: a guess staged earlier was counted issued then; any other is a new one.
-      if (!r.cachedPrefetch.delete(p)) r.counters.prefetchIssued++;
+      const installed = r.has(p, PREF);
+      // Neither installed nor staged (again, by a leftover's complete()): the FaultThread got there first.
+      if (!installed && !r.cachedPrefetch.has(p)) continue;
+      if (installed) r.cachedPrefetch.delete(p);
+      if (!staged.has(p)) r.counters.prefetchIssued++;
     }
   }
 

@@ -556,6 +556,9 @@ export class Pager {
       if (f.waiters.size === 0) {
         r.inFlight.delete(p); // a prefetch guess is not worth waiting for
         r.markers.delete(p);
+        // Handed back as dropped (never fetched: not counted wasted), or the policy would count it
+        // as asked for and leave a hole its stream faults through page by page (see issueGuesses).
+        r.cfg.prefetcher?.onPrefetchWasted(p);
         continue;
       }
       if (f.failingSince === null) f.failingSince = now;

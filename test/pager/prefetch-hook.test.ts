@@ -145,3 +145,16 @@ test('guesses the page cache holds are installed from it when there is room: no 
   assert.equal(rig.stats().prefetch.issued, 3);
   // Without room under the budget they stay in the cache for the fault thread (covered above).
 });
+
+test('guesses of a read that failed go back to the policy as dropped, so it can ask for them again', async () => {
+  const pf = new NextN(2);
+  const rig = new Rig({ pages: 32, prefetcher: pf });
+  rig.store.data.set(rig.regionId, new Map([[0, page(1)], [1, page(2)], [2, page(3)]]));
+  rig.store.failNextReads = 1;
+  const a = rig.attach();
+  // The fault's read (0, and the guesses 1 and 2 with it) fails once; 0 is retried, the guesses dropped.
+  assert.deepEqual(await rig.done(rig.read(a, 0)), page(1));
+  assert.deepEqual(pf.wasted.sort(), [1, 2]);
+  assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
+  assert.deepEqual(await rig.done(rig.read(a, 1)), page(2));
+});
