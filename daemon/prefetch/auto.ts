@@ -10,7 +10,8 @@
 //
 // An access is a fault or a reported use of a page the real prefetcher fetched (the pager reports those
 // uses, through onPrefetchUsed or a cache-hit fault; the thread of a use is the thread whose fault
-// made the guess). Starts with none: guessing begins once a candidate has shown it pays.
+// made the guess). Starts with none: guessing begins once a candidate has shown it pays, after 64
+// accesses, or from 16 on when one already predicted more than three accesses in four (a scan).
 // A pager that installs guesses directly may never learn they were touched: a fault one step past (or
 // inside) one of the thread's last evenly spaced windows of real guesses counts the guesses it passed as
 // used, in order, before the fault itself: the stream walked over them without faulting.
@@ -25,6 +26,14 @@ const BUCKET = 32;
 const BUCKETS = 8;
 /** Accesses seen before the first choice. */
 const WARMUP = 2 * BUCKET;
+/**
+ * An early first choice: from EARLY accesses on, every EARLY_STEP, a candidate whose score so far
+ * reaches EARLY_SCORE starts at once. A scan is plain after a few faults; waiting for WARMUP cost
+ * every attach ~48 more remote faults, a sixth of a 64 MiB scan's time.
+ */
+const EARLY = 16;
+const EARLY_STEP = 8;
+const EARLY_SCORE = 0.75;
 const MIN_SCORE = 0.2;
 const MARGIN = 0.1;
 const TOUCHED = 1 << 16;
@@ -311,6 +320,13 @@ export class AutoPrefetcher implements Prefetcher {
     this.accesses[this.bucket]!++;
     this.seen++;
     for (const c of this.candidates) this.expire(c);
+    if (this.active === null && this.seen >= EARLY && this.seen < WARMUP && this.seen % EARLY_STEP === 0) {
+      const early = this.earlyChoice();
+      if (early !== null) {
+        this.active = early;
+        return this.takeOver(early);
+      }
+    }
     if (this.accesses[this.bucket]! < BUCKET) return null;
     const was = this.active;
     if (this.seen >= WARMUP) this.choose();
@@ -327,6 +343,20 @@ export class AutoPrefetcher implements Prefetcher {
     const accesses = sum(this.accesses);
     if (this.seen < WARMUP || accesses === 0) return null;
     return (sum(c.hits) - sum(c.wasted)) / accesses;
+  }
+
+  /** The best candidate over every access so far, if it scores EARLY_SCORE or more (see EARLY). */
+  private earlyChoice(): Candidate | null {
+    let best: Candidate | null = null;
+    let bestScore = EARLY_SCORE - Number.EPSILON;
+    for (const c of this.candidates) {
+      const s = (sum(c.hits) - sum(c.wasted)) / this.seen;
+      if (s > bestScore) {
+        best = c;
+        bestScore = s;
+      }
+    }
+    return best;
   }
 
   private choose(): void {

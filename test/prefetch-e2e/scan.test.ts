@@ -31,7 +31,7 @@ test('a sequential scan of an evicted region mostly hits with readahead, trend a
     const msg = `${name}: ${JSON.stringify(run)}`;
     // Coverage from the daemon's own counters: faults avoided ÷ faults that would have happened.
     // Measured under this 4 MiB budget (the machine busy): readahead 0.95-0.98, stride 0.95-0.96,
-    // auto 0.82-0.94 (it first watches 64 faults, and its windows still race the cache at times).
+    // auto 0.82-0.94 (it first watches 16-64 faults, and its windows still race the cache at times).
     const floor = prefetch === 'auto' ? 0.75 : 0.85;
     assert.ok(run.coverage >= floor, msg);
     assert.ok(run.remote <= PAGES * (1 - floor), msg);
