@@ -46,15 +46,21 @@ export class Guesses {
   }
 
   /**
-   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound.
-   * Guesses past the bound (or past the budget with no cache) are handed back to the policy as dropped:
+   * Sends for the guesses that are not resident, in flight or cached, up to the in-flight bound (half
+   * the cache when they can only be staged there). Guesses past the bound (or past the budget with no
+   * cache) are handed back to the policy as dropped:
    * it counts them as asked for, so a later fault on one would be taken as a use and ask for nothing,
    * leaving a hole the stream faults through page by page; dropped, its window shrinks (backpressure).
    */
   private issueGuesses(r: RegionState, guesses: readonly number[], checkMemfd = false): void {
     if (guesses.length === 0) return;
     const { cache, evictor } = this.pager;
-    let room = this.maxPrefetchInFlight - countPrefetchInFlight(r);
+    const inFlight = countPrefetchInFlight(r);
+    let room = this.maxPrefetchInFlight - inFlight;
+    // Without room under the budget, what comes back is staged in the native cache: no more on the
+    // way than half of it holds, or the guesses push each other (and the evicted pages kept there)
+    // out before the process gets to them, and it faults them in again one by one.
+    if (cache !== null && room > 0 && !evictor.hasPrefetchRoom(r)) room = Math.min(room, Math.floor(cache.stats().capacityBytes / r.pageSize / 2) - inFlight);
     let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
     // Guesses the native cache holds (recently evicted clean pages, staged guesses): installed from
     // there in runs when the region has room, as a fetched guess would be, instead of each costing

@@ -158,3 +158,16 @@ test('guesses of a read that failed go back to the policy as dropped, so it can 
   assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
   assert.deepEqual(await rig.done(rig.read(a, 1)), page(2));
 });
+
+test('without room under the budget, no more guesses go out than half the cache holds; the rest go back as dropped', async () => {
+  // The cache holds 8 pages: guesses that can only be staged there are capped at 4 on the way, or they
+  // would push each other out before the process gets to them.
+  const pf = new NextN(10);
+  const rig = new Rig({ pages: 64, budgetPages: 1, cacheBytes: 8 * 4096, prefetcher: pf });
+  const a = rig.attach();
+  await rig.done(rig.read(a, 0));
+  assert.equal(rig.stats().prefetch.issued, 4);
+  assert.deepEqual(pf.wasted.sort((x, y) => x - y), [5, 6, 7, 8, 9, 10]);
+  assert.equal(rig.stats().prefetch.wasted, 0); // never fetched: not counted as waste
+  assert.ok([1, 2, 3, 4].every((p) => rig.cache!.has(rig.key, p)), 'the four went to the cache');
+});
