@@ -73,8 +73,7 @@ export class Guesses {
         for (const q of guesses.slice(i)) r.cfg.prefetcher?.onPrefetchWasted(q);
         break;
       }
-      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
+      if (!sendable(r, p)) continue;
       if (cache !== null && cache.has(r.cfg.key, p)) {
         // A window's first page stays in the cache: its touch is a fault the FaultThread serves from
         // there, and the hit tells the policy to send for the next window (a held marker's job).
@@ -82,7 +81,7 @@ export class Guesses {
           marker = false;
           continue;
         }
-        if (cacheRoom < 0) cacheRoom = r.attachments.size === 1 && r.allWriteProtect() ? evictor.prefetchRoomPages(r) : 0;
+        if (cacheRoom < 0) cacheRoom = runRoom(r, evictor);
         if (cacheRoom > 0) {
           fromCache.push(p);
           cacheRoom--;
@@ -143,9 +142,7 @@ export class Guesses {
     const cache = this.pager.cache;
     const batch: number[] = [];
     for (const p of pages) {
-      if (!Number.isInteger(p) || p < 0 || p >= r.pages) continue;
-      if (r.has(p, RES) || r.inFlight.has(p) || r.held.has(p)) continue;
-      if (cache !== null && cache.has(r.cfg.key, p)) continue;
+      if (!sendable(r, p) || (cache !== null && cache.has(r.cfg.key, p))) continue;
       r.inFlight.set(p, newInFlight(p, true));
       r.counters.prefetchIssued++;
       batch.push(p);
@@ -164,7 +161,7 @@ export class Guesses {
    * staged. false: not held (the caller places it like any guess).
    */
   hold(r: RegionState, f: InFlight, data: Buffer | null): boolean {
-    if (f.stale || r.attachments.size !== 1 || !r.allWriteProtect()) return false;
+    if (f.stale || !inRuns(r)) return false;
     r.inFlight.delete(f.page);
     r.held.set(f.page, data ?? Buffer.alloc(r.pageSize));
     if (r.held.size <= MAX_HELD) return true;
@@ -181,8 +178,7 @@ export class Guesses {
    * resumed by it). The rest go through the pager's complete() one by one.
    */
   placeFetched(r: RegionState, guesses: readonly InFlight[], present: Map<number, Buffer>): void {
-    // Several mappings would each need the page protected first (install()): keep that path for them.
-    let room = r.attachments.size === 1 && r.allWriteProtect() ? this.pager.evictor.prefetchRoomPages(r) : 0;
+    let room = runRoom(r, this.pager.evictor);
     const runs: number[] = [];
     const rest: InFlight[] = [];
     for (const f of guesses) {
@@ -367,6 +363,24 @@ function runBytes(run: readonly number[], present: Map<number, Buffer>, ps: numb
     if (k === run.length) return run.length === 1 ? first : Buffer.from(first.buffer, first.byteOffset, run.length * ps);
   }
   return Buffer.concat(run.map((p) => present.get(p) ?? zero), run.length * ps);
+}
+
+/** A page in the region that is neither resident, in flight nor held back: worth sending for. */
+function sendable(r: RegionState, p: number): boolean {
+  return Number.isInteger(p) && p >= 0 && p < r.pages && !r.has(p, RES) && !r.inFlight.has(p) && !r.held.has(p);
+}
+
+/**
+ * Guesses go in as batched runs (and markers are held) only in a region with one attachment, all
+ * write-protecting: several mappings would each need the page protected first (the pager's install()).
+ */
+function inRuns(r: RegionState): boolean {
+  return r.attachments.size === 1 && r.allWriteProtect();
+}
+
+/** How many guesses may go in as runs now. */
+function runRoom(r: RegionState, evictor: Pager['evictor']): number {
+  return inRuns(r) ? evictor.prefetchRoomPages(r) : 0;
 }
 
 function countPrefetchInFlight(r: RegionState): number {
