@@ -16,7 +16,7 @@
 // inside) one of the thread's last evenly spaced windows of real guesses counts the guesses it passed as
 // used, in order, before the fault itself: the stream walked over them without faulting.
 import { PrefetchAccounting } from './accounting';
-import { LruMap } from './base';
+import { LruMap, RecentSet } from './base';
 import { ReadaheadPrefetcher } from './readahead';
 import { StridePrefetcher } from './stride';
 import { TrendPrefetcher } from './trend';
@@ -58,17 +58,8 @@ export class AutoPrefetcher implements Prefetcher {
   private readonly accesses: number[] = new Array<number>(BUCKETS).fill(0);
   private bucket = 0;
   private seen = 0;
-  /**
-   * Pages accessed lately: guesses for them are pointless, repeats are dropped. Two generations of
-   * TOUCHED accesses each (a page counts as touched for between TOUCHED and 2·TOUCHED accesses): one
-   * Set.add per access and two lookups, with no trimming pass. A Set trimmed from its oldest end
-   * costs O(size) per trim in V8 (iteration skips the deleted slots at the front), which once made
-   * auto ~20× dearer per fault than any policy; a page → access-number Map pruned when it doubled
-   * cost a third of auto's time on a scan.
-   */
-  private touchedNew = new Set<number>();
-  private touchedOld = new Set<number>();
-  private touches = 0;
+  /** Pages accessed in the last 1-2 generations of TOUCHED accesses: guesses for them are pointless, repeats are dropped. */
+  private readonly touched = new RecentSet(TOUCHED);
   /** page → tid for the real guesses, so a reported use can be replayed as an access of that thread. */
   private owner = new Map<number, number>();
   /** tid → its last few windows of real guesses (evenly spaced), for uses nobody reported. */
@@ -227,9 +218,7 @@ export class AutoPrefetcher implements Prefetcher {
     this.seen = 0;
     this.active = null;
     this.challenger = null;
-    this.touchedNew.clear();
-    this.touchedOld.clear();
-    this.touches = 0;
+    this.touched.clear();
     this.owner.clear();
     this.windows.clear();
   }
@@ -303,17 +292,13 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   private touch(page: number): void {
-    this.touchedNew.add(page);
-    if (++this.touches % TOUCHED === 0) {
-      this.touchedOld = this.touchedNew;
-      this.touchedNew = new Set();
-    }
+    this.touched.add(page);
     // Guesses never used nor reported wasted: keep the newest half.
     if (this.owner.size > 2 * TOUCHED) this.owner = new Map([...this.owner].slice(-TOUCHED));
   }
 
   private isTouched(page: number): boolean {
-    return this.touchedNew.has(page) || this.touchedOld.has(page);
+    return this.touched.has(page);
   }
 
   private tick(): Array<[number, number]> | null {

@@ -13,13 +13,13 @@
 // whereIs tells the pager the same: a guess so claimed is 'behind', one of a stream's last window
 // not yet passed is 'ahead' (the pager counts a guess behind a stream used, not wasted, when it
 // evicts it or the process leaves: without it, a trend region's own accuracy and coverage read 0).
-import { GuessingPolicy, LruMap, run } from './base';
+import { GuessingPolicy, LruMap, RecentSet, run } from './base';
 import type { PrefetchOptions } from './types';
 
 export const HISTORY = 32;
 const WINDOWS = [8, 16, 32];
 const THREADS = 256;
-/** Claimed guesses remembered for whereIs: between this many and twice as many, the newest. */
+/** Claims remembered for whereIs: the newest between this many and twice as many. */
 const PASSED = 1 << 16;
 
 /**
@@ -85,9 +85,8 @@ class Stream {
 export class TrendPrefetcher extends GuessingPolicy {
   readonly name = 'trend';
   private readonly streams = new LruMap<number, Stream>(THREADS);
-  /** Guesses claimed as walked over (see claim): 'behind' for whereIs. Two generations of PASSED each. */
-  private passedNew = new Set<number>();
-  private passedOld = new Set<number>();
+  /** Guesses claimed as walked over (see claim): 'behind' for whereIs. */
+  private readonly passed = new RecentSet(PASSED);
   /** page → the stream whose last window holds it and has not passed it yet: 'ahead'. */
   private aheadOf = new Map<number, Stream>();
 
@@ -131,16 +130,12 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   whereIs(page: number): 'behind' | 'ahead' | null {
     if (this.aheadOf.has(page)) return 'ahead';
-    return this.passedNew.has(page) || this.passedOld.has(page) ? 'behind' : null;
+    return this.passed.has(page) ? 'behind' : null;
   }
 
   private walkedOver(page: number): void {
     this.aheadOf.delete(page);
-    this.passedNew.add(page);
-    if (this.passedNew.size >= PASSED) {
-      this.passedOld = this.passedNew;
-      this.passedNew = new Set();
-    }
+    this.passed.add(page);
   }
 
   /** Keeps only the windows of streams still in the table (one pushed out of it is forgotten). */
@@ -163,8 +158,7 @@ export class TrendPrefetcher extends GuessingPolicy {
 
   protected forget(): void {
     this.streams.clear();
-    this.passedNew.clear();
-    this.passedOld.clear();
+    this.passed.clear();
     this.aheadOf.clear();
   }
 
