@@ -828,14 +828,10 @@ export class MemoryPool implements PageStore {
     const known = this.withCopies(r, group, pages);
     for (const s of acked) {
       if (known.has(s)) continue;
-      const m = this.members.get(s);
-      const why = m === undefined ? 'it left the pool' : m.m.store.discard === undefined ? 'it cannot discard' : m.state !== 'up' ? `it is ${m.state}` : null;
-      try {
-        if (why !== null) throw new Error(why);
-        this.discarded(s, await m!.m.store.discard!(r.ref, pages, this.opts.readDeadlineMs));
-      } catch (e) {
-        this.opts.logger.warn({ server: s, region: r.ref.id, group, pages: pages.length, err: e instanceof Error ? e.message : String(e) }, 'could not discard the pages a failed write left on a server that does not hold them; they stay there until the region is deleted');
-      }
+      const out = await this.discardOn(s, r, pages);
+      if (out === 'freed') continue;
+      const why = out === 'gone' ? (this.members.has(s) ? 'it cannot discard' : 'it left the pool') : out === 'later' ? `it is ${this.members.get(s)!.state}` : out.message;
+      this.opts.logger.warn({ server: s, region: r.ref.id, group, pages: pages.length, err: why }, 'could not discard the pages a failed write left on a server that does not hold them; they stay there until the region is deleted');
     }
   }
 
@@ -1003,26 +999,32 @@ export class MemoryPool implements PageStore {
    */
   private async discardStale(r: RegionPlacement, group: number, servers: string[], pages: number[]): Promise<void> {
     for (const s of servers) {
-      const m = this.members.get(s);
-      // Servers that left the pool took their garbage with them (as far as this daemon goes).
-      if (m === undefined || m.m.store.discard === undefined) {
-        await this.forgetStale(r, group, s);
-        continue;
-      }
       // (A copy it holds again, e.g. the group moved back to it meanwhile, is not garbage.)
-      if (this.withCopies(r, group, pages).has(s)) {
-        await this.forgetStale(r, group, s);
-        continue;
-      }
-      // Suspect or down: later (a partitioned server would cost every group its deadline now).
-      if (m.state !== 'up') continue;
-      try {
-        this.discarded(s, await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs));
-      } catch (e) {
-        this.opts.logger.warn({ server: s, region: r.ref.id, group, err: e instanceof Error ? e.message : String(e) }, 'could not discard the old copy of a moved group; will retry');
+      const out = this.withCopies(r, group, pages).has(s) ? 'gone' : await this.discardOn(s, r, pages);
+      // Suspect or down: later (retryDiscards).
+      if (out === 'later') continue;
+      if (out instanceof Error) {
+        this.opts.logger.warn({ server: s, region: r.ref.id, group, err: out.message }, 'could not discard the old copy of a moved group; will retry');
         continue;
       }
       await this.forgetStale(r, group, s);
+    }
+  }
+
+  /**
+   * Asks server s to free pages of region r and counts what it freed. 'gone': it left the pool (its
+   * garbage with it, as far as this daemon goes) or is too old to discard; 'later': it is suspect or
+   * down (a partitioned server would cost the caller its deadline now); else its error.
+   */
+  private async discardOn(s: string, r: RegionPlacement, pages: number[]): Promise<'freed' | 'gone' | 'later' | Error> {
+    const m = this.members.get(s);
+    if (m === undefined || m.m.store.discard === undefined) return 'gone';
+    if (m.state !== 'up') return 'later';
+    try {
+      this.discarded(s, await m.m.store.discard(r.ref, pages, this.opts.readDeadlineMs));
+      return 'freed';
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
     }
   }
 
