@@ -325,35 +325,39 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   private score(c: Candidate): number | null {
-    const accesses = sum(this.accesses);
-    if (this.seen < WARMUP || accesses === 0) return null;
-    return (sum(c.hits) - sum(c.wasted)) / accesses;
+    return this.seen < WARMUP ? null : this.rawScore(c);
   }
 
-  /** The best candidate over every access so far, if it scores EARLY_SCORE or more (see EARLY). */
-  private earlyChoice(): Candidate | null {
+  /** (hits − wasted) ÷ accesses over the scoring window, whatever was seen so far (null: nothing). */
+  private rawScore(c: Candidate): number | null {
+    const accesses = sum(this.accesses);
+    return accesses === 0 ? null : (sum(c.hits) - sum(c.wasted)) / accesses;
+  }
+
+  /** The candidate scoring highest above `floor` (null: none does), and its score. */
+  private best(floor: number, scoreOf: (c: Candidate) => number | null): { best: Candidate | null; bestScore: number } {
     let best: Candidate | null = null;
-    let bestScore = EARLY_SCORE - Number.EPSILON;
+    let bestScore = floor;
     for (const c of this.candidates) {
-      const s = (sum(c.hits) - sum(c.wasted)) / this.seen;
+      const s = scoreOf(c) ?? -Infinity;
       if (s > bestScore) {
         best = c;
         bestScore = s;
       }
     }
-    return best;
+    return { best, bestScore };
+  }
+
+  /**
+   * The best candidate over every access so far, if it scores EARLY_SCORE or more (see EARLY). Before
+   * WARMUP no bucket has been reset yet, so the scoring window holds every access.
+   */
+  private earlyChoice(): Candidate | null {
+    return this.best(EARLY_SCORE - Number.EPSILON, (c) => this.rawScore(c)).best;
   }
 
   private choose(): void {
-    let best: Candidate | null = null;
-    let bestScore = MIN_SCORE;
-    for (const c of this.candidates) {
-      const s = this.score(c) ?? -Infinity;
-      if (s > bestScore) {
-        best = c;
-        bestScore = s;
-      }
-    }
+    const { best, bestScore } = this.best(MIN_SCORE, (c) => this.score(c));
     if (best === this.active) {
       this.challenger = null;
       return;
