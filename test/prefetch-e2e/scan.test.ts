@@ -134,7 +134,7 @@ test('a rescan of an evicted region the page cache still holds installs its gues
     d.cli(['region', 'sync', name]);
     d.cli(['region', 'evict', name]);
     const before = d.show(name);
-    const [res] = d.fmattach(['--region', name, '--pages', String(PAGES), '--op', 'verify', '--seed', '31']);
+    const [res] = d.fmattach(['--region', name, '--pages', String(PAGES), '--op', 'verify', '--seed', '31', '--pace-us', '20']);
     assert.equal(res!.mismatches, 0, `${prefetch}: bytes read back differ`);
     const after = d.show(name);
     const run = delta(before, after);
@@ -144,13 +144,17 @@ test('a rescan of an evicted region the page cache still holds installs its gues
     // the network: about 100 pages of every such rescan).
     assert.ok(after.stats.remoteBytesIn - before.stats.remoteBytesIn <= PAGES * 4096 * 0.01, `next to nothing crosses the network: ${msg}`);
     assert.equal(run.remote, 0, msg);
-    // Every page was a cache-hit fault before (4096 of 4096). Measured now: 1100-2700.
-    assert.ok(run.cacheHit <= PAGES * 0.85, msg);
-    assert.ok(run.issued >= PAGES * 0.15, msg);
+    // Every page was a cache-hit fault before (4096 of 4096). The process works 20 µs a page (as a
+    // real one does something with its bytes) and yields the CPU: a scan at memory speed outruns
+    // the policy, whose cache-hit events reach it up to 2 ms late, and how far depends on the load
+    // (a verify at full speed measured 1100-2700 cache hits here and 3656 on a loaded CI machine).
+    // Paced: 16-57 cache hits, also with both cores busy with other work.
+    assert.ok(run.cacheHit <= PAGES * 0.1, msg);
+    assert.ok(run.issued >= PAGES * 0.8, msg);
     // Every page is read, so every guess was used; accuracy counts those the policy saw used or saw
     // its stream walk past. The FaultThread hands cache hits to the daemon up to 2 ms late, and those
     // of the last windows arrive after the process is gone and its streams with it: a lower bound.
-    // Measured 0.72-0.99.
+    // Measured 0.745 (readahead: its last 4 MiB window is never seen used) and 0.93 (auto).
     assert.ok(run.accuracy >= 0.6, msg);
   }
 });

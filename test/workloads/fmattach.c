@@ -3,7 +3,7 @@
  *
  * fmattach --region NAME --pages N [--op write|verify|read[,OP...]] [--seed S]
  *          [--pattern seq|reverse|stride:K|random:SEED|zipf:SEED] [--first P] [--socket PATH] [--pause] [--no-detach]
- *          [--local] [--reshuffle] [--timing] [--no-checksum]
+ *          [--local] [--reshuffle] [--timing] [--no-checksum] [--pace-us U]
  *
  * --socket sets FARMEM_ATTACH_SOCKET. --pause: before each op print {"ready":"OP"} and wait for a
  * line on stdin (tests use it to kill or restart the daemon at a known point). Pages are
@@ -13,6 +13,9 @@
  * --reshuffle: op i (from 0) of random:S uses seed S+i, so passes do not repeat one order
  * (a repeated order is a cyclic scan: every access misses under LRU or CLOCK, whatever the budget).
  * zipf:S keeps its seed: a new seed would move the hot pages.
+ * --pace-us U: sleep U µs after each page, a process that does work between pages (tests use it to
+ * check what the daemon does when it is not outrun by a scan at memory speed; it yields the CPU,
+ * which matters on a 2-core machine that also runs the daemon and the memory server).
  * Benchmark options: --timing times each page's first access (the fault) and adds
  * p50_ns/p99_ns/max_ns; --no-checksum skips the per-page FNV hash (~5 µs a page, which would hide
  * the fault path's cost; checksum is then 0).
@@ -35,7 +38,7 @@
 
 int main(int argc, char **argv) {
   const char *region = NULL, *ops = "read", *pattern = "seq";
-  uint64_t pages = 0, seed = 0, first = 0;
+  uint64_t pages = 0, seed = 0, first = 0, pace_us = 0;
   int pause_ = 0, detach = 1, local = 0, reshuffle = 0, timing = 0, checksum = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -54,6 +57,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--reshuffle")) reshuffle = 1;
     else if (!strcmp(a, "--timing")) timing = 1;
     else if (!strcmp(a, "--no-checksum")) checksum = 0;
+    else if (!strcmp(a, "--pace-us")) { NEED(); pace_us = parse_u64("--pace-us", v); }
     else die("unknown argument \"%s\"", a);
 #undef NEED
   }
@@ -120,6 +124,10 @@ int main(int argc, char **argv) {
         mismatches += bad;
       }
       if (checksum) hash = fm_fnv1a(hash, (const void *)w, page_size);
+      if (pace_us) {
+        struct timespec ts = { (time_t)(pace_us / 1000000), (long)(pace_us % 1000000) * 1000 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+      }
     }
     uint64_t elapsed = now_ns() - t0;
     (void)sink;
