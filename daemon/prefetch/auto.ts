@@ -15,6 +15,14 @@
 // A pager that installs guesses directly may never learn they were touched: a fault one step past (or
 // inside) one of the thread's last evenly spaced windows of real guesses counts the guesses it passed as
 // used, in order, before the fault itself: the stream walked over them without faulting.
+//
+// Running every candidate in shadow costs ~1.8 µs a page of a scan, ten times readahead alone, and on
+// two vCPUs that CPU is taken from the memory server and the process. So a candidate that has scored
+// COMMIT_SCORE or more for a whole scoring window runs alone (committed): the others forget their
+// streams and auto only passes events through, watching for the first sign the pattern changed — a
+// fault on a page the running policy did not ask for, or a guess of it wasted. Then the shadows start
+// again (the running policy keeps its streams, and its guesses still ahead of them are scored as its
+// own), and the usual choice resumes after a warm-up.
 import { PrefetchAccounting } from './accounting';
 import { LruMap, RecentSet } from './base';
 import { ReadaheadPrefetcher } from './readahead';
@@ -37,6 +45,8 @@ const EARLY_SCORE = 0.75;
 const MIN_SCORE = 0.2;
 const MARGIN = 0.1;
 const TOUCHED = 1 << 16;
+/** A candidate scoring at least this at BUCKETS evaluations in a row (a whole scoring window) runs alone. */
+const COMMIT_SCORE = 0.9;
 const WINDOWS_PER_THREAD = 8;
 
 interface Candidate {
@@ -71,13 +81,21 @@ export class AutoPrefetcher implements Prefetcher {
   private readonly horizon: number;
   /** The running policy's last decision during the current call (see newestFirst). */
   private newest: number[] = [];
+  /** The active candidate runs alone (see the file comment). */
+  private alone = false;
+  /** Evaluations in a row at which the active candidate scored COMMIT_SCORE or more. */
+  private streak = 0;
+  /** The scores when the active candidate was left alone (what scores() reports meanwhile). */
+  private frozen: Record<string, number | null> | null = null;
 
   constructor(opts: PrefetchOptions, candidates?: Prefetcher[]) {
     const list = candidates ?? [new ReadaheadPrefetcher(opts), new StridePrefetcher(opts), new TrendPrefetcher(opts)];
     this.pageSize = opts.pageSize ?? 4096;
     // Room for a few windows of guesses per candidate: a virtual guess older than that counts as wasted.
+    // The shadows' windows set the horizon below; a policy left alone may grow larger ones, which
+    // are its virtual guesses again when the shadows resume: room for those too.
     const largest = Math.max(opts.maxWindow, opts.readaheadMaxWindow ?? 0);
-    this.capacity = Math.max(1024, 8 * largest);
+    this.capacity = Math.max(1024, 8 * Math.max(largest, opts.aloneMaxWindow ?? 0));
     // A guess is waste once its stream had time to reach it: a scoring window of accesses, or four of
     // the largest windows when that is more. Readahead asks for the next window when the stream enters
     // the current one, so its newest guesses lie up to two windows ahead: with a 256-page window, a
@@ -116,8 +134,14 @@ export class AutoPrefetcher implements Prefetcher {
     return out;
   }
 
+  /** true while the active candidate runs alone, its shadows stopped (see the file comment). */
+  committed(): boolean {
+    return this.alone;
+  }
+
   /** Each candidate's score over the sliding window (null before the window has enough accesses). */
   scores(): Record<string, number | null> {
+    if (this.frozen !== null) return { ...this.frozen };
     const out: Record<string, number | null> = {};
     for (const c of this.candidates) out[c.policy.name] = this.score(c);
     return out;
@@ -125,6 +149,14 @@ export class AutoPrefetcher implements Prefetcher {
 
   onFault(fault: FaultInfo): number[] {
     if (fault.hit && this.isTouched(fault.page)) return []; // the use was already reported
+    if (this.alone) {
+      const a = this.active!.policy;
+      if (a.asked!(fault.page)) {
+        this.touch(fault.page);
+        return a.onFault(fault);
+      }
+      this.resume(); // a fault it did not see coming: the pattern may have changed
+    }
     this.newest = [];
     const out = this.passed(fault.page, fault.tid);
     out.push(...this.access(fault.page, fault.tid, fault.write));
@@ -176,6 +208,12 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   onPrefetchUsed(page: number): number[] {
+    if (this.alone) {
+      const a = this.active!.policy;
+      if (!a.asked!(page)) return [];
+      this.touch(page);
+      return a.onPrefetchUsed(page) ?? [];
+    }
     const tid = this.owner.get(page);
     if (tid === undefined || this.isTouched(page)) return [];
     // A use shows the stream walked over the guesses before it as well (a held window marker is
@@ -201,23 +239,30 @@ export class AutoPrefetcher implements Prefetcher {
   }
 
   onPrefetchWasted(page: number): void {
+    if (this.alone) {
+      const a = this.active!.policy;
+      if (!a.asked!(page)) return;
+      a.onPrefetchWasted(page);
+      this.resume(); // its guesses stopped paying
+      return;
+    }
     this.owner.delete(page);
     if (this.active && this.active.virtual.waste(page)) this.active.policy.onPrefetchWasted(page);
   }
 
   reset(): void {
     for (const c of this.candidates) {
+      if (this.alone && c === this.active) c.policy.runAlone?.(false);
       c.policy.reset();
-      c.virtual = new PrefetchAccounting(this.pageSize, this.capacity);
-      c.hits.fill(0);
-      c.wasted.fill(0);
-      c.pending = [];
-      c.pendingHead = 0;
+      this.clearScoring(c);
     }
     this.accesses.fill(0);
     this.seen = 0;
     this.active = null;
     this.challenger = null;
+    this.alone = false;
+    this.streak = 0;
+    this.frozen = null;
     this.touched.clear();
     this.owner.clear();
     this.windows.clear();
@@ -259,6 +304,57 @@ export class AutoPrefetcher implements Prefetcher {
       for (const [owner, pages] of byThread) this.remember(owner, pages);
     }
     return out;
+  }
+
+  /**
+   * The active candidate runs alone: the others forget their streams, and the scoring state (virtual
+   * guesses, hits, windows of real guesses) is dropped, as nothing keeps it current meanwhile.
+   */
+  private commit(): void {
+    this.frozen = this.scores();
+    this.alone = true;
+    this.streak = 0;
+    this.active!.policy.runAlone?.(true);
+    for (const c of this.candidates) {
+      if (c !== this.active) c.policy.reset();
+      this.clearScoring(c);
+    }
+    this.accesses.fill(0);
+    this.owner.clear();
+    this.windows.clear();
+  }
+
+  /**
+   * Back to running every candidate. The active one keeps its streams; its guesses still ahead of them
+   * are its virtual guesses again (they would count as used by nobody otherwise, and its first score
+   * would fall as if it guessed nothing). No choice before WARMUP accesses: the others start cold.
+   */
+  private resume(): void {
+    const c = this.active!;
+    c.policy.runAlone?.(false);
+    this.alone = false;
+    this.frozen = null;
+    this.seen = 0;
+    this.bucket = 0;
+    this.challenger = null;
+    const byThread = new Map<number, number[]>();
+    // Not in `pending`: the larger windows of a policy left alone reach past the shadows' horizon, and
+    // written off before the stream got there they would score as waste. One that is never used is
+    // dropped as wasted when newer guesses fill the capacity.
+    for (const [page, tid] of c.policy.ahead!()) {
+      c.virtual.issue(page);
+      this.owner.set(page, tid);
+      byThread.set(tid, [...(byThread.get(tid) ?? []), page]);
+    }
+    for (const [tid, pages] of byThread) this.remember(tid, pages);
+  }
+
+  private clearScoring(c: Candidate): void {
+    c.virtual = new PrefetchAccounting(this.pageSize, this.capacity);
+    c.hits.fill(0);
+    c.wasted.fill(0);
+    c.pending = [];
+    c.pendingHead = 0;
   }
 
   /**
@@ -321,7 +417,20 @@ export class AutoPrefetcher implements Prefetcher {
       c.hits[this.bucket] = 0;
       c.wasted[this.bucket] = 0;
     }
-    return this.active !== was && this.active ? this.takeOver(this.active) : null;
+    if (this.active !== was) {
+      this.streak = 0;
+      return this.active ? this.takeOver(this.active) : null;
+    }
+    if (this.seen >= WARMUP && this.canRunAlone(this.active)) {
+      if (++this.streak >= BUCKETS) this.commit();
+    } else this.streak = 0;
+    return null;
+  }
+
+  /** The active candidate scores COMMIT_SCORE or more, nobody challenges it, and it can tell a miss. */
+  private canRunAlone(c: Candidate | null): c is Candidate {
+    if (c === null || this.challenger !== null || c.policy.asked === undefined || c.policy.ahead === undefined) return false;
+    return (this.score(c) ?? 0) >= COMMIT_SCORE;
   }
 
   private score(c: Candidate): number | null {

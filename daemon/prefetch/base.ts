@@ -3,16 +3,19 @@
 // through onPrefetchUsed, a cache-hit fault, or both; and keeping guesses inside the region.
 import type { FaultInfo, PrefetchOptions, Prefetcher } from './types';
 
-/** Guesses remembered at once; past this the oldest are forgotten (they are almost surely gone). */
-const MAX_OUTSTANDING = 1 << 16;
+/**
+ * Guesses remembered: between MAX_OUTSTANDING and twice that (RecentMap); older ones are
+ * forgotten (they are almost surely gone).
+ */
+const MAX_OUTSTANDING = 1 << 15;
 
 export abstract class GuessingPolicy implements Prefetcher {
   abstract readonly name: string;
   protected readonly regionPages: number;
   protected readonly maxWindow: number;
   protected readonly pageSize: number;
-  /** page → tid of the stream that asked for it; insertion order is issue order. */
-  private outstanding = new Map<number, number>();
+  /** page → tid of the stream that asked for it. */
+  private readonly outstanding = new RecentMap<number, number>(MAX_OUTSTANDING);
 
   constructor(opts: PrefetchOptions) {
     this.regionPages = opts.regionPages;
@@ -52,6 +55,10 @@ export abstract class GuessingPolicy implements Prefetcher {
     return this.name;
   }
 
+  asked(page: number): boolean {
+    return this.outstanding.has(page);
+  }
+
   /**
    * Counts a guess of thread `tid` as used although nobody reported it (the stream moved past it
    * without faulting, so it was resident and touched); false when it is not an outstanding guess of `tid`.
@@ -78,12 +85,54 @@ export abstract class GuessingPolicy implements Prefetcher {
       this.outstanding.set(p, tid);
       out.push(p);
     }
-    if (this.outstanding.size > MAX_OUTSTANDING) {
-      // Trimmed by a quarter at once and rebuilt: deleting from the front of a V8 Map one entry per
-      // call costs O(size) each (iteration skips the deleted slots).
-      this.outstanding = new Map([...this.outstanding].slice(-(MAX_OUTSTANDING * 3) / 4));
-    }
     return out;
+  }
+}
+
+/**
+ * A map of the entries set lately, in two generations of `generation` sets each, like RecentSet: an
+ * entry lives between one and two generations unless deleted. It bounds a policy's memory of its
+ * guesses (most of which are touched without anyone telling it) without a trimming pass: the Map
+ * copied and rebuilt each time it outgrew its bound cost a third of a policy's time on a long scan.
+ */
+export class RecentMap<K, V> {
+  private newer = new Map<K, V>();
+  private older = new Map<K, V>();
+  constructor(private readonly generation: number) {}
+
+  get(k: K): V | undefined {
+    const v = this.newer.get(k);
+    return v !== undefined ? v : this.older.get(k);
+  }
+
+  has(k: K): boolean {
+    return this.newer.has(k) || this.older.has(k);
+  }
+
+  /** Sets a key that is not there (a key already there keeps its generation: delete it first). */
+  set(k: K, v: V): void {
+    if (this.older.has(k)) {
+      this.older.set(k, v);
+      return;
+    }
+    this.newer.set(k, v);
+    if (this.newer.size >= this.generation) {
+      this.older = this.newer;
+      this.newer = new Map();
+    }
+  }
+
+  delete(k: K): boolean {
+    return this.newer.delete(k) || this.older.delete(k);
+  }
+
+  clear(): void {
+    this.newer.clear();
+    this.older.clear();
+  }
+
+  get size(): number {
+    return this.newer.size + this.older.size;
   }
 }
 
@@ -155,6 +204,11 @@ export class LruMap<K, V> {
   /** The values, least recently used first (does not change the order). */
   values(): IterableIterator<V> {
     return this.map.values();
+  }
+
+  /** The entries, least recently used first (does not change the order). */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
   }
 }
 

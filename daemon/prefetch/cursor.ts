@@ -16,7 +16,7 @@ export class Cursor {
     public last: number,
     public window: number,
     private readonly minWindow: number,
-    private readonly maxWindow: number,
+    private maxWindow: number,
   ) {
     this.front = last + step;
     this.marker = this.front;
@@ -77,6 +77,12 @@ export class Cursor {
   /** A guess was dropped untouched: back to the smallest window. */
   shrink(): void {
     this.window = this.minWindow;
+  }
+
+  /** A new largest window; a larger current one is cut to it. */
+  cap(maxWindow: number): void {
+    this.maxWindow = maxWindow;
+    this.window = Math.min(this.window, maxWindow);
   }
 
   private grow(): void {

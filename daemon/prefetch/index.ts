@@ -34,6 +34,7 @@ export function createPrefetcher(name: PrefetchPolicy, opts: PrefetchOptions): P
   checkPositiveInteger(opts.regionPages, 'regionPages');
   checkPositiveInteger(opts.maxWindow, 'maxWindow');
   if (opts.readaheadMaxWindow !== undefined) checkPositiveInteger(opts.readaheadMaxWindow, 'readaheadMaxWindow');
+  if (opts.aloneMaxWindow !== undefined) checkPositiveInteger(opts.aloneMaxWindow, 'aloneMaxWindow');
   if (opts.pageSize !== undefined) {
     const ps = opts.pageSize;
     if (!Number.isInteger(ps) || ps < 1 || (ps & (ps - 1)) !== 0) {

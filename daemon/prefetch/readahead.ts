@@ -11,10 +11,13 @@ export class ReadaheadPrefetcher extends StreamPolicy {
   readonly minWindow: number;
   /** Largest window, in pages (4 MiB, at most maxWindow). */
   readonly maxRamp: number;
+  /** Largest window while auto runs this policy alone (aloneMaxWindow, at most 4 MiB). */
+  private readonly aloneRamp: number;
 
   constructor(opts: PrefetchOptions) {
     const pageSize = opts.pageSize ?? 4096;
-    const maxWindow = Math.max(1, Math.min(opts.readaheadMaxWindow ?? opts.maxWindow, Math.floor((4 << 20) / pageSize)));
+    const limit = Math.floor((4 << 20) / pageSize);
+    const maxWindow = Math.max(1, Math.min(opts.readaheadMaxWindow ?? opts.maxWindow, limit));
     const minWindow = Math.max(1, Math.min(maxWindow, Math.floor((64 << 10) / pageSize)));
     super(opts, {
       cursorsPerThread: 8,
@@ -25,6 +28,11 @@ export class ReadaheadPrefetcher extends StreamPolicy {
     });
     this.minWindow = minWindow;
     this.maxRamp = maxWindow;
+    this.aloneRamp = Math.max(maxWindow, Math.min(opts.aloneMaxWindow ?? maxWindow, limit));
+  }
+
+  runAlone(alone: boolean): void {
+    this.setMaxWindow(alone ? this.aloneRamp : this.maxRamp);
   }
 
   /** A window's first page is its marker (Cursor): a touch there sends for the next window. */

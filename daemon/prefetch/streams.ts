@@ -93,6 +93,22 @@ export abstract class StreamPolicy extends GuessingPolicy {
     return out;
   }
 
+  /** A new largest window for new and current streams. */
+  protected setMaxWindow(maxWindow: number): void {
+    this.shape.maxWindow = maxWindow;
+    for (const t of this.threads.values()) for (const c of t.cursors) c.cap(maxWindow);
+  }
+
+  ahead(): Array<[page: number, tid: number]> {
+    const out: Array<[number, number]> = [];
+    for (const [tid, t] of this.threads.entries()) {
+      for (const c of t.cursors) {
+        for (let q = c.last + c.step; (q - c.front) / c.step < 0; q += c.step) if (this.asked(q)) out.push([q, tid]);
+      }
+    }
+    return out;
+  }
+
   /** The thread's streams as [step, window] pairs, most recently moved first (for tests and `region show`). */
   streamsOf(tid: number): Array<[number, number]> {
     return this.thread(tid).cursors.map((c) => [c.step, c.window]);

@@ -133,6 +133,12 @@ export class TrendPrefetcher extends GuessingPolicy {
     return this.passed.has(page) ? 'behind' : null;
   }
 
+  ahead(): Array<[page: number, tid: number]> {
+    const out: Array<[number, number]> = [];
+    for (const [tid, s] of this.streams.entries()) for (const q of s.ahead) if (this.aheadOf.get(q) === s && this.asked(q)) out.push([q, tid]);
+    return out;
+  }
+
   private walkedOver(page: number): void {
     this.aheadOf.delete(page);
     this.passed.add(page);

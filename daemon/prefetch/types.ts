@@ -46,6 +46,18 @@ export interface Prefetcher {
    * stream knows it. Absent: null for every page. Must be cheap: called per eviction candidate.
    */
   whereIs?(page: number): 'behind' | 'ahead' | null;
+  /** true when `page` is a guess of this policy not yet used nor wasted. Absent: unknown. */
+  asked?(page: number): boolean;
+  /**
+   * The guesses still ahead of a stream (asked for, not reached yet), with the thread of each, nearest
+   * first per stream. Absent: unknown.
+   */
+  ahead?(): Array<[page: number, tid: number]>;
+  /**
+   * auto runs this policy alone (true) or in shadow of the others again (false): windows may grow to
+   * PrefetchOptions.aloneMaxWindow meanwhile. Absent: windows do not change.
+   */
+  runAlone?(alone: boolean): void;
 }
 
 export interface PrefetchOptions {
@@ -55,6 +67,13 @@ export interface PrefetchOptions {
   maxWindow: number;
   /** Cap on readahead's window, in pages (default maxWindow): sequential windows pay at larger sizes than the others. */
   readaheadMaxWindow?: number;
+  /**
+   * Cap on readahead's window while auto runs it alone, its scores proved over a whole scoring window
+   * (default readaheadMaxWindow): larger than the cap it starts with, as auto's take-over fetches the
+   * windows readahead believes were sent, and a pattern that looks sequential for a while (zipf's
+   * first touches) would make that many wasted bytes.
+   */
+  aloneMaxWindow?: number;
   /** Bytes per page of the region (default 4096): policies whose windows are set in bytes convert with it. */
   pageSize?: number;
 }

@@ -70,14 +70,16 @@ export function windowFor(spec: Pick<RegionSpec, 'pageSize' | 'residentBytes'>):
 
 /**
  * The policy's windows: readahead up to windowFor (4 MiB), the others OTHER_WINDOW. Under auto,
- * readahead's windows stop at AUTO_READAHEAD_WINDOW: when auto takes readahead up on a pattern that
- * only looks sequential for a while (zipf's first touches climb through the hot pages), it fetches
- * the windows readahead believes were sent, and at 4 MiB each that was 72% extra bytes on zipf 0.99.
+ * readahead's windows stop at AUTO_READAHEAD_WINDOW until auto runs it alone: when auto takes
+ * readahead up on a pattern that only looks sequential for a while (zipf's first touches climb
+ * through the hot pages), it fetches the windows readahead believes were sent, and at 4 MiB each
+ * that was 72% extra bytes on zipf 0.99. Alone (its score proved over a whole scoring window), it
+ * gets readahead's own windows.
  */
 export function prefetchOptions(spec: Pick<RegionSpec, 'prefetch' | 'sizeBytes' | 'pageSize' | 'residentBytes'>): PrefetchOptions {
   const w = windowFor(spec);
   const readahead = spec.prefetch === 'auto' ? Math.min(AUTO_READAHEAD_WINDOW, w) : w;
-  return { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: Math.min(OTHER_WINDOW, w), readaheadMaxWindow: readahead, pageSize: spec.pageSize };
+  return { regionPages: spec.sizeBytes / spec.pageSize, maxWindow: Math.min(OTHER_WINDOW, w), readaheadMaxWindow: readahead, aloneMaxWindow: w, pageSize: spec.pageSize };
 }
 
 export interface PagingOptions {

@@ -85,3 +85,78 @@ test('auto ignores a use reported twice and uses of pages it never asked for', (
   assert.equal(p.current(), 'none');
   assert.deepEqual(p.scores(), { readahead: null, stride: null, trend: null });
 });
+
+/** A scan driven as the pager does: a guessed page's touch is a reported use, any other a fault. */
+function scanner(p: AutoPrefetcher) {
+  const guessed = new Set<number>();
+  const touch = (page: number): number[] => {
+    const used = guessed.delete(page);
+    if (!used) touch.faults++;
+    const out = used ? p.onPrefetchUsed(page) : p.onFault({ page, hit: false, tid: 1, write: false });
+    for (const q of out) guessed.add(q);
+    return out;
+  };
+  touch.faults = 0;
+  touch.guessed = guessed;
+  return touch;
+}
+
+test('auto runs a policy alone once it proved itself for a whole scoring window, with readahead\'s larger windows', () => {
+  const p = new AutoPrefetcher({ regionPages: REGION, maxWindow: 64, readaheadMaxWindow: 256, aloneMaxWindow: 1024 });
+  const touch = scanner(p);
+  const alone: number[] = [];
+  let shadowed = 0;
+  for (let page = 0; page < 20000; page++) {
+    const out = touch(page);
+    if (out.length === 0) continue;
+    if (p.committed()) alone.push(out.length);
+    else shadowed = Math.max(shadowed, out.length);
+  }
+  assert.equal(p.current(), 'readahead');
+  assert.ok(p.committed(), 'a plain scan is left to readahead alone');
+  assert.ok(shadowed <= 256, `windows while the shadows run: at most 256, saw ${shadowed}`);
+  assert.equal(Math.max(...alone), 1024, `windows alone: ${alone.join(' ')}`);
+  assert.ok(p.scores().readahead! >= 0.9, JSON.stringify(p.scores()));
+});
+
+test('auto alone goes back to running every candidate on the first fault its policy did not ask for, or the first waste', () => {
+  const p = new AutoPrefetcher({ regionPages: REGION, maxWindow: 64, readaheadMaxWindow: 256, aloneMaxWindow: 1024 });
+  const touch = scanner(p);
+  for (let page = 0; page < 5000; page++) touch(page);
+  assert.ok(p.committed());
+  // A fault far from the scan: not one of readahead's guesses.
+  touch(60000);
+  assert.equal(p.committed(), false);
+  assert.equal(p.current(), 'readahead', 'the running policy stays');
+  // The scan goes on. readahead's guesses still ahead of it count as its own: it keeps the score a
+  // scan deserves, without a fault, and is left alone again after a warm-up and a scoring window.
+  let lowest = Infinity;
+  const faults = touch.faults;
+  for (let page = 5000; page < 6000; page++) {
+    touch(page);
+    const s = p.scores().readahead;
+    if (s !== null && s !== undefined) lowest = Math.min(lowest, s);
+  }
+  assert.equal(touch.faults, faults, 'no fault on the scan');
+  assert.equal(p.current(), 'readahead');
+  assert.ok(lowest >= 0.9, `readahead's lowest score after the shadows resumed: ${lowest}`);
+  assert.ok(p.committed(), 'alone again');
+
+  // One of its guesses wasted: they stopped paying somewhere.
+  const far = Math.max(...touch.guessed);
+  p.onPrefetchWasted(far);
+  assert.equal(p.committed(), false);
+});
+
+test('auto never leaves a policy alone on random or zipf access', () => {
+  for (const [name, pattern] of [
+    ['uniform random', sim.uniformRandom(REGION, 20000, 5)],
+    ['zipf 0.99', sim.zipf(REGION, 20000, 0.99, 13)],
+  ] as const) {
+    const p = new AutoPrefetcher({ regionPages: REGION, maxWindow: 64, readaheadMaxWindow: 256, aloneMaxWindow: 1024 });
+    for (let i = 0; i < pattern.length; i += 500) {
+      sim.simulate(p, pattern.slice(i, i + 500));
+      assert.equal(p.committed(), false, `${name}, after ${i + 500} accesses: ${p.current()} ${JSON.stringify(p.scores())}`);
+    }
+  }
+});
