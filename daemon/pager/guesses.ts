@@ -121,7 +121,7 @@ export class Guesses {
       run.push(p);
     }
     if (run.length === 0) return;
-    this.installGuessRuns(r, run, present);
+    this.installGuessRuns(r, run, present, true);
     for (const p of run) {
       const installed = r.has(p, PREF);
       // Neither installed nor staged (again, by a leftover's complete()): the FaultThread got there first.
@@ -189,7 +189,7 @@ export class Guesses {
         rest.push(f);
       }
     }
-    if (runs.length > 0) this.installGuessRuns(r, runs, present);
+    if (runs.length > 0) this.installGuessRuns(r, runs, present, false);
     // After the runs: they took the room, so these are staged (or dropped), not installed one by one.
     for (const f of rest) this.pager.complete(r, f, present.get(f.page) ?? null);
   }
@@ -224,7 +224,12 @@ export class Guesses {
     }
   }
 
-  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>): void {
+  /**
+   * `fromCache`: the pages came out of the native cache, and go from there once installed. A fetched
+   * guess is never there: it was not when it was sent for (issueGuesses installs cached ones
+   * instead), and nothing stages a page that is in flight.
+   */
+  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean): void {
     const { cache, ops } = this.pager;
     const a = r.attachments.values().next().value as Attachment;
     const ps = r.pageSize;
@@ -234,7 +239,7 @@ export class Guesses {
       r.setFlag(p, RES | PREF);
       r.clearFlag(p, REF);
       r.prefResident.add(p);
-      r.cacheDelete(cache, p);
+      if (fromCache) r.cacheDelete(cache, p);
     };
     // Pages the batch could not install (an event pending, the process gone): placed one by one.
     const leftover: number[] = [];

@@ -22,7 +22,7 @@ import { Guesses, type GuessOptions } from './guesses';
 import { isGone, type PagerOps } from './ops';
 import { regionStats, type RegionStats } from './stats';
 import {
-  addressOf, budgetPagesOf, DIRTY, newInFlight, PREF, REF, RES,
+  addressOf, budgetPagesOf, DIRTY, newInFlight, PREF, REF, RES, waitOn,
   RegionState, type Attachment, type AttachmentInfo, type InFlight, type RegionConfig,
 } from './state';
 
@@ -415,8 +415,7 @@ export class Pager {
       f = newInFlight(p, false);
       if (this.onServed !== null) f.missAt = performance.now();
       r.inFlight.set(p, f);
-      f.waiters.add(a);
-      if (write) f.writers.add(a);
+      waitOn(f, a, write);
       // Staged in the cache after the FaultThread looked (a guess that landed meanwhile), or a held marker.
       const held = r.held.get(p);
       const cached = held !== undefined ? held : this.cache !== null ? this.cache.get(r.cfg.key, p) : null;
@@ -438,8 +437,7 @@ export class Pager {
         this.guesses.prefetchUsed(r, p);
       }
     }
-    f.waiters.add(a);
-    if (write) f.writers.add(a);
+    waitOn(f, a, write);
     this.guesses.notePrefetch(a, { page: p, hit, tid, write });
   }
 

@@ -77,8 +77,24 @@ export interface InFlight {
   missAt: number | null;
 }
 
+/**
+ * The waiters and writers of a page nobody waits for yet, shared: most pages in flight are guesses,
+ * and two Sets for each cost a scan's JS thread more than its bookkeeping. Never added to: waitOn
+ * gives the page Sets of its own first.
+ */
+const NOBODY: Set<Attachment> = new Set();
+
 export function newInFlight(page: number, prefetch: boolean): InFlight {
-  return { page, waiters: new Set(), writers: new Set(), prefetch, stale: false, fromCache: false, failingSince: null, missAt: null };
+  return { page, waiters: NOBODY, writers: NOBODY, prefetch, stale: false, fromCache: false, failingSince: null, missAt: null };
+}
+
+/** A thread of attachment `a` waits for the page (to write it, when `write`). */
+export function waitOn(f: InFlight, a: Attachment, write: boolean): void {
+  if (f.waiters === NOBODY) f.waiters = new Set();
+  f.waiters.add(a);
+  if (!write) return;
+  if (f.writers === NOBODY) f.writers = new Set();
+  f.writers.add(a);
 }
 
 export interface RegionCounters {
