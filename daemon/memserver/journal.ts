@@ -192,6 +192,12 @@ export class Journal {
           size += bufs.reduce((n, b) => n + b.length, 0);
         }
       }
+      // Deleted regions stay deleted (their late writes are not applied) across a restart.
+      for (const id of this.store.deletedRegions()) {
+        const bufs = record(DELETE, id, 0, [], null);
+        await writeAll(fd, bufs);
+        size += bufs.reduce((n, b) => n + b.length, 0);
+      }
       fs.fdatasyncSync(fd);
       fs.renameSync(tmp, this.file);
       const dirFd = fs.openSync(path.dirname(this.file), 'r');

@@ -68,7 +68,7 @@ export class ServerMetrics {
       if (kind === 'counter') new client.Counter({ ...opts, collect() { this.reset(); this.inc(read()); } });
       else new client.Gauge({ ...opts, collect() { this.set(read()); } });
     };
-    simple('farmem_memserver_pages_superseded_total', 'Pages of writes not applied because a newer version was stored (writes that arrived late)', () => self.pagesSuperseded, 'counter');
+    simple('farmem_memserver_pages_superseded_total', 'Pages of writes not applied because a newer version was stored or their region was deleted (writes that arrived late)', () => self.pagesSuperseded, 'counter');
     simple('farmem_memserver_unauthenticated_total', 'Calls refused for missing or wrong credentials', () => self.unauthenticated, 'counter');
     simple('farmem_memserver_stream_pauses_total', 'Times a page stream stopped reading because its responses (or the journal) backed up', () => self.pauses, 'counter');
     simple('farmem_memserver_streams', 'Open page streams', () => self.openStreams, 'gauge');

@@ -240,8 +240,9 @@ export class MemoryServer {
     const badRegion = regionIdError(region);
     if (badRegion !== null) return cb({ code: grpc.status.INVALID_ARGUMENT, details: badRegion });
     const freed = this.store.deleteRegion(region);
-    if (freed === null) return cb({ code: grpc.status.NOT_FOUND, details: `region "${region}" has no pages on this server` });
+    // Journaled either way: the deleted id refuses late writes after a restart too.
     this.journal?.appendDelete(region);
+    if (freed === null) return cb({ code: grpc.status.NOT_FOUND, details: `region "${region}" has no pages on this server` });
     this.metrics.usedBytes = this.store.usedBytes;
     this.opts.logger.info({ region, pages: freed }, 'region deleted');
     cb(null, { pagesFreed: freed });

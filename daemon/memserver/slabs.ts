@@ -50,6 +50,15 @@ class SizeClass {
 }
 
 const RESOURCE_EXHAUSTED = 8;
+/**
+ * How long a deleted region's id refuses writes, and how many such ids are kept at most. Region ids
+ * are never reused (farmemd makes a UUID per region), so this only catches late writes: one that
+ * timed out at the daemon before the delete can still be in a socket queue (TCP retries for up to
+ * ~15 minutes through a partition), and applied after the delete it would recreate the region's
+ * pages here with nobody left to free them.
+ */
+export const TOMBSTONE_MS = 60 * 60 * 1000;
+export const MAX_TOMBSTONES = 1 << 16;
 
 export class SlabStore {
   readonly regions = new Map<string, RegionIndex>();
@@ -58,6 +67,8 @@ export class SlabStore {
   allocatedBytes = 0;
   /** Pages of the last write() not applied because a newer version was stored (they count as written). */
   lastSuperseded = 0;
+  /** Deleted region id → when (ms), oldest first: writes to them are not applied (see TOMBSTONE_MS). */
+  private readonly deleted = new Map<string, number>();
 
   constructor(readonly capacityBytes: number, private readonly slabBytes = DEFAULT_SLAB_BYTES) {}
 
@@ -135,6 +146,12 @@ export class SlabStore {
    */
   write(regionId: string, pageSize: number, pages: readonly number[], data: Buffer | readonly Buffer[], versions: readonly number[] | null = null): Refusal | null {
     this.lastSuperseded = 0;
+    if (this.isDeleted(regionId)) {
+      // Late: the region was deleted after this write was sent. Its newest state is "gone", so the
+      // write is superseded like one with an older version: acknowledged, not applied.
+      this.lastSuperseded = pages.length;
+      return null;
+    }
     let region = this.regions.get(regionId);
     const created = region === undefined;
     if (region === undefined) region = { pageSize, pages: new Map() };
@@ -272,8 +289,14 @@ export class SlabStore {
     return n;
   }
 
-  /** Frees every page of a region; returns how many, or null when it does not exist. */
-  deleteRegion(regionId: string): number | null {
+  /**
+   * Frees every page of a region and keeps its id as deleted (see TOMBSTONE_MS), also when this server
+   * held none of its pages; returns how many were freed, or null when it held none.
+   */
+  deleteRegion(regionId: string, now = Date.now()): number | null {
+    this.deleted.delete(regionId);
+    this.deleted.set(regionId, now);
+    if (this.deleted.size > MAX_TOMBSTONES) this.deleted.delete(this.deleted.keys().next().value as string);
     const region = this.regions.get(regionId);
     if (region === undefined) return null;
     const c = this.sizeClass(region.pageSize);
@@ -282,5 +305,21 @@ export class SlabStore {
     this.usedBytes -= n * region.pageSize;
     this.regions.delete(regionId);
     return n;
+  }
+
+  /** A region deleted within TOMBSTONE_MS (older ids are forgotten here). */
+  isDeleted(regionId: string, now = Date.now()): boolean {
+    if (this.deleted.size === 0) return false;
+    for (const [id, at] of this.deleted) {
+      if (now - at <= TOMBSTONE_MS) break;
+      this.deleted.delete(id);
+    }
+    return this.deleted.has(regionId);
+  }
+
+  /** The ids of regions deleted within TOMBSTONE_MS, oldest first (the journal's compaction keeps them). */
+  deletedRegions(now = Date.now()): string[] {
+    this.isDeleted('', now);
+    return [...this.deleted.keys()];
   }
 }
