@@ -12,7 +12,7 @@
 //     live stats report them (farmem region show), which differ when the daemon cannot see a use;
 //   - the sequential scan's MB/s against the memory server's raw batched stream (MemoryServerClient
 //     reading 256-page batches, 4 in flight) and against that stream plus one UFFDIO_COPY per batch
-//     (the ceiling): both measured right before each scan, three such pairs per policy, the median
+//     (the ceiling): both measured right before each scan, five such pairs per policy, the median
 //     pair reported (the stream's speed swings 2x within minutes on this shared machine); beside it
 //     the CPU per page of the reader (farmemd for the scan, this client for the stream) and of the
 //     memory server, from /proc/PID/task/*/schedstat. Daemon and stream are warmed up first.
@@ -92,7 +92,7 @@ async function stream(b: Bench, id: string, pages: number, inflight: number, ins
 }
 
 /** Pairs (stream, ceiling, scan) per sequential policy, of which the median counts. */
-const SCAN_TRIES = 3;
+const SCAN_TRIES = 5;
 
 interface Scan {
   ns: number;
