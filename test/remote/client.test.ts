@@ -38,6 +38,8 @@ test('answers of the wrong shape are corrupt and never returned as data', async 
     if (req.pages[0] === 2) return ok(req, { present: [99], data: page }); // not asked
     if (req.pages[0] === 3) return ok(req, { present: [3], absent: [4, 5] }); // too many answers, no bytes
     if (req.pages[0] === 5) return ok(req, { present: [5, 6], data: Buffer.concat([page, page]), versions: [1] }); // a version short
+    if (req.pages[0] === 8) return ok(req, { present: [8, 9, 8], data: Buffer.concat([page, page, page]) }); // 9 asked twice, 8 answered twice
+    if (req.pages[0] === 10) return ok(req, { present: req.pages, data: Buffer.concat([page, page]) }); // asked twice, answered twice, in order
     return Buffer.from([0x08, 0x01, 0x2a, 0x40]); // bytes field overruns the message
   });
   const c = new MemoryServerClient({ address: f.address });
@@ -47,6 +49,8 @@ test('answers of the wrong shape are corrupt and never returned as data', async 
   await fails(c.read(region, [2]), 'corrupt', `read 1 page of region "r" on ${a}: corrupt response: answered page 99, which was not asked or came twice`);
   await fails(c.read(region, [3, 4]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: answered 1 present + 2 absent pages for 2 asked`);
   await fails(c.read(region, [5, 6]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: sent 1 versions for 2 present pages`);
+  await fails(c.read(region, [8, 9, 9]), 'corrupt', `read 3 pages of region "r" on ${a}: corrupt response: answered page 8, which was not asked or came twice`);
+  await fails(c.read(region, [10, 10]), 'corrupt', `read 2 pages of region "r" on ${a}: corrupt response: answered page 10, which was not asked or came twice`);
   await fails(c.write(region, [1, 2], randomPages(2, 4096)), 'corrupt', `write 2 pages of region "r" on ${a}: corrupt response: server acknowledged 1 pages, expected 2`);
   await fails(c.read(region, [7]), 'corrupt', `read 1 page of region "r" on ${a}: page stream to ${a}: malformed PageResponse: field of 64 bytes overruns the message`);
 });
