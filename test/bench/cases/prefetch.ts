@@ -18,8 +18,11 @@
 //     memory server, from /proc/PID/task/*/schedstat. Daemon and stream are warmed up first.
 // Goals (issue 6): sequential and stride coverage >= 95% with accuracy >= 90%; random wastes <= 5%
 // extra bytes; sequential scan >= 80% of the raw batched stream.
-// The issue asks for 1 GiB; the default is 64 MiB (16384 pages) so the 30-run matrix stays under
-// 4 minutes on 2 vCPUs; FARMEM_BENCH_SCALE=16 gives 1 GiB.
+// The issue asks for 1 GiB. The matrix uses 64 MiB (16384 pages) so its 30 runs stay under 2 minutes
+// on 2 vCPUs (FARMEM_BENCH_SCALE=16 gives 1 GiB); the sequential-scan pairs use 1 GiB (at scales
+// below 1, that share of it), as the issue says: a 64 MiB scan takes ~100 ms, in which the start of a
+// stream (detection, auto's first choice, the window's ramp) and the host's hiccups weigh more than
+// in any scan worth prefetching.
 import os from 'node:os';
 import { userfaultfdUnavailable } from '../../helpers/env';
 import { memfd, uffd } from '../../../daemon/native';
@@ -136,6 +139,7 @@ const round = (v: number, d = 1000) => Math.round(v * d) / d;
 
 async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const pages = Math.max(2048, Math.round(16384 * ctx.scale));
+  const scanPages = Math.max(pages, Math.round(262144 * Math.min(1, ctx.scale)));
   const b = await startBench({ cacheSize: '64MiB', capacity: '4GiB' });
   const rows: BenchRow[] = [];
   try {
@@ -143,11 +147,11 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
     // by 2x within minutes, so it is measured again right before each sequential scan below, with the
     // stream + install ceiling: each scan is compared with the stream measured next to it (a pair),
     // and the row reports the median pair.
-    const sid = await b.region('stream', pages * PAGE, 'none', pages);
+    const sid = await b.region('stream', scanPages * PAGE, 'none', scanPages);
     await stream(b, sid, pages, 1);
-    const s1 = await stream(b, sid, pages, 1);
+    const s1 = await stream(b, sid, scanPages, 1);
     await stream(b, sid, pages, 4);
-    const s4 = await stream(b, sid, pages, 4);
+    const s4 = await stream(b, sid, scanPages, 4);
     ctx.log(`prefetch: memory server stream ${round(s1.mbPerS, 10)} MB/s (1 in flight), ${round(s4.mbPerS, 10)} MB/s (4 in flight)`);
     // One unmeasured scan first, as the stream had its warm-up: the daemon's paging path is compiled
     // and its heap grown before the first measured row.
@@ -165,21 +169,23 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
       for (const policy of POLICIES) {
         const name = `pf${n++}`;
         await b.region(name, pages * PAGE, policy, pages);
-        const scan = async (region: string) => {
+        const scan = async (region: string, n = pages) => {
           const d0 = cpuNs(b.daemon.child.pid!);
           const m0 = cpuNs(b.memserverPid);
-          const ns = await touch(p.arg, pages, (args) => b.fmattach(['--region', region, ...args]));
-          return { ns, mbPerS: (pages * PAGE) / 1e6 / (ns / 1e9), daemonUs: (cpuNs(b.daemon.child.pid!) - d0) / 1e3 / pages, serverUs: (cpuNs(b.memserverPid) - m0) / 1e3 / pages };
+          const ns = await touch(p.arg, n, (args) => b.fmattach(['--region', region, ...args]));
+          return { ns, mbPerS: (n * PAGE) / 1e6 / (ns / 1e9), daemonUs: (cpuNs(b.daemon.child.pid!) - d0) / 1e3 / n, serverUs: (cpuNs(b.memserverPid) - m0) / 1e3 / n };
         };
-        // A sequential scan comes with the stream and the ceiling measured just before it (a pair).
-        const paired = async (region: string): Promise<Pair> => {
-          const s = await stream(b, sid, pages, 4);
-          const c = await stream(b, sid, pages, 4, true);
-          return { stream: s, install: c, scan: await scan(region) };
+        // A sequential scan comes with the stream and the ceiling measured just before it (a pair),
+        // over as many pages.
+        const paired = async (region: string, n: number): Promise<Pair> => {
+          const s = await stream(b, sid, n, 4);
+          const c = await stream(b, sid, n, 4, true);
+          return { stream: s, install: c, scan: await scan(region, n) };
         };
         const pairs: Pair[] = [];
-        if (p.arg === 'seq') pairs.push(await paired(name));
-        const first = p.arg === 'seq' ? pairs[0]!.scan : await scan(name);
+        // none's pair (a remote fault per page, there for scale) is its matrix run.
+        if (p.arg === 'seq' && policy === 'none') pairs.push(await paired(name, pages));
+        const first = pairs.length > 0 ? pairs[0]!.scan : await scan(name);
         const ns = first.ns;
         const st = await b.numbers(name);
         await b.deleteRegion(name);
@@ -208,19 +214,18 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
           ratio: ratios(metrics, baseline),
         });
         if (p.arg === 'seq') {
-          // SCAN_TRIES pairs, each scan of a fresh region (none's row, a remote fault per page, is
-          // there for scale: one pair).
-          for (let i = 1; i < (policy === 'none' ? 1 : SCAN_TRIES); i++) {
+          // SCAN_TRIES pairs of scanPages, each scan of a fresh region.
+          for (let i = 0; i < (policy === 'none' ? 0 : SCAN_TRIES); i++) {
             const again = `${name}-${i}`;
-            await b.region(again, pages * PAGE, policy, pages);
-            pairs.push(await paired(again));
+            await b.region(again, scanPages * PAGE, policy, scanPages);
+            pairs.push(await paired(again, scanPages));
             await b.deleteRegion(again);
           }
           seqRows.push({ policy, pairs });
         }
       }
       if (p.arg === 'seq') {
-        const all = seqRows.flatMap((r) => r.pairs);
+        const all = seqRows.filter((r) => r.policy !== 'none').flatMap((r) => r.pairs);
         const ceiling = medianPair(all, (x) => x.install.mbPerS / x.stream.mbPerS);
         {
           const m: Metrics = { mb_per_s: round(ceiling.install.mbPerS, 10), reader_cpu_us_per_page: round(ceiling.install.clientUs), server_cpu_us_per_page: round(ceiling.install.serverUs) };
@@ -228,7 +233,7 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
           rows.push({
             name: 'prefetch/raw batched stream + UFFDIO_COPY of each batch (the ceiling on this host) vs raw batched stream',
             params: {
-              region_mib: (pages * PAGE) / 1048576,
+              region_mib: (scanPages * PAGE) / 1048576,
               what: 'the same stream, each 256-page batch installed by one UFFDIO_COPY (wp, dontwake) into a uffd-registered memfd mapping in the reading process: no fault, no bookkeeping, no application',
               runs: `the median of ${all.length} pairs (a stream run, then this), one before each sequential scan`,
               pair_ratios: all.map((x) => round(x.install.mbPerS / x.stream.mbPerS)).join(' '),
@@ -255,7 +260,7 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
           rows.push({
             name: `prefetch/sequential scan × ${policy} vs raw batched stream`,
             params: {
-              region_mib: (pages * PAGE) / 1048576,
+              region_mib: ((policy === 'none' ? pages : scanPages) * PAGE) / 1048576,
               goal: 'mb_per_s >= 0.8x',
               runs: `the median of ${pairs.length} pair(s): a stream run, a ceiling run, then a scan of a fresh region`,
               pair_ratios: pairs.map((q) => round(q.scan.mbPerS / q.stream.mbPerS)).join(' '),
