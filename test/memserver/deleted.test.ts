@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_TOMBSTONES, SlabStore, TOMBSTONE_MS } from '../../daemon/memserver/slabs';
 import { MemoryServerClient } from '../../daemon/remote/client';
-import { randomPages, rawStream, spawnServer, startServer, tmpDir } from './fixture';
+import { afterCompaction, randomPages, rawStream, spawnServer, startServer, tmpDir } from './fixture';
 
 const PS = 4096;
 
@@ -81,18 +81,10 @@ test('a deleted region stays deleted after kill -9 and a restart, and through jo
   await new Promise((r) => second.child.once('exit', r));
 
   // Compaction rewrites the journal from the live pages: the deleted id goes with them.
-  {
-    const { server, lines } = await startServer(t, { dataDir: dir, journalCompactBytes: 64 * 1024 });
-    const c = new MemoryServerClient({ address: server.address });
-    for (let i = 0; i < 8; i++) await c.write({ id: 'churn', pageSize: PS }, [0, 1, 2, 3], randomPages(4, PS));
-    await c.sync({ id: 'churn', pageSize: PS });
-    assert.ok(lines.some((l) => l.msg === 'journal: compacted'));
-    await c.close();
-    await server.stop();
-  }
-  const { server } = await startServer(t, { dataDir: dir });
-  const c = new MemoryServerClient({ address: server.address });
-  t.after(() => c.close());
+  const c = await afterCompaction(t, dir, 64 * 1024, async (w) => {
+    for (let i = 0; i < 8; i++) await w.write({ id: 'churn', pageSize: PS }, [0, 1, 2, 3], randomPages(4, PS));
+    await w.sync({ id: 'churn', pageSize: PS });
+  });
   await c.write(region, [3], randomPages(1, PS));
   assert.deepEqual((await c.read(region, [3])).absent, [3]);
   assert.equal((await c.read({ id: 'kept', pageSize: PS }, [1])).present.size, 1);

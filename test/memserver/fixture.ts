@@ -1,4 +1,5 @@
 // Shared pieces for memory-server tests: a server on port 0 with captured logs, temp dirs, raw streams.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { MemoryServer, type MemoryServerOptions } from '../../daemon/memserver/server';
+import { MemoryServerClient } from '../../daemon/remote/client';
 import { memoryServerService } from '../../daemon/remote/service';
 import type { PageRequestMsg, PageResponseMsg } from '../../daemon/remote/wire';
 
@@ -42,6 +44,30 @@ export async function startServer(
   const server = await MemoryServer.start({ listen: '127.0.0.1:0', capacityBytes: 64 * 1024 * 1024, dataDir: null, logger, ...opts });
   t.after(() => server.stop(1000));
   return { server, lines };
+}
+
+/**
+ * Runs `writes` against a server over `dataDir` that compacts its journal past `compactBytes`, checks
+ * that it did, stops it, and returns a client of a server restarted from the same directory.
+ */
+export async function afterCompaction(
+  t: { after(fn: () => Promise<void> | void): void },
+  dataDir: string,
+  compactBytes: number,
+  writes: (c: MemoryServerClient) => Promise<void>,
+): Promise<MemoryServerClient> {
+  {
+    const { server, lines } = await startServer(t, { dataDir, journalCompactBytes: compactBytes });
+    const c = new MemoryServerClient({ address: server.address });
+    await writes(c);
+    assert.ok(lines.some((l) => l.msg === 'journal: compacted'), 'the journal was compacted');
+    await c.close();
+    await server.stop();
+  }
+  const { server } = await startServer(t, { dataDir });
+  const c = new MemoryServerClient({ address: server.address });
+  t.after(() => c.close());
+  return c;
 }
 
 export const PagesClient = grpc.makeGenericClientConstructor(memoryServerService(), 'farmem.v1.MemoryServer');

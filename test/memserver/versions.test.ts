@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { MemoryServerClient } from '../../daemon/remote/client';
 import { PageStoreError } from '../../daemon/remote/types';
 import { generatedCodec } from '../../daemon/remote/wire';
-import { bytesStream, randomPages, rawStream, spawnServer, startServer, tmpDir } from './fixture';
+import { afterCompaction, bytesStream, randomPages, rawStream, spawnServer, startServer, tmpDir } from './fixture';
 
 const PS = 4096;
 const V = 1_790_000_000_000_000; // a version as the daemon's clock makes them (µs since 1970)
@@ -135,21 +135,13 @@ test('journal compaction keeps the versions', async (t) => {
   const region = { id: 'compact-versions', pageSize: PS };
   const pages = Array.from({ length: 16 }, (_, i) => i);
   let last = randomPages(16, PS);
-  {
-    const { server, lines } = await startServer(t, { dataDir: dir, journalCompactBytes: 128 * 1024 });
-    const c = new MemoryServerClient({ address: server.address });
+  const c = await afterCompaction(t, dir, 128 * 1024, async (w) => {
     for (let i = 0; i < 20; i++) {
       last = randomPages(16, PS);
-      await c.write(region, pages, last, { versions: [V + i] });
+      await w.write(region, pages, last, { versions: [V + i] });
     }
-    await c.sync(region);
-    assert.ok(lines.some((l) => l.msg === 'journal: compacted'));
-    await c.close();
-    await server.stop();
-  }
-  const { server } = await startServer(t, { dataDir: dir });
-  const c = new MemoryServerClient({ address: server.address });
-  t.after(() => c.close());
+    await w.sync(region);
+  });
   await c.write(region, pages, randomPages(16, PS), { versions: [V + 18] });
   const r = await c.read(region, pages, { versions: true });
   pages.forEach((p, i) => assert.ok(r.present.get(p)!.equals(pageOf(last, i)), `page ${p}`));
