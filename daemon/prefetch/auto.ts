@@ -134,6 +134,19 @@ export class AutoPrefetcher implements Prefetcher {
     return out;
   }
 
+  /**
+   * A fault the policy running alone was waiting for: on one of its guesses that a stream of it is
+   * about to reach. A remote fault on a guess its streams walked past is not (a scan's walked-over
+   * guesses are never reported used, so the policy keeps them as asked for): it is a new pass over
+   * old pages. A hit there is: the FaultThread hands cache hits over up to 2 ms late, after the stream
+   * moved on.
+   */
+  private expected(a: Prefetcher, fault: FaultInfo): boolean {
+    if (!a.asked!(fault.page)) return false;
+    const where = a.whereIs?.(fault.page) ?? 'ahead';
+    return where === 'ahead' || (fault.hit && where === 'behind');
+  }
+
   /** true while the active candidate runs alone, its shadows stopped (see the file comment). */
   committed(): boolean {
     return this.alone;
@@ -151,7 +164,7 @@ export class AutoPrefetcher implements Prefetcher {
     if (fault.hit && this.isTouched(fault.page)) return []; // the use was already reported
     if (this.alone) {
       const a = this.active!.policy;
-      if (a.asked!(fault.page)) {
+      if (this.expected(a, fault)) {
         this.touch(fault.page);
         return a.onFault(fault);
       }

@@ -160,3 +160,25 @@ test('auto never leaves a policy alone on random or zipf access', () => {
     }
   }
 });
+
+test('auto alone takes a fault on a page its policy guessed long ago, which its streams walked past, as a new pattern', () => {
+  // A scan left to readahead alone; then a strided pass over the same pages. Readahead still
+  // remembers most of them as its guesses (a scan's walked-over guesses are never reported), but no
+  // stream of it is about to reach them: they are not what it is waiting for.
+  const p = new AutoPrefetcher({ regionPages: REGION, maxWindow: 64, readaheadMaxWindow: 256, aloneMaxWindow: 1024 });
+  // As farmemd's pager reports a scan over installed guesses: only a window's first page (held back)
+  // is seen used; the reads of the rest raise no fault.
+  const markers = new Set<number>();
+  const installed = new Set<number>();
+  for (let page = 0; page < 8000; page++) {
+    if (installed.delete(page)) continue;
+    const out = markers.delete(page) ? p.onPrefetchUsed(page) : p.onFault({ page, hit: false, tid: 1, write: false });
+    if (out.length > 0) markers.add(out[0]!);
+    for (const q of out.slice(1)) installed.add(q);
+  }
+  assert.ok(p.committed());
+  p.onFault({ page: 5000, hit: false, tid: 1, write: false });
+  assert.equal(p.committed(), false, 'a fault behind every stream is not one of its expected pages');
+  for (let i = 0; i < 900; i++) p.onFault({ page: 5001 + 3 * i, hit: false, tid: 1, write: false });
+  assert.notEqual(p.current(), 'readahead', `a strided pass is not left to readahead (${p.current()}, ${JSON.stringify(p.scores())})`);
+});
