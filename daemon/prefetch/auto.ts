@@ -308,15 +308,22 @@ export class AutoPrefetcher implements Prefetcher {
     this.remember(tid, out.slice());
     const taken = this.tick();
     if (taken) {
-      const byThread = new Map<number, number[]>();
-      for (const [page, owner] of taken) {
-        out.push(page);
-        this.owner.set(page, owner);
-        byThread.set(owner, [...(byThread.get(owner) ?? []), page]);
-      }
-      for (const [owner, pages] of byThread) this.remember(owner, pages);
+      for (const [page] of taken) out.push(page);
+      this.own(taken);
     }
     return out;
+  }
+
+  /** Real guesses (page, thread whose stream made it), recorded for their uses: owner and windows. */
+  private own(guesses: ReadonlyArray<readonly [number, number]>): void {
+    const byThread = new Map<number, number[]>();
+    for (const [page, tid] of guesses) {
+      this.owner.set(page, tid);
+      const pages = byThread.get(tid);
+      if (pages === undefined) byThread.set(tid, [page]);
+      else pages.push(page);
+    }
+    for (const [tid, pages] of byThread) this.remember(tid, pages);
   }
 
   /**
@@ -350,16 +357,12 @@ export class AutoPrefetcher implements Prefetcher {
     this.seen = 0;
     this.bucket = 0;
     this.challenger = null;
-    const byThread = new Map<number, number[]>();
     // Not in `pending`: the larger windows of a policy left alone reach past the shadows' horizon, and
     // written off before the stream got there they would score as waste. One that is never used is
     // dropped as wasted when newer guesses fill the capacity.
-    for (const [page, tid] of c.policy.ahead!()) {
-      c.virtual.issue(page);
-      this.owner.set(page, tid);
-      byThread.set(tid, [...(byThread.get(tid) ?? []), page]);
-    }
-    for (const [tid, pages] of byThread) this.remember(tid, pages);
+    const ahead = c.policy.ahead!();
+    for (const [page] of ahead) c.virtual.issue(page);
+    this.own(ahead);
   }
 
   private clearScoring(c: Candidate): void {
