@@ -178,6 +178,10 @@ export class Journal {
     const tmp = `${this.file}.compact`;
     const fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_APPEND, 0o600);
     let size = 0;
+    const put = async (bufs: Buffer[]) => {
+      await writeAll(fd, bufs);
+      size += bufs.reduce((n, b) => n + b.length, 0);
+    };
     try {
       for (const [id, region] of this.store.regions) {
         const keys = Array.from(region.pages.keys());
@@ -187,17 +191,11 @@ export class Journal {
           if (r.present.length === 0) continue;
           const data = Buffer.allocUnsafe(r.present.length * region.pageSize);
           r.fill(data, 0);
-          const bufs = record(WRITE, id, region.pageSize, r.present, [data], r.versions);
-          await writeAll(fd, bufs);
-          size += bufs.reduce((n, b) => n + b.length, 0);
+          await put(record(WRITE, id, region.pageSize, r.present, [data], r.versions));
         }
       }
       // Deleted regions stay deleted (their late writes are not applied) across a restart.
-      for (const id of this.store.deletedRegions()) {
-        const bufs = record(DELETE, id, 0, [], null);
-        await writeAll(fd, bufs);
-        size += bufs.reduce((n, b) => n + b.length, 0);
-      }
+      for (const id of this.store.deletedRegions()) await put(record(DELETE, id, 0, [], null));
       fs.fdatasyncSync(fd);
       fs.renameSync(tmp, this.file);
       const dirFd = fs.openSync(path.dirname(this.file), 'r');

@@ -307,19 +307,23 @@ export class SlabStore {
     return n;
   }
 
-  /** A region deleted within TOMBSTONE_MS (older ids are forgotten here). */
+  /** A region deleted within TOMBSTONE_MS. */
   isDeleted(regionId: string, now = Date.now()): boolean {
-    if (this.deleted.size === 0) return false;
-    for (const [id, at] of this.deleted) {
-      if (now - at <= TOMBSTONE_MS) break;
-      this.deleted.delete(id);
-    }
+    this.forgetDeleted(now);
     return this.deleted.has(regionId);
   }
 
   /** The ids of regions deleted within TOMBSTONE_MS, oldest first (the journal's compaction keeps them). */
   deletedRegions(now = Date.now()): string[] {
-    this.isDeleted('', now);
+    this.forgetDeleted(now);
     return [...this.deleted.keys()];
+  }
+
+  /** Forgets the ids deleted more than TOMBSTONE_MS ago (the oldest come first). */
+  private forgetDeleted(now: number): void {
+    for (const [id, at] of this.deleted) {
+      if (now - at <= TOMBSTONE_MS) break;
+      this.deleted.delete(id);
+    }
   }
 }

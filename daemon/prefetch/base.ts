@@ -130,10 +130,6 @@ export class RecentMap<K, V> {
     this.newer.clear();
     this.older.clear();
   }
-
-  get size(): number {
-    return this.newer.size + this.older.size;
-  }
 }
 
 /**

@@ -103,7 +103,7 @@ export abstract class StreamPolicy extends GuessingPolicy {
     const out: Array<[number, number]> = [];
     for (const [tid, t] of this.threads.entries()) {
       for (const c of t.cursors) {
-        for (let q = c.last + c.step; (q - c.front) / c.step < 0; q += c.step) if (this.asked(q)) out.push([q, tid]);
+        for (let q = c.last + c.step; c.spans(q); q += c.step) if (this.asked(q)) out.push([q, tid]);
       }
     }
     return out;

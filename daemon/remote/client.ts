@@ -471,7 +471,7 @@ export class MemoryServerClient implements PageStore {
       for (let i = 0; i < pages.length; i++) present.set(pages[i]!, r.data!.subarray(i * ps, (i + 1) * ps));
       if (present.size !== pages.length) present = new Map();
     }
-    if (present.size !== pages.length || pages.length === 0) {
+    if (present.size !== pages.length) {
       const asked = new Set(pages);
       for (let i = 0; i < r.present.length; i++) {
         const p = r.present[i]!;
