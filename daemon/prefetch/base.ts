@@ -24,25 +24,20 @@ export abstract class GuessingPolicy implements Prefetcher {
   }
 
   onFault(fault: FaultInfo): number[] {
-    const owner = this.outstanding.get(fault.page);
-    if (owner !== undefined) {
-      this.outstanding.delete(fault.page);
-      return this.keep(this.onUse(fault.page, owner), owner);
-    }
+    const owner = this.outstanding.take(fault.page);
+    if (owner !== undefined) return this.keep(this.onUse(fault.page, owner), owner);
     return this.keep(this.onAccess(fault.page, fault.tid, fault.hit), fault.tid);
   }
 
   onPrefetchUsed(page: number): number[] {
-    const owner = this.outstanding.get(page);
+    const owner = this.outstanding.take(page);
     if (owner === undefined) return [];
-    this.outstanding.delete(page);
     return this.keep(this.onUse(page, owner), owner);
   }
 
   onPrefetchWasted(page: number): void {
-    const owner = this.outstanding.get(page);
+    const owner = this.outstanding.take(page);
     if (owner === undefined) return;
-    this.outstanding.delete(page);
     this.onWaste(page, owner);
   }
 
@@ -65,7 +60,7 @@ export abstract class GuessingPolicy implements Prefetcher {
    */
   protected claim(page: number, tid: number): boolean {
     if (this.outstanding.get(page) !== tid) return false;
-    this.outstanding.delete(page);
+    this.outstanding.take(page);
     return true;
   }
 
@@ -81,9 +76,7 @@ export abstract class GuessingPolicy implements Prefetcher {
   private keep(pages: number[], tid: number): number[] {
     const out: number[] = [];
     for (const p of pages) {
-      if (!Number.isInteger(p) || p < 0 || p >= this.regionPages || this.outstanding.has(p)) continue;
-      this.outstanding.set(p, tid);
-      out.push(p);
+      if (Number.isInteger(p) && p >= 0 && p < this.regionPages && this.outstanding.add(p, tid)) out.push(p);
     }
     return out;
   }
@@ -109,21 +102,30 @@ export class RecentMap<K, V> {
     return this.newer.has(k) || this.older.has(k);
   }
 
-  /** Sets a key that is not there (a key already there keeps its generation: delete it first). */
-  set(k: K, v: V): void {
-    if (this.older.has(k)) {
-      this.older.set(k, v);
-      return;
-    }
+  /**
+   * Adds a key that is not there; false (and nothing changes) when it is. One pass over both
+   * generations: a policy adds every page of every window it asks for.
+   */
+  add(k: K, v: V): boolean {
+    if (this.newer.has(k) || this.older.has(k)) return false;
     this.newer.set(k, v);
     if (this.newer.size >= this.generation) {
       this.older = this.newer;
       this.newer = new Map();
     }
+    return true;
   }
 
-  delete(k: K): boolean {
-    return this.newer.delete(k) || this.older.delete(k);
+  /** Removes a key and answers its value (undefined when it was not there). */
+  take(k: K): V | undefined {
+    let v = this.newer.get(k);
+    if (v !== undefined) {
+      this.newer.delete(k);
+      return v;
+    }
+    v = this.older.get(k);
+    if (v !== undefined) this.older.delete(k);
+    return v;
   }
 
   clear(): void {
