@@ -20,7 +20,7 @@
 
 import { PageStoreError } from '../remote/types';
 import type { Pager } from './pager';
-import { DIRTY, PREF, QUEUED, REF, RES, WB, type RegionState } from './state';
+import { DIRTY, QUEUED, REF, RES, WB, type RegionState } from './state';
 
 /** A source of accessed bits (e.g. PAGEMAP_SCAN on the attached processes), read and cleared per page. */
 export interface AccessSource {
@@ -260,7 +260,7 @@ export class Evictor {
     const pf = r.cfg.prefetcher;
     const where = pf?.whereIs?.bind(pf) ?? null;
     const ahead = new Set<number>();
-    for (const p of r.prefResident) {
+    for (const p of r.prefetched()) {
       if (out.length >= want) return out;
       if (!this.evictable(r, p, cleanOnly)) continue;
       if (where !== null && where(p) === 'ahead') ahead.add(p);
@@ -310,13 +310,13 @@ export class Evictor {
 
   /** Bookkeeping for a page that just left the memfd. */
   private dropped(r: RegionState, p: number): void {
-    if (r.prefResident.delete(p)) {
+    if (r.takePrefetched(p)) {
       if (this.access !== null && this.access.testAndClear(r.cfg.key, p)) this.pager.prefetchUsed(r, p);
       // A stream walked past it: read without a fault (a use), not a wasted guess.
       else if (r.cfg.prefetcher?.whereIs?.(p) === 'behind') this.pager.prefetchPassed(r, p);
       else this.pager.prefetchWasted(r, p);
     }
-    r.clearFlag(p, RES | DIRTY | REF | PREF | WB | QUEUED);
+    r.clearFlag(p, RES | DIRTY | REF | WB | QUEUED);
   }
 
   private readPage(r: RegionState, p: number): Buffer {

@@ -204,8 +204,7 @@ export class Guesses {
       const a = r.attachments.values().next().value as Attachment;
       if (this.pager.install(r, f.page, data, [a], null) === 'done') {
         r.clearFlag(f.page, REF);
-        r.setFlag(f.page, PREF);
-        r.prefResident.add(f.page);
+        r.addPrefetched(f.page);
         return;
       }
     }
@@ -236,9 +235,9 @@ export class Guesses {
     pages.sort((x, y) => x - y);
     const placed = (p: number) => {
       r.inFlight.delete(p);
-      r.setFlag(p, RES | PREF);
+      r.setFlag(p, RES);
       r.clearFlag(p, REF);
-      r.prefResident.add(p);
+      r.addPrefetched(p);
       if (fromCache) r.cacheDelete(cache, p);
     };
     // Pages the batch could not install (an event pending, the process gone): placed one by one.
@@ -341,10 +340,9 @@ export class Guesses {
   private settlePassed(r: RegionState): void {
     const pf = r.cfg.prefetcher;
     if (pf?.whereIs === undefined) return;
-    for (const p of r.prefResident) {
+    for (const p of r.prefetched()) {
       if (pf.whereIs(p) !== 'behind') continue;
-      r.prefResident.delete(p);
-      r.clearFlag(p, PREF);
+      r.takePrefetched(p);
       this.prefetchPassed(r, p);
     }
   }

@@ -22,7 +22,7 @@ import { Guesses, type GuessOptions } from './guesses';
 import { isGone, type PagerOps } from './ops';
 import { regionStats, type RegionStats } from './stats';
 import {
-  addressOf, budgetPagesOf, DIRTY, newInFlight, PREF, REF, RES, waitOn,
+  addressOf, budgetPagesOf, DIRTY, newInFlight, REF, RES, waitOn,
   RegionState, type Attachment, type AttachmentInfo, type InFlight, type RegionConfig,
 } from './state';
 
@@ -389,8 +389,7 @@ export class Pager {
     }
     // Mark before lifting the protection: the evictor's re-dirty check reads this flag.
     r.setFlag(p, DIRTY | REF);
-    if (r.prefResident.delete(p)) this.guesses.prefetchUsed(r, p);
-    r.clearFlag(p, PREF);
+    if (r.takePrefetched(p)) this.guesses.prefetchUsed(r, p);
     try {
       this.ops.writeProtect(a.uffd, addressOf(a, p), r.pageSize, false, false);
     } catch (e) {

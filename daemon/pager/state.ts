@@ -10,9 +10,11 @@ import type { PageStore, RegionRef } from '../remote/types';
 /** Page flags. */
 export const RES = 1; // in the memfd (as far as the pager knows)
 export const DIRTY = 2; // written since last acknowledged write-back
-export const PREF = 4; // brought in by the prefetcher and not touched yet
+export const PREF = 4; // brought in by the prefetcher and not touched yet: set and cleared by addPrefetched / takePrefetched only
 export const REF = 8; // CLOCK reference bit (a fault touched it since the hand last passed)
 export const WB = 16; // write-back in flight: protected in every attachment, DIRTY again = re-dirtied
+/** The page has an entry in the queue of prefetched pages (RegionState.addPrefetched); it counts while PREF is set. */
+const INQ = 64;
 
 export interface RegionConfig {
   /** u32 key shared with the native page cache and FaultRegistration.region. */
@@ -138,8 +140,17 @@ export class RegionState {
   readonly inFlight = new Map<number, InFlight>();
   /** Prefetched pages staged in the native page cache, not yet used. */
   readonly cachedPrefetch = new Set<number>();
-  /** Prefetched pages installed directly and not touched yet (evicted first). */
-  readonly prefResident = new Set<number>();
+  /**
+   * Prefetched pages installed directly and not touched yet (PREF), oldest first: evicted first. A
+   * queue of page numbers holding at most one entry per page (INQ); an entry whose page lost PREF is
+   * stale, skipped by the walk and dropped when the stale ones outnumber the rest. (It was a Set: a
+   * hash insert and delete per page of a scan, every page of a long scan held in it.)
+   */
+  private prefQueue = new Int32Array(256);
+  private prefHead = 0;
+  private prefTail = 0;
+  /** Pages with PREF. */
+  prefetchedCount = 0;
   /** In-flight guesses that open a policy's window (the first page of a large decision). */
   readonly markers = new Set<number>();
   /**
@@ -215,6 +226,62 @@ export class RegionState {
 
   has(p: number, f: number): boolean {
     return (this.flags[p]! & f) !== 0;
+  }
+
+  /** Page p, resident, came in as a guess nobody touched yet (PREF): the newest of them. */
+  addPrefetched(p: number): void {
+    const old = this.flags[p]!;
+    if (old & PREF) return;
+    this.prefetchedCount++;
+    if (old & INQ) {
+      // A stale entry of an earlier visit is still queued: it counts again, at its old place.
+      this.flags[p] = old | PREF;
+      return;
+    }
+    if (this.prefTail === this.prefQueue.length) this.compactPrefetched();
+    this.prefQueue[this.prefTail++] = p;
+    this.flags[p] = old | PREF | INQ;
+  }
+
+  /** Page p is no longer an untouched guess (touched, or gone); true when it was one. */
+  takePrefetched(p: number): boolean {
+    const old = this.flags[p]!;
+    if (!(old & PREF)) return false;
+    this.flags[p] = old & ~PREF;
+    this.prefetchedCount--;
+    return true;
+  }
+
+  /** The pages with PREF, oldest first. Taking pages while walking is allowed; adding is not. */
+  *prefetched(): Generator<number> {
+    // The stale entries at the front go for good.
+    while (this.prefHead < this.prefTail) {
+      const p = this.prefQueue[this.prefHead]!;
+      if (this.flags[p]! & PREF) break;
+      this.flags[p] = this.flags[p]! & ~INQ;
+      this.prefHead++;
+    }
+    for (let i = this.prefHead; i < this.prefTail; i++) {
+      const p = this.prefQueue[i]!;
+      if (this.flags[p]! & PREF) yield p;
+    }
+  }
+
+  /** Drops the stale entries (their pages lose INQ) and grows the queue when it is more than half live. */
+  private compactPrefetched(): void {
+    const q = this.prefQueue;
+    let n = 0;
+    for (let i = this.prefHead; i < this.prefTail; i++) {
+      const p = q[i]!;
+      if (this.flags[p]! & PREF) q[n++] = p;
+      else this.flags[p] = this.flags[p]! & ~INQ;
+    }
+    if (2 * n > q.length) {
+      this.prefQueue = new Int32Array(2 * q.length);
+      this.prefQueue.set(q.subarray(0, n));
+    }
+    this.prefHead = 0;
+    this.prefTail = n;
   }
 
   cacheDelete(cache: NativePageCache | null, p: number): void {
