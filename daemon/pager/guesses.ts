@@ -9,6 +9,7 @@
 // runs on the JS thread.
 
 import type { FaultInfo } from '../prefetch/types';
+import { PageViews } from '../remote/page-views';
 import { isGone } from './ops';
 import type { Pager } from './pager';
 import { addressOf, newInFlight, PREF, REF, RES, type Attachment, type InFlight, type RegionState } from './state';
@@ -351,10 +352,15 @@ export class Guesses {
 /**
  * The bytes of a run of consecutive pages for one UFFDIO_COPY. A store answer is one message whose
  * pages are views of it, so a run from one answer lies back to back in one buffer: a view of it
- * (no copy in JS; the copy of a 64 MiB scan's pages cost ~13 ms of the JS thread). Otherwise (pages
+ * (no copy in JS; the copy of a 64 MiB scan's pages cost ~13 ms of the JS thread), handed over whole
+ * by a sequential answer (PageViews.span) without a view per page. Otherwise (pages
  * from several answers, or absent ones: zeros) one Buffer.concat, still cheaper than a copy per page.
  */
 function runBytes(run: readonly number[], present: Map<number, Buffer>, ps: number, zero: Buffer): Buffer {
+  if (present instanceof PageViews) {
+    const whole = present.span(run[0]!, run.length);
+    if (whole !== undefined) return whole;
+  }
   const first = present.get(run[0]!);
   if (first !== undefined) {
     let end = first.byteOffset + ps;

@@ -15,6 +15,7 @@
 // - a region with an attachment that cannot write-protect treats every resident page as dirty.
 
 import type { FaultEvent, NativePageCache } from '../native';
+import { PageViews } from '../remote/page-views';
 import { PageStoreError } from '../remote/types';
 import { armAsync, collectFrom, type AsyncWpOps } from './async-wp';
 import { Evictor, type AccessSource, type DrainResult, type EvictorOptions, type SyncProgress } from './evictor';
@@ -636,11 +637,12 @@ export class Pager {
     for (const p of pages) {
       const f = r.inFlight.get(p);
       if (f === undefined) continue;
-      const data = present.get(p) ?? null;
-      if (data !== null) r.counters.remoteBytesIn += data.length;
+      // Every present page is pageSize bytes (checkReadResult); its bytes are looked up only where
+      // they go one by one (a guess's go in runs: placeFetched).
+      if (present.has(p)) r.counters.remoteBytesIn += r.pageSize;
       const marker = r.markers.delete(p);
-      if (f.waiters.size > 0) this.complete(r, f, data); // someone waits: first
-      else if (!marker || !this.guesses.hold(r, f, data)) guesses.push(f);
+      if (f.waiters.size > 0) this.complete(r, f, present.get(p) ?? null); // someone waits: first
+      else if (!marker || !this.guesses.hold(r, f, present.get(p) ?? null)) guesses.push(f);
     }
     if (guesses.length === 0) return;
     this.guesses.placeFetched(r, guesses, present);
@@ -770,6 +772,8 @@ export class Pager {
 
 /** A store answer that does not account for every page exactly once with page-size bytes is refused. */
 function checkReadResult(r: RegionState, pages: number[], present: Map<number, Buffer>, absent: number[]): void {
+  // Page-size views of the pages asked, back to back, by construction.
+  if (present instanceof PageViews && absent.length === 0 && present.holdsExactly(pages)) return;
   const abs = new Set(absent);
   for (const p of pages) {
     const d = present.get(p);

@@ -10,6 +10,7 @@ import { farmem } from '../../proto/gen/farmem';
 import { kindOf } from './errors';
 import { healthCheckMethod, type HealthStatus } from './health';
 import { Code, H2Connection, H2PageCall, type StreamEnd } from './h2pages';
+import { PageViews } from './page-views';
 import { installClientZeroCopy } from './preframe';
 import { memoryServerService, messageOverhead } from './service';
 import { PageStoreError, type PageStore, type ReadOptions, type ReadResult, type RegionRef, type WriteOptions } from './types';
@@ -462,12 +463,19 @@ export class MemoryServerClient implements PageStore {
     if (rv !== null && rv.length !== r.present.length) {
       throw this.corrupt('read', region, pages, `sent ${rv.length} versions for ${r.present.length} present pages`);
     }
-    let present = new Map<number, Buffer>();
+    let present: Map<number, Buffer> = new Map();
     // The usual answer: every page present, in the order asked. Then every page was asked for, and
     // none came twice unless one was asked twice (the map comes out smaller: checked below as usual).
     let inOrder = r.absent.length === 0 && r.present.length === pages.length;
-    for (let i = 0; inOrder && i < pages.length; i++) inOrder = r.present[i] === pages[i];
-    if (inOrder) {
+    let consecutive = inOrder;
+    for (let i = 0; inOrder && i < pages.length; i++) {
+      inOrder = r.present[i] === pages[i];
+      if (i > 0 && pages[i] !== pages[i - 1]! + 1) consecutive = false;
+    }
+    if (inOrder && consecutive && pages.length > 0) {
+      // A sequential read (the prefetcher's): its views are made when asked for.
+      present = new PageViews(pages[0]!, pages.length, r.data!, ps);
+    } else if (inOrder) {
       for (let i = 0; i < pages.length; i++) present.set(pages[i]!, r.data!.subarray(i * ps, (i + 1) * ps));
       if (present.size !== pages.length) present = new Map();
     }

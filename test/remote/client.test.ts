@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { MemoryServerClient } from '../../daemon/remote/client';
+import { PageViews } from '../../daemon/remote/page-views';
 import { PageStoreError } from '../../daemon/remote/types';
 import type { PageRequestMsg, PageResponseMsg } from '../../daemon/remote/wire';
 import { randomPages, startServer, tmpDir } from '../memserver/fixture';
@@ -110,13 +111,19 @@ test('unix socket addresses, several streams and connections, health and stats',
   const data = randomPages(256, 4096);
   await Promise.all(Array.from({ length: 16 }, (_, i) => c.write(region, Array.from({ length: 16 }, (_, j) => i * 16 + j), data.subarray(i * 65536, (i + 1) * 65536))));
   const r = await c.read(region, Array.from({ length: 256 }, (_, i) => i));
+  // A consecutive read comes back as views made on demand; any other as a plain Map: the same bytes.
+  assert.ok(r.present instanceof PageViews);
   for (let i = 0; i < 256; i++) assert.ok(r.present.get(i)!.equals(data.subarray(i * 4096, (i + 1) * 4096)));
+  assert.ok(r.present.span(10, 20)!.equals(data.subarray(10 * 4096, 30 * 4096)));
   assert.equal(await c.health(), 'SERVING');
   assert.equal(await c.health('farmem.v1.MemoryServer'), 'SERVING');
   const s = await c.stats();
   assert.deepEqual([s.pagesWrittenTotal, s.pagesReadTotal, s.writesTotal, s.readsTotal], [256, 256, 16, 1]);
   assert.match(s.instanceId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.equal((await c.stats()).instanceId, s.instanceId);
+  const scattered = await c.read(region, [5, 3, 200]);
+  assert.equal(scattered.present instanceof PageViews, false);
+  for (const p of [5, 3, 200]) assert.ok(scattered.present.get(p)!.equals(data.subarray(p * 4096, (p + 1) * 4096)));
   // Fresh connections (after failed health checks) serve the same pages; the instance is the same.
   c.resetConnections();
   const again = await c.read(region, [0, 255]);
