@@ -209,6 +209,8 @@ export interface NativeAddon {
   uffdRegister(fd: number, start: bigint, length: number, modes: RegisterMode[]): RegisterResult;
   uffdUnregister(fd: number, start: bigint, length: number): void;
   uffdCopy(fd: number, dst: bigint, src: Buffer, wp: boolean, dontWake: boolean): CopyResult;
+  /** The same copy on a libuv pool thread, with its own dup of fd; src must stay unchanged until done. */
+  uffdCopyAsync(fd: number, dst: bigint, src: Buffer, wp: boolean, dontWake: boolean, done: (err: Error | null, result?: CopyResult) => void): void;
   uffdZeropage(fd: number, dst: bigint, length: number, dontWake: boolean): CopyResult;
   uffdWake(fd: number, start: bigint, length: number): void;
   uffdWriteProtect(fd: number, start: bigint, length: number, protect: boolean, dontWake: boolean): IoctlOutcome;

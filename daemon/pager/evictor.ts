@@ -98,6 +98,13 @@ export class Evictor {
     return n;
   }
 
+  /** Resident pages and guesses being copied in (resident soon): what room for more guesses leaves. */
+  private globalOccupied(): number {
+    let n = 0;
+    for (const r of this.pager.regions.values()) n += r.resident + r.installing;
+    return n;
+  }
+
   private globalCapPages(r: RegionState): number {
     return this.globalCap > 0 ? Math.max(1, Math.floor(this.globalCap / r.pageSize)) : Infinity;
   }
@@ -118,12 +125,12 @@ export class Evictor {
 
   /** A guess may be installed directly: it would not push the region past its low watermark. */
   hasPrefetchRoom(r: RegionState): boolean {
-    return r.resident + 1 <= Math.floor(this.watermarkBudget(r) * this.low) && this.globalResident() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
+    return r.resident + r.installing + 1 <= Math.floor(this.watermarkBudget(r) * this.low) && this.globalOccupied() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
   }
 
   /** How many guesses may be installed directly now (hasPrefetchRoom, for a batch). */
   prefetchRoomPages(r: RegionState): number {
-    return Math.max(0, Math.min(Math.floor(this.watermarkBudget(r) * this.low) - r.resident, Math.floor(this.globalCapPages(r) * this.low) - this.globalResident()));
+    return Math.max(0, Math.min(Math.floor(this.watermarkBudget(r) * this.low) - r.resident - r.installing, Math.floor(this.globalCapPages(r) * this.low) - this.globalOccupied()));
   }
 
   /**

@@ -9,6 +9,7 @@
 // runs on the JS thread.
 
 import type { FaultInfo } from '../prefetch/types';
+import type { CopyResult } from '../native';
 import { PageViews } from '../remote/page-views';
 import { isGone } from './ops';
 import type { Pager } from './pager';
@@ -122,14 +123,16 @@ export class Guesses {
       run.push(p);
     }
     if (run.length === 0) return;
-    this.installGuessRuns(r, run, present, true);
-    for (const p of run) {
-      const installed = r.has(p, PREF);
-      // Neither installed nor staged (again, by a leftover's complete()): the FaultThread got there first.
-      if (!installed && !r.cachedPrefetch.has(p)) continue;
-      if (installed) r.cachedPrefetch.delete(p);
-      if (!staged.has(p)) r.counters.prefetchIssued++;
-    }
+    this.installGuessRuns(r, run, present, true, () => {
+      for (const p of run) {
+        const installed = r.has(p, PREF);
+        // Neither installed nor staged (again, by a leftover's complete()): the FaultThread got there
+        // first, or a process faulted on it during the copy (its fault counted the hit).
+        if (!installed && !r.cachedPrefetch.has(p)) continue;
+        if (installed) r.cachedPrefetch.delete(p);
+        if (!staged.has(p)) r.counters.prefetchIssued++;
+      }
+    });
   }
 
   /**
@@ -228,8 +231,103 @@ export class Guesses {
    * `fromCache`: the pages came out of the native cache, and go from there once installed. A fetched
    * guess is never there: it was not when it was sent for (issueGuesses installs cached ones
    * instead), and nothing stages a page that is in flight.
+   *
+   * Where the addon offers it, each run is copied off the JS thread (copyRunsAsync): UFFDIO_COPY is
+   * 1.2-1.4 µs a page, a fifth of the daemon's CPU per page of a scan, and the JS thread meanwhile
+   * receives the next read.
    */
-  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean): void {
+  private installGuessRuns(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean, after?: () => void): void {
+    if (this.pager.ops.copyAsync !== null) {
+      this.copyRunsAsync(r, pages, present, fromCache, after);
+      return;
+    }
+    this.copyRuns(r, pages, present, fromCache);
+    after?.();
+  }
+
+  /**
+   * The runs copied off the JS thread, each with one UFFDIO_COPY (write-protected; it wakes its range
+   * when done). Until then its pages stay in flight (and count against the budget as r.installing): a
+   * fault on one waits for it like a fault on a page being fetched, and the copy's wake resumes it. What a copy did not install
+   * (a page that got there first, an event pending, the process gone) goes the synchronous way.
+   */
+  private copyRunsAsync(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean, after?: () => void): void {
+    const ops = this.pager.ops;
+    const a = r.attachments.values().next().value as Attachment;
+    const ps = r.pageSize;
+    pages.sort((x, y) => x - y);
+    // Runs still being copied, and one for this loop: `after` runs once, when the last is placed.
+    let runs = 1;
+    const settled = () => {
+      if (--runs === 0) after?.();
+    };
+    for (let i = 0; i < pages.length; ) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+      const run = pages.slice(i, j);
+      i = j;
+      const buf = runBytes(run, present, ps, this.pager.zeroPage(ps));
+      r.installing += run.length;
+      const done = (err: Error | null, res: CopyResult | null) => {
+        r.installing -= run.length;
+        if (r.removed) return;
+        try {
+          this.runCopied(r, a, run, present, fromCache, err, res);
+        } catch (e) {
+          this.pager.log.error({ err: e, region: r.cfg.name, first: run[0], pages: run.length }, 'placing a copied run of guesses failed');
+        } finally {
+          settled();
+        }
+      };
+      runs++;
+      try {
+        ops.copyAsync!(a.uffd, addressOf(a, run[0]!), buf, true, false, done);
+      } catch (e) {
+        done(e as Error, null);
+      }
+    }
+    settled();
+  }
+
+  /** A run's asynchronous copy is done (see copyRunsAsync). */
+  private runCopied(r: RegionState, a: Attachment, run: number[], present: Map<number, Buffer>, fromCache: boolean, err: Error | null, res: CopyResult | null): void {
+    const cache = this.pager.cache;
+    if (err !== null && isGone(err)) this.pager.teardown(a, err.message);
+    else if (err !== null) {
+      // Not the process gone (say ENOMEM): nothing of the run is taken as installed, and each page
+      // goes the synchronous way below, where install() meets and reports the same failure as a
+      // synchronous copy would. Left in flight, a process touching one would wait forever.
+      this.pager.log.warn({ err, region: r.cfg.name, first: run[0], pages: run.length }, 'UFFDIO_COPY of a run of guesses off the JS thread failed: placing its pages one by one');
+    }
+    const n = res === null ? 0 : Math.min(run.length, Math.floor(res.bytes / r.pageSize));
+    for (let k = 0; k < n; k++) {
+      const p = run[k]!;
+      const f = r.inFlight.get(p);
+      if (f === undefined) continue;
+      r.inFlight.delete(p);
+      if (fromCache) r.cacheDelete(cache, p);
+      if (f.waiters.size > 0) {
+        // A process faulted on it during the copy (onMissing counted the use): resident, touched.
+        r.setFlag(p, RES | REF);
+        for (const b of f.waiters) if (b !== a) this.pager.wakeOne(b, p);
+        continue;
+      }
+      r.setFlag(p, RES);
+      r.clearFlag(p, REF);
+      r.addPrefetched(p);
+    }
+    const rest = run.slice(n).filter((p) => r.inFlight.has(p));
+    if (rest.length === 0) return;
+    // Runs again while they may (another process may have attached meanwhile: then one by one).
+    if (err === null && r.attachments.has(a.attachment) && inRuns(r)) {
+      this.copyRuns(r, rest, present, fromCache);
+      return;
+    }
+    for (const p of rest) this.pager.complete(r, r.inFlight.get(p)!, present.get(p) ?? null);
+  }
+
+  /** The runs copied here, one UFFDIO_COPY each (DONTWAKE), then one wake over them all. */
+  private copyRuns(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean): void {
     const { cache, ops } = this.pager;
     const a = r.attachments.values().next().value as Attachment;
     const ps = r.pageSize;

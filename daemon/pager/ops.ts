@@ -10,6 +10,12 @@ import { addon, toNativeError, type CopyResult, type DataRange, type IoctlOutcom
 export interface PagerOps {
   /** UFFDIO_COPY of whole pages; wp installs write-protected (UFFDIO_COPY_MODE_WP). */
   copy(uffd: number, dst: bigint, data: Buffer, wp: boolean, dontWake: boolean): CopyResult;
+  /**
+   * The same copy off the JS thread (a libuv pool thread with its own dup of the uffd): done is called
+   * on the JS thread with the result, or with the error (gone: see isGone). data must not change
+   * until then. null: not offered (the pager copies synchronously).
+   */
+  copyAsync: ((uffd: number, dst: bigint, data: Buffer, wp: boolean, dontWake: boolean, done: (err: Error | null, result: CopyResult | null) => void) => void) | null;
   /** UFFDIO_ZEROPAGE: installs a zeroed page, writable (there is no WP mode for it). */
   zeropage(uffd: number, dst: bigint, length: number, dontWake: boolean): CopyResult;
   wake(uffd: number, start: bigint, length: number): void;
@@ -43,6 +49,9 @@ export function nativeOps(): PagerOps {
   const maybePoison = (n as unknown as { uffdPoison?: (fd: number, start: bigint, length: number, dontWake: boolean) => CopyResult }).uffdPoison;
   return {
     copy: wrap((fd, dst, data, wp, dontWake) => n.uffdCopy(fd, dst, data, wp, dontWake)),
+    copyAsync: wrap((fd, dst, data, wp, dontWake, done) =>
+      n.uffdCopyAsync(fd, dst, data, wp, dontWake, (err, result) => (err ? done(toNativeError(err) as Error, null) : done(null, result ?? null))),
+    ),
     zeropage: wrap((fd, dst, len, dontWake) => n.uffdZeropage(fd, dst, len, dontWake)),
     wake: wrap((fd, start, len) => n.uffdWake(fd, start, len)),
     writeProtect: wrap((fd, start, len, protect, dontWake) => n.uffdWriteProtect(fd, start, len, protect, dontWake)),

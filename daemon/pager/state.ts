@@ -169,6 +169,8 @@ export class RegionState {
   readonly counters = newCounters();
   budgetPages: number;
   resident = 0;
+  /** Pages being copied in off the JS thread: resident soon, so they count against the budget. */
+  installing = 0;
   dirty = 0;
   /** CLOCK hand. */
   hand = 0;

@@ -196,6 +196,55 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   return CopyResult(info.Env(), r, copied, "UFFDIO_COPY");
 }
 
+// uffdCopyAsync(fd, dst, src, wp, dontWake, done(err, result)): the same UFFDIO_COPY on a libuv pool
+// thread, so the JS thread receives and books pages while the kernel copies. The worker holds a dup
+// of the uffd (closing the caller's fd meanwhile cannot make it copy into another file that got the
+// same number) and a reference to src (kept alive, and not to be changed, until done is called).
+class CopyWorker : public Napi::AsyncWorker {
+ public:
+  CopyWorker(Napi::Function& done, int fd, uint64_t dst, Napi::Buffer<uint8_t> src, bool wp, bool dontWake)
+      : Napi::AsyncWorker(done, "farmem uffd copy"), fd_(fd), dst_(dst), data_(src.Data()), len_(src.Length()), wp_(wp), dontWake_(dontWake) {
+    src_ = Napi::Persistent(src.As<Napi::Object>());
+  }
+  ~CopyWorker() override {
+    if (fd_ >= 0) close(fd_);
+  }
+  void Execute() override { r_ = UffdCopy(fd_, dst_, data_, len_, wp_, dontWake_, &copied_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (r_ != 0 && r_ != -EEXIST && r_ != -EAGAIN) {
+      Callback().Call({ErrnoError(env, "UFFDIO_COPY", -r_).Value(), env.Undefined()});
+      return;
+    }
+    Callback().Call({env.Null(), CopyResult(env, r_, copied_, "UFFDIO_COPY")});
+  }
+
+ private:
+  int fd_;
+  uint64_t dst_;
+  const uint8_t* data_;
+  size_t len_;
+  bool wp_, dontWake_;
+  Napi::ObjectReference src_;
+  int r_ = 0;
+  int64_t copied_ = 0;
+};
+
+Napi::Value CopyAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  uint64_t dst = ArgU64(info, 1, "dst");
+  Napi::Buffer<uint8_t> src = ArgBuffer(info, 2, "src");
+  bool wp = ArgBool(info, 3, "wp");
+  bool dontWake = ArgBool(info, 4, "dontWake");
+  if (!info[5].IsFunction()) throw ArgError(env, "a function", "done", info[5]);
+  Napi::Function done = info[5].As<Napi::Function>();
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) throw ErrnoError(env, "dup uffd", errno);
+  (new CopyWorker(done, own, dst, src, wp, dontWake))->Queue();
+  return env.Undefined();
+}
+
 Napi::Value Zeropage(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0);
   uint64_t dst = ArgU64(info, 1, "dst");
@@ -316,6 +365,7 @@ void InitUffd(Napi::Env env, Napi::Object exports) {
   exports.Set("uffdRegister", Napi::Function::New(env, Register, "uffdRegister"));
   exports.Set("uffdUnregister", Napi::Function::New(env, Unregister, "uffdUnregister"));
   exports.Set("uffdCopy", Napi::Function::New(env, Copy, "uffdCopy"));
+  exports.Set("uffdCopyAsync", Napi::Function::New(env, CopyAsync, "uffdCopyAsync"));
   exports.Set("uffdZeropage", Napi::Function::New(env, Zeropage, "uffdZeropage"));
   exports.Set("uffdWake", Napi::Function::New(env, Wake, "uffdWake"));
   exports.Set("uffdWriteProtect", Napi::Function::New(env, WriteProtect, "uffdWriteProtect"));

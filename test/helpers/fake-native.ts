@@ -47,10 +47,51 @@ export class FakeKernel implements PagerOps {
   private nextFd = 100;
   poisonSupported = true;
   poison: PagerOps['poison'];
+  /**
+   * Asynchronous copies (PagerOps.copyAsync): null (the default) offers none, so the pager copies
+   * synchronously; asyncCopies() offers them, each held until releaseCopies() runs it as copy() would
+   * and calls its done (the kernel's copy on a pool thread, finishing when the test says).
+   */
+  copyAsync: PagerOps['copyAsync'] = null;
+  private readonly heldCopies: Array<() => void> = [];
+  private readonly heldDone: Array<(err: Error | null, result: CopyResult | null) => void> = [];
 
   constructor(pageSize = 4096) {
     this.pageSize = pageSize;
     this.poison = (uffd, start, length, dontWake) => this.doPoison(uffd, start, length, dontWake);
+  }
+
+  asyncCopies(): void {
+    this.copyAsync = (uffd, dst, data, wp, dontWake, done) => {
+      this.calls.push(`copy-async ${uffd} ${data.length / this.pageSize}`);
+      this.heldDone.push(done);
+      this.heldCopies.push(() => {
+        let res;
+        try {
+          res = this.copy(uffd, dst, data, wp, dontWake);
+        } catch (e) {
+          done(e as Error, null);
+          return;
+        }
+        done(null, res);
+      });
+    };
+  }
+
+  /** Runs the held asynchronous copies, oldest first; returns how many. */
+  releaseCopies(): number {
+    const held = this.heldCopies.splice(0);
+    this.heldDone.splice(0);
+    for (const run of held) run();
+    return held.length;
+  }
+
+  /** Ends the held asynchronous copies with err, copying nothing; returns how many. */
+  failCopies(err: Error): number {
+    const held = this.heldDone.splice(0);
+    this.heldCopies.splice(0);
+    for (const done of held) done(err, null);
+    return held.length;
   }
 
   createMemfd(sizeBytes: number): number {
