@@ -11,7 +11,8 @@
         "native/src/sd_notify.cc",
         "native/src/fault_thread.cc",
         "native/src/page_cache.cc",
-        "native/src/pagemap.cc"
+        "native/src/pagemap.cc",
+        "native/src/malloc_tune.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/include"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -258,6 +258,8 @@ export interface NativeAddon {
     returnMask: number,
     maxPages: number,
   ): { regions: { start: bigint; end: bigint; categories: number }[]; walkEnd: bigint };
+  // malloc_tune.cc
+  mallocTune(mmapThreshold: number, trimThreshold: number): boolean;
 }
 
 let loaded: NativeAddon | null = null;
@@ -979,4 +981,30 @@ export function pagemapScan(fd: number, start: bigint, end: bigint, opts: Pagema
     throw toNativeError(e);
   }
   return { regions: raw.regions.map((r) => ({ start: r.start, end: r.end, categories: categoryNames(r.categories) })), walkEnd: raw.walkEnd };
+}
+
+// ---------------------------------------------------------------------------------------------
+// malloc_tune.cc.
+
+/** Allocations above this are mmaps of their own: above a read answer (~1 MiB), below a memory server's 64 MiB slabs. */
+export const MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024;
+/** Free memory kept at the top of the heap before any goes back to the kernel: a few dozen answers. */
+export const MALLOC_TRIM_THRESHOLD = 64 * 1024 * 1024;
+
+/**
+ * Fixes glibc malloc's mmap and trim thresholds for a process that moves pages through ~1 MiB
+ * buffers (farmemd, the memory server), so those buffers are not mapped, zeroed and unmapped again
+ * for every read answer (see native/src/malloc_tune.cc). Call once, at start. Returns whether it was
+ * done: false without glibc, or where the addon cannot be loaded (a memory server does not need it
+ * otherwise), with the reason.
+ */
+export function tuneMalloc(): { tuned: boolean; why: string } {
+  let a: NativeAddon;
+  try {
+    a = addon();
+  } catch (e) {
+    return { tuned: false, why: `the native addon could not be loaded: ${(e as Error).message}` };
+  }
+  if (typeof a.mallocTune !== 'function') return { tuned: false, why: 'the native addon predates mallocTune (rebuild it)' };
+  return a.mallocTune(MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD) ? { tuned: true, why: '' } : { tuned: false, why: 'malloc is not glibc\'s, or refused the thresholds' };
 }

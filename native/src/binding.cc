@@ -1,5 +1,5 @@
 // Exports only: each concept lives in its own file (uffd, memfd, fd_passing, sd_notify,
-// fault_thread, page_cache). daemon/native.ts is the only importer of this addon.
+// fault_thread, page_cache, pagemap, malloc_tune). daemon/native.ts is the only importer of this addon.
 #include <napi.h>
 
 #include "modules.h"
@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   farmem::InitPageCache(env, exports);
   farmem::InitFaultThread(env, exports);
   farmem::InitPagemap(env, exports);
+  farmem::InitMalloc(env, exports);
   return exports;
 }
 

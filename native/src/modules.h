@@ -10,4 +10,5 @@ void InitSdNotify(Napi::Env env, Napi::Object exports);
 void InitFaultThread(Napi::Env env, Napi::Object exports);
 void InitPageCache(Napi::Env env, Napi::Object exports);
 void InitPagemap(Napi::Env env, Napi::Object exports);
+void InitMalloc(Napi::Env env, Napi::Object exports);
 }  // namespace farmem

@@ -3,6 +3,7 @@
 // { "cases": [ { name, params, metrics, baseline, ratio } ] } with --json (logs go to stderr).
 import fs from 'node:fs';
 import path from 'node:path';
+import { tuneMalloc } from '../../daemon/native';
 import type { BenchCase, BenchRow } from './harness';
 
 function parseArgs(argv: string[]): { only: string[]; json: boolean } {
@@ -51,6 +52,11 @@ function printTable(rows: BenchRow[], skipped: { name: string; reason: string }[
 
 async function main(): Promise<void> {
   const { only, json } = parseArgs(process.argv.slice(2));
+  // The baselines read pages in this process (the raw batched stream, raw TCP): with the malloc
+  // thresholds farmemd and the memory server run with, or a baseline would pay mmaps and page faults
+  // per answer that the daemon it is compared with does not.
+  const malloc = tuneMalloc();
+  if (!malloc.tuned) process.stderr.write(`bench: malloc thresholds left at their defaults (${malloc.why})\n`);
   const all = loadCases();
   const chosen = only.length === 0 ? all : all.filter((c) => only.some((o) => c.name === o || c.name.startsWith(o)));
   if (chosen.length === 0) {
