@@ -33,6 +33,27 @@ function filled(rig: Rig, pages: number): void {
   rig.store.data.set(rig.regionId, new Map(Array.from({ length: pages }, (_, p) => [p, page(p + 1)] as [number, Buffer])));
 }
 
+/** A 16-page region whose first fault (page 0) is served and has sent its 4 guesses to a held copy. */
+async function copyOut(): Promise<{ rig: Rig; a: ReturnType<Rig['attach']>; pf: NextN }> {
+  const pf = new NextN(4);
+  const rig = new Rig({ pages: 16, prefetcher: pf });
+  rig.kernel.asyncCopies();
+  filled(rig, 16);
+  const a = rig.attach();
+  await rig.read(a, 0);
+  await until(rig, 'the copy is out', () => rig.kernel.calls.includes(`copy-async ${a.uffd} 4`));
+  return { rig, a, pf };
+}
+
+/** A read of page p, one of the guesses being copied: checked to wait for the copy (`read` ends with it). */
+async function readDuringCopy(rig: Rig, a: ReturnType<Rig['attach']>, p: number): Promise<{ read: Promise<Buffer> }> {
+  let got: Buffer | null = null;
+  const read = rig.read(a, p).then((b) => (got = b));
+  for (let i = 0; i < 50; i++) await tick();
+  assert.equal(got, null, `the read of page ${p} waits while its page is being copied`);
+  return { read };
+}
+
 test('guesses copied off the JS thread: in flight until the copy is done, then resident and untouched', async () => {
   const pf = new NextN(4);
   const rig = new Rig({ pages: 16, prefetcher: pf });
@@ -55,17 +76,8 @@ test('guesses copied off the JS thread: in flight until the copy is done, then r
 });
 
 test('a fault on a guess being copied waits for the copy, is resumed by it, and counts as used', async () => {
-  const pf = new NextN(4);
-  const rig = new Rig({ pages: 16, prefetcher: pf });
-  rig.kernel.asyncCopies();
-  filled(rig, 16);
-  const a = rig.attach();
-  await rig.read(a, 0);
-  await until(rig, 'the copy is out', () => rig.kernel.calls.includes(`copy-async ${a.uffd} 4`));
-  let got: Buffer | null = null;
-  const r2 = rig.read(a, 2).then((b) => (got = b));
-  for (let i = 0; i < 50; i++) await tick();
-  assert.equal(got, null, 'blocked while its page is being copied');
+  const { rig, a, pf } = await copyOut();
+  const { read: r2 } = await readDuringCopy(rig, a, 2);
   assert.equal(rig.stats().faults.joined, 1, 'the fault joined the page in flight (no second read)');
   // The held copies: 1-4, and 5-6 (guessed on the fault at 2).
   assert.equal(rig.kernel.releaseCopies(), 2);
@@ -98,13 +110,7 @@ test('guesses being copied count against the budget: the next ones go to the cac
 });
 
 test('a copy that meets a page already there installs the rest synchronously; a process gone mid-copy loses nothing', async () => {
-  const pf = new NextN(4);
-  const rig = new Rig({ pages: 16, prefetcher: pf });
-  rig.kernel.asyncCopies();
-  filled(rig, 16);
-  const a = rig.attach();
-  await rig.read(a, 0);
-  await until(rig, 'the copy is out', () => rig.kernel.calls.includes(`copy-async ${a.uffd} 4`));
+  const { rig, a } = await copyOut();
   // Page 2 gets into the memfd another way before the copy runs.
   rig.kernel.memfds.get(rig.memfd)!.pages.set(2, page(99));
   rig.kernel.releaseCopies();
@@ -115,12 +121,7 @@ test('a copy that meets a page already there installs the rest synchronously; a 
 
   // The process goes away while a run is being copied: the copy fails (gone), and the guesses are
   // placed as for an attachment that is gone (staged in the cache for the next process), not lost.
-  const rig2 = new Rig({ pages: 16, prefetcher: new NextN(4) });
-  rig2.kernel.asyncCopies();
-  filled(rig2, 16);
-  const b = rig2.attach();
-  await rig2.read(b, 0);
-  await until(rig2, 'the copy is out', () => rig2.kernel.calls.includes(`copy-async ${b.uffd} 4`));
+  const { rig: rig2, a: b } = await copyOut();
   rig2.kernel.kill(b);
   rig2.kernel.releaseCopies();
   await rig2.settle();
@@ -130,17 +131,8 @@ test('a copy that meets a page already there installs the rest synchronously; a 
 });
 
 test('a copy that fails for another reason than a process gone leaves no page in flight: they go in one by one', async () => {
-  const pf = new NextN(4);
-  const rig = new Rig({ pages: 16, prefetcher: pf });
-  rig.kernel.asyncCopies();
-  filled(rig, 16);
-  const a = rig.attach();
-  await rig.read(a, 0);
-  await until(rig, 'the copy is out', () => rig.kernel.calls.includes(`copy-async ${a.uffd} 4`));
-  let got: Buffer | null = null;
-  const r3 = rig.read(a, 3).then((b) => (got = b));
-  for (let i = 0; i < 50; i++) await tick();
-  assert.equal(got, null, 'waits for the copy');
+  const { rig, a } = await copyOut();
+  const { read: r3 } = await readDuringCopy(rig, a, 3);
   // The copies out (1-4, and the guesses of the fault on 3) all fail.
   assert.equal(rig.kernel.failCopies(new NativeError('UFFDIO_COPY: Cannot allocate memory (ENOMEM)', 'ENOMEM', 12, 'ioctl(UFFDIO_COPY)')), 2);
   assert.deepEqual(await rig.done(r3), page(4), 'the waiting fault is served');
