@@ -260,8 +260,9 @@ async function run(ctx: BenchContext): Promise<BenchRow[]> {
             mb_per_s: round(x.scan.mbPerS, 10),
             reader_cpu_us_per_page: round(x.scan.daemonUs),
             server_cpu_us_per_page: round(x.scan.serverUs),
-            // against the ceiling measured in the same pair: the share of what is reachable here
-            of_install_ceiling: round(x.scan.mbPerS / x.install.mbPerS),
+            // the share of what is reachable here: the median scan's ratio to its stream over the
+            // ceiling's median ratio (each pair's own ceiling swings too much to divide by alone)
+            of_install_ceiling: round(x.scan.mbPerS / x.stream.mbPerS / (ceiling.install.mbPerS / ceiling.stream.mbPerS)),
           };
           const bl: Metrics = { mb_per_s: round(x.stream.mbPerS, 10), reader_cpu_us_per_page: round(x.stream.clientUs), server_cpu_us_per_page: round(x.stream.serverUs) };
           rows.push({
