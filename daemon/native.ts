@@ -184,6 +184,8 @@ export interface NativePageCache {
   delete(region: number, page: number): boolean;
   dropRegion(region: number): number;
   setCapacity(bytes: number): void;
+  /** The byte budget (stats().capacityBytes, without building the rest). */
+  capacityBytes(): number;
   stats(): PageCacheStats;
 }
 
@@ -760,6 +762,10 @@ export class PageCache {
   /** Sets the byte budget, evicting at once down to it. */
   setCapacity(bytes: number): void {
     this.native.setCapacity(checkIndex(bytes, 'bytes'));
+  }
+
+  capacityBytes(): number {
+    return this.native.capacityBytes();
   }
 
   stats(): PageCacheStats {

@@ -62,7 +62,7 @@ export class Guesses {
     // Without room under the budget, what comes back is staged in the native cache: no more on the
     // way than half of it holds, or the guesses push each other (and the evicted pages kept there)
     // out before the process gets to them, and it faults them in again one by one.
-    if (cache !== null && room > 0 && !evictor.hasPrefetchRoom(r)) room = Math.min(room, Math.floor(cache.stats().capacityBytes / r.pageSize / 2) - inFlight);
+    if (cache !== null && room > 0 && !evictor.hasPrefetchRoom(r)) room = Math.min(room, Math.floor(cache.capacityBytes() / r.pageSize / 2) - inFlight);
     let marker = guesses.length >= MARKER_MIN_WINDOW && r.cfg.prefetcher?.windowMarkers?.() === true;
     // Guesses the native cache holds (recently evicted clean pages, staged guesses): installed from
     // there in runs when the region has room, as a fetched guess would be, instead of each costing

@@ -141,6 +141,11 @@ void PageCache::SetCapacity(uint64_t bytes) {
   EvictTo(capacity_);
 }
 
+uint64_t PageCache::Capacity() {
+  std::lock_guard<std::mutex> l(mu_);
+  return capacity_;
+}
+
 PageCacheStats PageCache::Stats() {
   std::lock_guard<std::mutex> l(mu_);
   return {hits_, misses_, inserts_, evictions_, uint64_t(index_.size()), bytes_, capacity_};
@@ -175,6 +180,7 @@ class PageCacheWrap : public Napi::ObjectWrap<PageCacheWrap> {
                         InstanceMethod("has", &PageCacheWrap::HasJs), InstanceMethod("delete", &PageCacheWrap::DeleteJs),
                         InstanceMethod("dropRegion", &PageCacheWrap::DropRegionJs),
                         InstanceMethod("setCapacity", &PageCacheWrap::SetCapacityJs),
+                        InstanceMethod("capacityBytes", &PageCacheWrap::CapacityJs),
                         InstanceMethod("stats", &PageCacheWrap::StatsJs)});
   }
 
@@ -207,6 +213,7 @@ class PageCacheWrap : public Napi::ObjectWrap<PageCacheWrap> {
     return Napi::Number::New(info.Env(), double(cache_->DropRegion(Region(info))));
   }
   void SetCapacityJs(const Napi::CallbackInfo& info) { cache_->SetCapacity(ArgU64(info, 0, "bytes")); }
+  Napi::Value CapacityJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(cache_->Capacity())); }
   Napi::Value StatsJs(const Napi::CallbackInfo& info) {
     PageCacheStats s = cache_->Stats();
     Napi::Object o = Napi::Object::New(info.Env());

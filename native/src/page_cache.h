@@ -30,6 +30,7 @@ class PageCache {
   bool Delete(uint32_t region, uint64_t page);
   uint64_t DropRegion(uint32_t region);
   void SetCapacity(uint64_t bytes);
+  uint64_t Capacity();
   PageCacheStats Stats();
 
   // Removes the page and hands its bytes to the caller (a hit), or returns null (a miss).

@@ -492,6 +492,10 @@ export class FakePageCache implements NativePageCache {
     this.shrink();
   }
 
+  capacityBytes(): number {
+    return this.capacity;
+  }
+
   stats(): PageCacheStats {
     return { ...this.c, entries: this.map.size, bytes: this.bytes, capacityBytes: this.capacity };
   }

@@ -68,8 +68,10 @@ test('a scan of never-used pages does not flush a referenced one', () => {
 
 test('setCapacity evicts down to the new budget; a page larger than the budget is refused', () => {
   const c = new PageCache(8 * P);
+  assert.equal(c.capacityBytes(), 8 * P);
   for (let i = 0; i < 8; i++) c.put(1, i, page(i));
   c.setCapacity(2 * P);
+  assert.equal(c.capacityBytes(), 2 * P);
   const s = c.stats();
   assert.equal(s.entries, 2);
   assert.equal(s.bytes, 2 * P);
