@@ -248,8 +248,9 @@ export class Guesses {
   /**
    * The runs copied off the JS thread, each with one UFFDIO_COPY (write-protected; it wakes its range
    * when done). Until then its pages stay in flight (and count against the budget as r.installing): a
-   * fault on one waits for it like a fault on a page being fetched, and the copy's wake resumes it. What a copy did not install
-   * (a page that got there first, an event pending, the process gone) goes the synchronous way.
+   * fault on one waits for it like a fault on a page being fetched, and the copy's wake resumes it.
+   * What a copy did not install (a page that got there first, an event pending, the process gone, a
+   * failed copy) goes the synchronous way (runCopied).
    */
   private copyRunsAsync(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean, after?: () => void): void {
     const ops = this.pager.ops;
