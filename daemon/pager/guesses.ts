@@ -256,17 +256,12 @@ export class Guesses {
     const ops = this.pager.ops;
     const a = r.attachments.values().next().value as Attachment;
     const ps = r.pageSize;
-    pages.sort((x, y) => x - y);
     // Runs still being copied, and one for this loop: `after` runs once, when the last is placed.
     let runs = 1;
     const settled = () => {
       if (--runs === 0) after?.();
     };
-    for (let i = 0; i < pages.length; ) {
-      let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
-      const run = pages.slice(i, j);
-      i = j;
+    for (const run of runsOf(pages)) {
       const buf = runBytes(run, present, ps, this.pager.zeroPage(ps));
       r.installing += run.length;
       const done = (err: Error | null, res: CopyResult | null) => {
@@ -305,17 +300,15 @@ export class Guesses {
       const p = run[k]!;
       const f = r.inFlight.get(p);
       if (f === undefined) continue;
-      r.inFlight.delete(p);
-      if (fromCache) r.cacheDelete(cache, p);
-      if (f.waiters.size > 0) {
-        // A process faulted on it during the copy (onMissing counted the use): resident, touched.
-        r.setFlag(p, RES | REF);
-        for (const b of f.waiters) if (b !== a) this.pager.wakeOne(b, p);
+      if (f.waiters.size === 0) {
+        this.placed(r, p, fromCache);
         continue;
       }
-      r.setFlag(p, RES);
-      r.clearFlag(p, REF);
-      r.addPrefetched(p);
+      // A process faulted on it during the copy (onMissing counted the use): resident, touched.
+      r.inFlight.delete(p);
+      if (fromCache) r.cacheDelete(cache, p);
+      r.setFlag(p, RES | REF);
+      for (const b of f.waiters) if (b !== a) this.pager.wakeOne(b, p);
     }
     const rest = run.slice(n).filter((p) => r.inFlight.has(p));
     if (rest.length === 0) return;
@@ -327,26 +320,23 @@ export class Guesses {
     for (const p of rest) this.pager.complete(r, r.inFlight.get(p)!, present.get(p) ?? null);
   }
 
+  /** A guess just installed by a run's copy: resident, untouched (PREF), out of the cache it came from. */
+  private placed(r: RegionState, p: number, fromCache: boolean): void {
+    r.inFlight.delete(p);
+    r.setFlag(p, RES);
+    r.clearFlag(p, REF);
+    r.addPrefetched(p);
+    if (fromCache) r.cacheDelete(this.pager.cache, p);
+  }
+
   /** The runs copied here, one UFFDIO_COPY each (DONTWAKE), then one wake over them all. */
   private copyRuns(r: RegionState, pages: number[], present: Map<number, Buffer>, fromCache: boolean): void {
     const { cache, ops } = this.pager;
     const a = r.attachments.values().next().value as Attachment;
     const ps = r.pageSize;
-    pages.sort((x, y) => x - y);
-    const placed = (p: number) => {
-      r.inFlight.delete(p);
-      r.setFlag(p, RES);
-      r.clearFlag(p, REF);
-      r.addPrefetched(p);
-      if (fromCache) r.cacheDelete(cache, p);
-    };
     // Pages the batch could not install (an event pending, the process gone): placed one by one.
     const leftover: number[] = [];
-    for (let i = 0; i < pages.length; ) {
-      let j = i + 1;
-      while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
-      const run = pages.slice(i, j);
-      i = j;
+    for (const run of runsOf(pages)) {
       if (leftover.length > 0) {
         leftover.push(...run);
         continue;
@@ -364,7 +354,7 @@ export class Guesses {
           break;
         }
         const n = Math.min(run.length - k, Math.floor(res.bytes / ps));
-        for (let q = k; q < k + n; q++) placed(run[q]!);
+        for (let q = k; q < k + n; q++) this.placed(r, run[q]!, fromCache);
         k += n;
         if (res.outcome === 'done') break;
         if (res.outcome === 'again') {
@@ -446,6 +436,19 @@ export class Guesses {
       this.prefetchPassed(r, p);
     }
   }
+}
+
+/** pages sorted (in place) and cut into runs of consecutive pages. */
+function runsOf(pages: number[]): number[][] {
+  pages.sort((x, y) => x - y);
+  const runs: number[][] = [];
+  for (let i = 0; i < pages.length; ) {
+    let j = i + 1;
+    while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
+    runs.push(pages.slice(i, j));
+    i = j;
+  }
+  return runs;
 }
 
 /**
