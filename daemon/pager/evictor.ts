@@ -125,7 +125,7 @@ export class Evictor {
 
   /** A guess may be installed directly: it would not push the region past its low watermark. */
   hasPrefetchRoom(r: RegionState): boolean {
-    return r.resident + r.installing + 1 <= Math.floor(this.watermarkBudget(r) * this.low) && this.globalOccupied() + 1 <= Math.floor(this.globalCapPages(r) * this.low);
+    return this.prefetchRoomPages(r) > 0;
   }
 
   /** How many guesses may be installed directly now (hasPrefetchRoom, for a batch). */
