@@ -149,8 +149,6 @@ export class RegionState {
   private prefQueue = new Int32Array(256);
   private prefHead = 0;
   private prefTail = 0;
-  /** Pages with PREF. */
-  prefetchedCount = 0;
   /** In-flight guesses that open a policy's window (the first page of a large decision). */
   readonly markers = new Set<number>();
   /**
@@ -234,7 +232,6 @@ export class RegionState {
   addPrefetched(p: number): void {
     const old = this.flags[p]!;
     if (old & PREF) return;
-    this.prefetchedCount++;
     if (old & INQ) {
       // A stale entry of an earlier visit is still queued: it counts again, at its old place.
       this.flags[p] = old | PREF;
@@ -250,7 +247,6 @@ export class RegionState {
     const old = this.flags[p]!;
     if (!(old & PREF)) return false;
     this.flags[p] = old & ~PREF;
-    this.prefetchedCount--;
     return true;
   }
 
