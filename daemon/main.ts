@@ -7,7 +7,7 @@ import { createLogger } from './log';
 import { startDaemon } from './start';
 import { SYSTEM_CONFIG } from './util/paths';
 import { VERSION } from './daemon';
-import { tuneMalloc } from './native';
+import { tuneMallocAtStart } from './native';
 
 function program(): Command {
   const collect = (v: string, prev: string[]) => [...prev, v];
@@ -85,8 +85,7 @@ async function main(argv: string[]): Promise<void> {
     logger.fatal({ err: e }, `uncaught exception: ${e.message}`);
     process.exit(1);
   });
-  const malloc = tuneMalloc();
-  if (!malloc.tuned) logger.info({ why: malloc.why }, 'malloc thresholds left at their defaults: each read answer may cost an mmap and its page faults');
+  tuneMallocAtStart(logger);
   try {
     await startDaemon(config, logger, { load });
   } catch (e) {

@@ -1014,3 +1014,9 @@ export function tuneMalloc(): { tuned: boolean; why: string } {
   if (typeof a.mallocTune !== 'function') return { tuned: false, why: 'the native addon predates mallocTune (rebuild it)' };
   return a.mallocTune(MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD) ? { tuned: true, why: '' } : { tuned: false, why: 'malloc is not glibc\'s, or refused the thresholds' };
 }
+
+/** tuneMalloc at a daemon's start (farmemd, the memory server), saying on `log` when it could not. */
+export function tuneMallocAtStart(log: { info(obj: object, msg: string): void }): void {
+  const malloc = tuneMalloc();
+  if (!malloc.tuned) log.info({ why: malloc.why }, 'malloc thresholds left at their defaults: each read answer may cost an mmap and its page faults');
+}

@@ -1,7 +1,7 @@
 // farmem-memserver: lends this host's memory to farmem daemons.
 import { Command } from 'commander';
 import pino from 'pino';
-import { tuneMalloc } from '../native';
+import { tuneMallocAtStart } from '../native';
 import { readConfigFile, resolveConfig, type ConfigInput } from './config';
 import { MemoryServer } from './server';
 
@@ -34,8 +34,7 @@ async function main(argv: string[]): Promise<void> {
   };
   const cfg = resolveConfig(o.config !== undefined ? readConfigFile(o.config) : {}, flags);
   const logger = pino({ name: 'farmem-memserver', level: cfg.logLevel });
-  const malloc = tuneMalloc();
-  if (!malloc.tuned) logger.info({ why: malloc.why }, 'malloc thresholds left at their defaults: each read answer may cost an mmap and its page faults');
+  tuneMallocAtStart(logger);
   // Signals are owned from the start: a SIGTERM during startup stops the server once it is up.
   let server: MemoryServer | null = null;
   let stopping: string | null = null;
